@@ -1,0 +1,107 @@
+/**
+ * labwire's error classes: one class per failure mode, each with a stable `code`.
+ *
+ * Every error a labwire API rejects with is a {@link LabwireError}; no raw `Error`,
+ * `DOMException` or string reaches a caller.
+ *
+ * @module
+ */
+
+/** Stable machine-readable codes, one per error class. */
+export type LabwireErrorCode =
+  | 'ERR_CONNECTION'
+  | 'ERR_CONNECTION_CLOSED'
+  | 'ERR_TIMEOUT'
+  | 'ERR_ABORTED'
+  | 'ERR_FRAMING'
+  | 'ERR_FRAME_TOO_LARGE'
+
+/** Options accepted by every labwire error constructor. */
+export interface LabwireErrorOptions {
+  /** The underlying error or reason. */
+  cause?: unknown
+}
+
+/** Options for errors that carry the bytes of an unfinished frame. */
+export interface PartialErrorOptions extends LabwireErrorOptions {
+  /** Bytes received for the frame that was not finished (empty if none). */
+  partial?: Uint8Array
+}
+
+const EMPTY = new Uint8Array(0)
+
+/** Base class of every labwire error. Catch this to catch them all. */
+export abstract class LabwireError extends Error {
+  /** Stable code identifying the failure mode. */
+  abstract readonly code: LabwireErrorCode
+
+  constructor(message: string, options?: LabwireErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause })
+  }
+}
+
+/** Could not connect, or a write failed. The message names `host:port` where there is one; `cause` is the system error. */
+export class ConnectionError extends LabwireError {
+  override readonly name = 'ConnectionError'
+  readonly code = 'ERR_CONNECTION' as const
+}
+
+/** The peer closed the connection. `partial` holds the bytes of the unfinished frame, if any. */
+export class ConnectionClosedError extends LabwireError {
+  override readonly name = 'ConnectionClosedError'
+  readonly code = 'ERR_CONNECTION_CLOSED' as const
+  /** Bytes of the frame that was being read when the stream ended. */
+  readonly partial: Uint8Array
+
+  constructor(message = 'connection closed by peer', options?: PartialErrorOptions) {
+    super(message, options)
+    this.partial = options?.partial ?? EMPTY
+  }
+}
+
+/** An operation did not finish in time. `partial` holds the bytes of the unfinished frame, if any. */
+export class TimeoutError extends LabwireError {
+  override readonly name = 'TimeoutError'
+  readonly code = 'ERR_TIMEOUT' as const
+  /** Bytes of the frame that was being read when time ran out. */
+  readonly partial: Uint8Array
+
+  constructor(message = 'operation timed out', options?: PartialErrorOptions) {
+    super(message, options)
+    this.partial = options?.partial ?? EMPTY
+  }
+}
+
+/** The operation was aborted through an `AbortSignal`; `cause` is the signal's reason. */
+export class AbortError extends LabwireError {
+  override readonly name = 'AbortError'
+  readonly code = 'ERR_ABORTED' as const
+
+  constructor(message = 'operation aborted', options?: LabwireErrorOptions) {
+    super(message, options)
+  }
+}
+
+/** The bytes do not form a valid frame: wrong length, bad checksum, malformed header. */
+export class FramingError extends LabwireError {
+  override readonly name: string = 'FramingError'
+  readonly code: 'ERR_FRAMING' | 'ERR_FRAME_TOO_LARGE' = 'ERR_FRAMING'
+}
+
+/** A frame grew past the framer's maximum length. Memory stays bounded: reading stops at the limit. */
+export class FrameTooLargeError extends FramingError {
+  override readonly name = 'FrameTooLargeError'
+  override readonly code = 'ERR_FRAME_TOO_LARGE' as const
+  /** The limit that was exceeded, in bytes. */
+  readonly maxLength: number
+
+  constructor(maxLength: number, message?: string, options?: LabwireErrorOptions) {
+    super(message ?? `frame exceeds the maximum length of ${maxLength} bytes`, options)
+    this.maxLength = maxLength
+  }
+}
+
+/** True when `value` is a labwire error (of any class). */
+export function isLabwireError(value: unknown): value is LabwireError {
+  return value instanceof LabwireError
+}

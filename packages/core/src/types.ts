@@ -1,0 +1,59 @@
+/**
+ * The transport contract: the seam between a transport (bytes on a wire) and the
+ * application layer (framing and meaning).
+ *
+ * @module
+ */
+
+/** Options accepted by every async labwire method. */
+export interface AbortOptions {
+  /** Aborting it rejects the operation with an `AbortError` whose `cause` is the signal's reason. */
+  signal?: AbortSignal | undefined
+}
+
+/** Opens sessions to one peer. */
+export interface TransportClient {
+  /** Connect. Rejects with `ConnectionError`, `TimeoutError` or `AbortError`. */
+  connect(options?: AbortOptions): Promise<TransportClientSession>
+}
+
+/**
+ * One open connection.
+ *
+ * The connection's incoming bytes are one buffered stream across all requests: bytes left over
+ * after one response (the start of the next frame, a pipelined reply) are kept for the next read.
+ */
+export interface TransportClientSession extends AsyncDisposable {
+  /**
+   * Write `request` and return the connection's response byte stream. Every call returns the
+   * same stream; a failed write surfaces as a `ConnectionError` when the stream is next read.
+   */
+  request(request: Uint8Array): AsyncIterator<Uint8Array>
+  /**
+   * Write `bytes` and resolve once the transport has accepted them without exceeding its write
+   * buffer (awaiting drain if needed). Optional: transports that can tell implement it so that
+   * senders feel backpressure.
+   */
+  write?(bytes: Uint8Array, options?: AbortOptions): Promise<void>
+  /** Close the connection. Idempotent. */
+  close(): Promise<void>
+}
+
+/** A handler a transport server calls once per request: read one request from `bytes`, return the reply (or `undefined` for none). */
+export type ByteHandlerFunction = (
+  bytes: AsyncIterator<Uint8Array>,
+) => Promise<Uint8Array | undefined> | Uint8Array | undefined
+
+/** An object form of {@link ByteHandlerFunction}; an `ApplicationServer` is one. */
+export interface ByteHandlerObject {
+  handle(bytes: AsyncIterator<Uint8Array>): Promise<Uint8Array | undefined>
+}
+
+/** What a transport server calls per request. */
+export type ByteHandler = ByteHandlerFunction | ByteHandlerObject
+
+/** A listening server's address. */
+export interface ServerAddress {
+  host: string
+  port: number
+}

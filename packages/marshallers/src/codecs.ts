@@ -1,0 +1,35 @@
+import { toBytes, toText } from '@labwire/core'
+
+/**
+ * Compose a bytes marshaller with payload codecs, so an application speaks strings (or any
+ * type) while the framer deals in bytes.
+ *
+ * @example
+ * ```ts
+ * const line = new SentinelBytesMarshaller('\n')
+ * const { marshall, unmarshall } = textMarshaller(line) // (string) => bytes, (bytes) => Promise<string>
+ * ```
+ */
+export interface BytesMarshaller {
+  marshall(payload: Uint8Array): Uint8Array
+  unmarshall(bytes: AsyncIterator<Uint8Array>): Promise<Uint8Array>
+}
+
+/** A marshaller of values of type `T`. */
+export interface Marshaller<T> {
+  marshall: (value: T) => Uint8Array
+  unmarshall: (bytes: AsyncIterator<Uint8Array>) => Promise<T>
+}
+
+/** Wrap a bytes marshaller with an encoder and decoder for `T`. */
+export function mapMarshaller<T>(inner: BytesMarshaller, encode: (value: T) => Uint8Array, decode: (payload: Uint8Array) => T): Marshaller<T> {
+  return {
+    marshall: (value) => inner.marshall(encode(value)),
+    unmarshall: async (bytes) => decode(await inner.unmarshall(bytes)),
+  }
+}
+
+/** Wrap a bytes marshaller so that payloads are UTF-8 strings. */
+export function textMarshaller(inner: BytesMarshaller): Marshaller<string> {
+  return mapMarshaller(inner, toBytes, toText)
+}

@@ -1,0 +1,52 @@
+import { byteStreamOf, DEFAULT_MAX_LENGTH, logDebug, silentLogger, toBytes, type Logger } from '@labwire/core'
+
+/** Options for {@link SentinelBytesMarshaller}. */
+export interface SentinelBytesMarshallerOptions {
+  /** Maximum payload length in bytes (sentinel excluded). Default 1 MiB. Exceeding it rejects with `FrameTooLargeError`. */
+  maxLength?: number
+  logger?: Logger
+}
+
+/**
+ * Frames payloads with a terminating sentinel, e.g. `'\n'` or `'\r\n'` for SCPI and CLI protocols.
+ *
+ * `marshall` appends the sentinel; `unmarshall` reads one frame from the byte stream and returns
+ * the payload without it. Bytes after the sentinel stay in the stream for the next call. Both
+ * methods may be passed detached: `new ApplicationClient(t, m.marshall, m.unmarshall)`.
+ */
+export class SentinelBytesMarshaller {
+  /** The sentinel, as bytes. */
+  readonly sentinel: Uint8Array
+  /** Maximum payload length in bytes. */
+  readonly maxLength: number
+  private readonly logger: Logger
+
+  constructor(sentinel: Uint8Array | string, options: SentinelBytesMarshallerOptions = {}) {
+    const bytes = toBytes(sentinel)
+    if (bytes.length === 0) throw new RangeError('sentinel must not be empty')
+    const maxLength = options.maxLength ?? DEFAULT_MAX_LENGTH
+    if (!Number.isInteger(maxLength) || maxLength < 0) throw new RangeError(`maxLength must be a non-negative integer, got ${maxLength}`)
+    this.sentinel = bytes.slice()
+    this.maxLength = maxLength
+    this.logger = options.logger ?? silentLogger
+  }
+
+  /** The payload followed by the sentinel. */
+  readonly marshall = (payload: Uint8Array): Uint8Array => {
+    const out = new Uint8Array(payload.length + this.sentinel.length)
+    out.set(payload, 0)
+    out.set(this.sentinel, payload.length)
+    return out
+  }
+
+  /**
+   * Read one frame and resolve with its payload (sentinel removed). Rejects with
+   * `FrameTooLargeError` past `maxLength`, `ConnectionClosedError` (with `partial`) if the
+   * stream ends mid-frame.
+   */
+  readonly unmarshall = async (bytes: AsyncIterator<Uint8Array>): Promise<Uint8Array> => {
+    const payload = await byteStreamOf(bytes).readUntil(this.sentinel, { maxLength: this.maxLength })
+    logDebug(this.logger, () => [{ length: payload.length }, 'sentinel frame read'])
+    return payload
+  }
+}
