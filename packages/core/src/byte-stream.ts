@@ -118,8 +118,9 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     if (dl === 0) throw new RangeError('delimiter must not be empty')
     const maxLength = options.maxLength ?? DEFAULT_MAX_LENGTH
     let from = 0
+    const cursor: ScanCursor = { chunk: 0, base: 0 }
     for (;;) {
-      const index = this.indexOf(delimiter, from)
+      const index = this.indexOf(delimiter, from, cursor)
       if (index >= 0) {
         if (index > maxLength) throw this.tooLarge(maxLength)
         const payload = this.take(index)
@@ -151,16 +152,23 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     return new FrameTooLargeError(maxLength, `frame exceeds the maximum length of ${maxLength} bytes (${this.length} bytes buffered, no delimiter)`)
   }
 
-  /** Position of the first `delimiter` starting at or after logical offset `from`, or -1. */
-  private indexOf(delimiter: Uint8Array, from: number): number {
+  /**
+   * Position of the first `delimiter` starting at or after logical offset `from`, or -1.
+   * `cursor` remembers the first chunk that ends after `from`, so a resumed scan does not walk
+   * the chunk list from the start again (that walk made many small chunks quadratic).
+   */
+  private indexOf(delimiter: Uint8Array, from: number, cursor: ScanCursor): number {
     const dl = delimiter.length
     const first = delimiter[0] as number
     const chunks = this.chunks
-    let base = 0
-    for (let i = 0; i < chunks.length; i++) {
+    let base = cursor.base
+    for (let i = cursor.chunk; i < chunks.length; i++) {
       const chunk = chunks[i] as Uint8Array
       const end = base + chunk.length
-      if (end > from) {
+      if (end <= from) {
+        cursor.chunk = i + 1
+        cursor.base = end
+      } else {
         const local = from > base ? from - base : 0
         const within = dl === 1 ? chunk.indexOf(first, local) : bufferView(chunk).indexOf(delimiter, local)
         if (within >= 0 && within <= chunk.length - dl) return base + within
@@ -250,7 +258,12 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
           this.ended = true
           return false
         }
-        const chunk = asUint8Array(result.value)
+        const value: unknown = result.value
+        if (!(value instanceof Uint8Array)) {
+          this.failure = new ConnectionError(`read failed: the byte source yielded ${typeof value}, not a Uint8Array`)
+          throw this.failure
+        }
+        const chunk = asUint8Array(value)
         if (chunk.length > 0) {
           this.chunks.push(chunk)
           this.length += chunk.length
@@ -283,6 +296,12 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
       )
     })
   }
+}
+
+/** Where a resumed delimiter scan starts walking the chunk list: chunk index and its logical offset. */
+interface ScanCursor {
+  chunk: number
+  base: number
 }
 
 function bufferView(chunk: Uint8Array): Buffer {

@@ -141,7 +141,7 @@ export class MemoryClientSession implements TransportClientSession {
   ) {}
 
   request(request: Uint8Array): AsyncIterator<Uint8Array> {
-    if (this.closed) throw new ConnectionError('session is closed')
+    if (this.closed || this.up.queue.closed) throw new ConnectionError('in-memory connection is closed')
     this.up.write(request)?.catch((error: unknown) => {
       this.writeError = error as Error
     })

@@ -11,8 +11,8 @@ import { toBytes, toText } from '@labwire/core'
  * ```
  */
 export interface BytesMarshaller {
-  marshall(payload: Uint8Array): Uint8Array
-  unmarshall(bytes: AsyncIterator<Uint8Array>): Promise<Uint8Array>
+  readonly marshall: (payload: Uint8Array) => Uint8Array
+  readonly unmarshall: (bytes: AsyncIterator<Uint8Array>) => Promise<Uint8Array>
 }
 
 /** A marshaller of values of type `T`. */
