@@ -62,9 +62,10 @@ export class TcpClient implements TransportClient {
 
   /** Connect. Rejects with `ConnectionError` (refused, unreachable), `TimeoutError` or `AbortError`, each naming host:port. */
   connect(options?: AbortOptions): Promise<TcpClientSession> {
-    throwIfAborted(options)
     const { host, port, connectTimeout, logger } = this.options
     const target = this.target
+    // Reject (never throw synchronously) when the signal is already aborted.
+    if (options?.signal?.aborted === true) return Promise.reject(abortErrorFrom(options.signal, `connect to ${target}`))
     return new Promise<TcpClientSession>((resolve, reject) => {
       const socket = netConnect({ host, port, noDelay: true })
       const signal = options?.signal

@@ -84,7 +84,11 @@ export class TcpServer implements AsyncDisposable {
 
   /** Start listening. Resolves with the bound address (the real port when `port` was 0). */
   listen(options?: AbortOptions): Promise<ServerAddress> {
-    throwIfAborted(options)
+    try {
+      throwIfAborted(options)
+    } catch (error) {
+      return Promise.reject(error)
+    }
     if (this.bound !== undefined) return Promise.resolve(this.bound)
     if (this.closing !== undefined) return Promise.reject(new ConnectionError('server is closed'))
     return new Promise<ServerAddress>((resolve, reject) => {
@@ -153,6 +157,9 @@ export class TcpServer implements AsyncDisposable {
         if (!corked) {
           corked = true
           socket.cork()
+          // Replies of pipelined requests still coalesce (they are written in one microtask run),
+          // but a reply is never held back while the next request's handler is pending.
+          process.nextTick(() => conn.flush())
         }
         if (socket.write(bytes)) return undefined
         conn.flush()
@@ -177,8 +184,14 @@ export class TcpServer implements AsyncDisposable {
       },
     }
     if (this.idleTimeout > 0) {
-      socket.setTimeout(this.idleTimeout, () => {
-        if (conn.busy) return
+      // Node registers setTimeout's callback with once(): listen with on() so the timer, re-armed
+      // by socket activity, can fire again; re-arm it by hand while busy (a reply-less request has no activity).
+      socket.setTimeout(this.idleTimeout)
+      socket.on('timeout', () => {
+        if (conn.busy) {
+          socket.setTimeout(this.idleTimeout)
+          return
+        }
         logDebug(this.logger, () => [{ peer, idleTimeout: this.idleTimeout }, 'closing idle connection'])
         socket.destroy()
       })

@@ -1,0 +1,4 @@
+import { applicationCompliance } from './compliance/application.js'
+import { memorySetup } from './helpers/fixtures.js'
+
+applicationCompliance(memorySetup)
