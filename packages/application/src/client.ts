@@ -176,7 +176,11 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
       if (timeout !== undefined) {
         job.timer = setTimeout(() => {
           job.timer = undefined
-          this.abandon(job, (partial) => new TimeoutError(`no response within ${timeout} ms`, { partial }))
+          this.abandon(job, (partial, queued) => {
+            const stale = this.inFlight.filter((other) => other.settled).length
+            const reason = queued && stale > 0 ? ` (never written: still waiting behind ${stale} earlier request(s) that timed out and whose replies never arrived; close and reconnect if the device dropped them)` : ''
+            return new TimeoutError(`no response within ${timeout} ms${reason}`, { partial })
+          })
         }, timeout)
       }
       const signal = options?.signal
@@ -193,17 +197,17 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
   }
 
   /** Settle a job early (timeout, abort). If it is still waiting it is dropped; if written, its reply will be discarded. */
-  private abandon(job: Job<Res>, makeError: (partial: Uint8Array) => LabwireError): void {
+  private abandon(job: Job<Res>, makeError: (partial: Uint8Array, queued: boolean) => LabwireError): void {
     if (job.settled) return
     const queued = this.waiting.indexOf(job)
     if (queued >= 0) {
       this.waiting.splice(queued, 1)
-      this.settle(job, makeError(new Uint8Array(0)))
+      this.settle(job, makeError(new Uint8Array(0), true))
       return
     }
     const isHead = this.inFlight[0] === job
     const partial = isHead && this.stream !== undefined ? byteStreamOf(this.stream).peek() : new Uint8Array(0)
-    this.settle(job, makeError(partial))
+    this.settle(job, makeError(partial, false))
     logDebug(this.logger, () => [{ inFlight: this.inFlight.length }, 'request abandoned; its late reply will be discarded'])
   }
 
