@@ -17,6 +17,8 @@ import {
 } from '@labwire/core'
 import { formatTarget } from './client.js'
 
+const CLOSE_LINGER_MS = 1000
+
 /** Options for {@link TcpServer}. */
 export interface TcpServerOptions {
   /** Address to bind. Default `127.0.0.1` (loopback only; pass `0.0.0.0` or `::` to serve the network). */
@@ -180,7 +182,17 @@ export class TcpServer implements AsyncDisposable {
         }
       },
       close() {
-        if (!socket.destroyed) socket.end(() => socket.destroy())
+        if (socket.destroyed) return
+        // Lingering close: send what is queued and a FIN, then read and drop whatever the peer still
+        // sends (the queue is ended, so nothing is kept) until it closes too, for at most 1 s.
+        // Destroying at once with unread input would reset the connection and could lose replies
+        // the peer has not read yet.
+        queue.end()
+        socket.resume()
+        socket.end()
+        const timer = setTimeout(() => socket.destroy(), CLOSE_LINGER_MS)
+        timer.unref()
+        socket.once('close', () => clearTimeout(timer))
       },
     }
     if (this.idleTimeout > 0) {
