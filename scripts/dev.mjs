@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+// The two-command quick start: `npm run demo` and `npm test` both land here.
+//
+//   node scripts/dev.mjs demo            build, then run the demo (examples/dist/demo.js)
+//   node scripts/dev.mjs test [args…]    build, lint, typecheck, then `vitest run [args…]`
+//
+// Needs only Node >= 20.10 and npm. If pnpm (>= 10) is not on PATH, this script runs itself
+// again under `npx --yes --package pnpm@<version>`, which puts pnpm on PATH for every nested
+// script. It runs `pnpm install --frozen-lockfile` when node_modules is missing or was installed
+// from a different lockfile.
+import { spawnSync } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const PNPM_VERSION = '10.34.9'
+const BOOTSTRAP_ENV = 'LABWIRE_PNPM_BOOTSTRAPPED'
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const isWindows = process.platform === 'win32'
+const started = performance.now()
+
+// pnpm's and npm's "update available" banners are noise in a scripted run.
+process.env.npm_config_update_notifier ??= 'false'
+
+const [task, ...rest] = process.argv.slice(2)
+if (task !== 'demo' && task !== 'test') {
+  console.error('usage: node scripts/dev.mjs demo|test [vitest args…]')
+  process.exit(2)
+}
+
+const [major = 0, minor = 0] = process.versions.node.split('.').map(Number)
+if (major < 20 || (major === 20 && minor < 10)) {
+  console.error(`labwire needs Node >= 20.10; this is ${process.versions.node}`)
+  process.exit(1)
+}
+
+/** Run a command in the repo root with inherited stdio (or captured, if `quiet`); return its exit status. */
+function run(command, args, { quiet = false, env = process.env } = {}) {
+  const result = spawnSync(command, args, {
+    cwd: root,
+    env,
+    stdio: quiet ? ['ignore', 'pipe', 'pipe'] : 'inherit',
+    shell: isWindows,
+    encoding: 'utf8',
+  })
+  if (result.error !== undefined) {
+    console.error(`could not run ${command}: ${result.error.message}`)
+    return 1
+  }
+  if (quiet && result.status !== 0) {
+    process.stdout.write(result.stdout ?? '')
+    process.stderr.write(result.stderr ?? '')
+  }
+  return result.status ?? 1
+}
+
+/** Run a step; exit with its status if it fails. */
+function step(label, command, args, options) {
+  console.error(options?.quiet ? `▶ ${label} (output shown only on failure)` : `\n▶ ${label}`)
+  const status = run(command, args, options)
+  if (status !== 0) {
+    console.error(`\n✗ ${label} failed (exit ${status})`)
+    process.exit(status)
+  }
+}
+
+/** The major version of the pnpm on PATH, or 0 if there is none. */
+function pnpmMajor() {
+  const result = spawnSync('pnpm', ['--version'], { cwd: root, encoding: 'utf8', shell: isWindows, stdio: ['ignore', 'pipe', 'ignore'] })
+  if (result.status !== 0 || typeof result.stdout !== 'string') return 0
+  return Number(result.stdout.trim().split('.')[0]) || 0
+}
+
+if (pnpmMajor() < 10) {
+  if (process.env[BOOTSTRAP_ENV] === '1') {
+    console.error(`pnpm ${PNPM_VERSION} was fetched with npx but is still not on PATH; install it with: npm i -g pnpm@${PNPM_VERSION}`)
+    process.exit(1)
+  }
+  console.error(`pnpm >= 10 not found on PATH: running through npx --package pnpm@${PNPM_VERSION}`)
+  const status = run('npx', ['--yes', '--package', `pnpm@${PNPM_VERSION}`, '--', 'node', fileURLToPath(import.meta.url), task, ...rest], {
+    env: { ...process.env, [BOOTSTRAP_ENV]: '1' },
+  })
+  process.exit(status)
+}
+
+// Install when node_modules is missing or stale (pnpm keeps a copy of the lockfile it installed).
+const lockfile = join(root, 'pnpm-lock.yaml')
+const installed = join(root, 'node_modules', '.pnpm', 'lock.yaml')
+if (!existsSync(installed) || readFileSync(installed, 'utf8') !== readFileSync(lockfile, 'utf8')) {
+  step('pnpm install --frozen-lockfile', 'pnpm', ['install', '--frozen-lockfile', '--config.confirmModulesPurge=false'])
+}
+
+if (task === 'demo') {
+  step('pnpm run build', 'pnpm', ['run', 'build'], { quiet: true })
+  process.exit(run('node', [join('examples', 'dist', 'demo.js')]))
+}
+
+step('pnpm run build', 'pnpm', ['run', 'build'])
+step('pnpm run lint', 'pnpm', ['run', 'lint'])
+step('pnpm run typecheck', 'pnpm', ['run', 'typecheck'])
+step(`vitest run ${rest.join(' ')}`.trim(), 'pnpm', ['exec', 'vitest', 'run', ...rest])
+console.error(`\n✓ build, lint, typecheck and tests passed in ${((performance.now() - started) / 1000).toFixed(1)} s`)
