@@ -98,5 +98,17 @@ if (task === 'demo') {
 step('pnpm run build', 'pnpm', ['run', 'build'])
 step('pnpm run lint', 'pnpm', ['run', 'lint'])
 step('pnpm run typecheck', 'pnpm', ['run', 'typecheck'])
-step(`vitest run ${rest.join(' ')}`.trim(), 'pnpm', ['exec', 'vitest', 'run', ...rest])
+// vitest's own summary is for people; a JSON report beside it gives the plain closing count line
+// ("vitest: N passed, N failed, N skipped") that CI tooling reads.
+const report = join(root, 'node_modules', '.cache', 'vitest-report.json')
+const vitestArgs = ['exec', 'vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...rest]
+const vitestStatus = run('pnpm', vitestArgs)
+if (existsSync(report)) {
+  const { numPassedTests = 0, numFailedTests = 0, numPendingTests = 0, numTodoTests = 0 } = JSON.parse(readFileSync(report, 'utf8'))
+  console.log(`vitest: ${numPassedTests} passed, ${numFailedTests} failed, ${numPendingTests + numTodoTests} skipped`)
+}
+if (vitestStatus !== 0) {
+  console.error(`\n✗ vitest run failed (exit ${vitestStatus})`)
+  process.exit(vitestStatus)
+}
 console.error(`\n✓ build, lint, typecheck and tests passed in ${((performance.now() - started) / 1000).toFixed(1)} s`)
