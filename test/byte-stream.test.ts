@@ -75,25 +75,31 @@ describe('ByteStream.readUntil', () => {
     expect(stream.bufferedLength).toBe(0)
   })
 
-  it('scans each byte of a multi-byte delimiter search once, plus delimiter-length - 1 per chunk (no rescan)', async () => {
-    const chunks = Array.from({ length: 1000 }, () => new Uint8Array(1024).fill(0xde))
-    ;(chunks[999] as Uint8Array).set(DEADBEEF, 1020)
+  // Delimiters longer than 8 bytes are searched with Buffer#indexOf, shorter ones by their first
+  // byte with TypedArray#indexOf: both searches must resume where they stopped.
+  const LONG = new Uint8Array([0xde, 0xad, 0xbe, 0xef, 0xde, 0xad, 0xbe, 0xef, 0xca, 0xfe, 0xba, 0xbe])
+  it.each([
+    { name: 'a 12-byte delimiter (Buffer#indexOf)', delimiter: LONG, fill: 0xde, proto: Buffer.prototype as Uint8Array },
+    { name: 'a 4-byte delimiter (first-byte search)', delimiter: DEADBEEF, fill: 0x41, proto: Uint8Array.prototype },
+  ])('scans each byte once for $name, plus delimiter-length - 1 per chunk (no rescan)', async ({ delimiter, fill, proto }) => {
+    const chunks = Array.from({ length: 1000 }, () => new Uint8Array(1024).fill(fill))
+    ;(chunks[999] as Uint8Array).set(delimiter, 1024 - delimiter.length)
     const ours = new Set<ArrayBufferLike>(chunks.map((c) => c.buffer))
-    const spy = vi.spyOn(Buffer.prototype, 'indexOf')
+    const spy = vi.spyOn(proto, 'indexOf')
     try {
-      const frame = await new ByteStream(fromChunks(chunks)).readUntil(DEADBEEF)
-      expect(frame.length).toBe(1024 * 1000 - 4)
+      const frame = await new ByteStream(fromChunks(chunks)).readUntil(delimiter)
+      expect(frame.length).toBe(1024 * 1000 - delimiter.length)
       let scanned = 0
       let calls = 0
       spy.mock.calls.forEach((args, i) => {
-        const self = spy.mock.contexts[i] as Buffer
+        const self = spy.mock.contexts[i] as Uint8Array
         if (!ours.has(self.buffer)) return
         calls++
         scanned += self.length - (typeof args[1] === 'number' ? args[1] : 0)
       })
-      // If the ByteStream stopped using Buffer#indexOf, this test would prove nothing: fail loudly.
+      // If the ByteStream stopped using this search, the test would prove nothing: fail loudly.
       expect(calls).toBeGreaterThanOrEqual(1000)
-      expect(scanned).toBeLessThanOrEqual(1024 * 1000 + 1000 * (DEADBEEF.length - 1))
+      expect(scanned).toBeLessThanOrEqual(1024 * 1000 + 1000 * (delimiter.length - 1))
     } finally {
       spy.mockRestore()
     }
@@ -353,5 +359,38 @@ describe('ByteStream source failures', () => {
       expect(await rejection(stream.readUntil(CRLF))).toBeInstanceOf(ConnectionError)
       expect(text(stream.peek())).toBe('thr')
     }
+  })
+})
+
+describe('ByteStream.readExactly of large frames (copied into the frame as chunks arrive)', () => {
+  const pattern = (length: number, seed = 0): Uint8Array => Uint8Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff)
+
+  it('reads a 1 MiB frame from 64 KiB chunks and keeps the overshoot for the next read', async () => {
+    const frame = pattern(1024 * 1024)
+    const next = pattern(1000, 7)
+    const stream = new ByteStream(fromChunks(chunksOf(concat(frame, next), [64 * 1024 + 3])))
+    expect(Buffer.from(await stream.readExactly(frame.length)).equals(frame)).toBe(true)
+    expect(Buffer.from(await stream.readExactly(next.length)).equals(next)).toBe(true)
+  })
+
+  it('a source that ends mid-frame rejects ConnectionClosedError carrying every byte received', async () => {
+    const received = pattern(300 * 1024)
+    const stream = new ByteStream(fromChunks(chunksOf(received, [40_000])))
+    const error = await rejection(stream.readExactly(512 * 1024))
+    expect(error).toBeInstanceOf(ConnectionClosedError)
+    expect(Buffer.from((error as ConnectionClosedError).partial).equals(received)).toBe(true)
+  })
+
+  it('a timeout mid-frame rejects TimeoutError with the partial bytes, which stay buffered for a retry', async () => {
+    const frame = pattern(400 * 1024)
+    const queue = new ByteQueue({ highWaterMark: 1024 * 1024 })
+    const stream = new ByteStream(queue, { timeout: 50 })
+    queue.push(frame.slice(0, 100 * 1024))
+    const error = await rejection(stream.readExactly(frame.length))
+    expect(error).toBeInstanceOf(TimeoutError)
+    expect(Buffer.from((error as TimeoutError).partial).equals(frame.subarray(0, 100 * 1024))).toBe(true)
+    expect(stream.bufferedLength).toBe(100 * 1024)
+    queue.push(frame.slice(100 * 1024))
+    expect(Buffer.from(await stream.readExactly(frame.length)).equals(frame)).toBe(true)
   })
 })

@@ -2,6 +2,7 @@ import {
   AbortError,
   ConnectionClosedError,
   ConnectionError,
+  Fifo,
   FramingError,
   TimeoutError,
   abortErrorFrom,
@@ -91,7 +92,11 @@ interface Job<Res> {
   readonly reject: (error: LabwireError) => void
   /** Settled (answered, timed out, aborted or failed): a late reply for it is discarded. */
   settled: boolean
-  timer: ReturnType<typeof setTimeout> | undefined
+  /** Handed to the transport (a written request keeps its place until its reply is read). */
+  written: boolean
+  /** `Date.now()` value after which the call times out (Infinity: never), and its limit in ms. */
+  readonly deadline: number
+  readonly timeout: number
   signal: AbortSignal | undefined
   onAbort: (() => void) | undefined
 }
@@ -103,8 +108,11 @@ interface Job<Res> {
  * late reply is never returned to a later caller.
  */
 export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
-  private readonly waiting: Job<Res>[] = []
-  private readonly inFlight: Job<Res>[] = []
+  private readonly waiting = new Fifo<Job<Res>>()
+  private readonly inFlight = new Fifo<Job<Res>>()
+  /** One timer per session, armed for the earliest deadline (not one timer per call). */
+  private timer: ReturnType<typeof setTimeout> | undefined
+  private timerAt = Infinity
   private reading = false
   private stream: AsyncIterator<Uint8Array> | undefined
   private writing = false
@@ -171,18 +179,10 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
       return Promise.reject(isLabwireError(error) ? error : new FramingError('request marshaller failed', { cause: error }))
     }
     return new Promise<Res | undefined>((resolve, reject) => {
-      const job: Job<Res> = { bytes, expectsReply, resolve, reject, settled: false, timer: undefined, signal: undefined, onAbort: undefined }
       const timeout = options?.timeout === undefined ? this.timeout : normaliseTimeout(options.timeout)
-      if (timeout !== undefined) {
-        job.timer = setTimeout(() => {
-          job.timer = undefined
-          this.abandon(job, (partial, queued) => {
-            const stale = this.inFlight.filter((other) => other.settled).length
-            const reason = queued && stale > 0 ? ` (never written: still waiting behind ${stale} earlier request(s) that timed out and whose replies never arrived; close and reconnect if the device dropped them)` : ''
-            return new TimeoutError(`no response within ${timeout} ms${reason}`, { partial })
-          })
-        }, timeout)
-      }
+      const deadline = timeout === undefined ? Infinity : Date.now() + timeout
+      const job: Job<Res> = { bytes, expectsReply, resolve, reject, settled: false, written: false, deadline, timeout: timeout ?? Infinity, signal: undefined, onAbort: undefined }
+      if (deadline < this.timerAt) this.armTimer(deadline)
       const signal = options?.signal
       if (signal !== undefined) {
         job.signal = signal
@@ -196,16 +196,50 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     })
   }
 
-  /** Settle a job early (timeout, abort). If it is still waiting it is dropped; if written, its reply will be discarded. */
+  private armTimer(deadline: number): void {
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timerAt = deadline
+    this.timer = setTimeout(this.onTimer, Math.max(0, deadline - Date.now()))
+  }
+
+  /** Time out every call past its deadline; re-arm for the next one. */
+  private readonly onTimer = (): void => {
+    const now = Math.max(Date.now(), this.timerAt)
+    this.timer = undefined
+    this.timerAt = Infinity
+    let stale = 0
+    for (const job of this.inFlight) if (job.settled) stale++
+    let next = Infinity
+    for (const queue of [this.inFlight, this.waiting]) {
+      for (const job of queue) {
+        if (job.settled) continue
+        if (job.deadline > now) {
+          next = Math.min(next, job.deadline)
+          continue
+        }
+        this.abandon(job, (partial, queued) => {
+          const reason =
+            queued && stale > 0
+              ? ` (never written: still waiting behind ${stale} earlier request(s) that timed out and whose replies never arrived; close and reconnect if the device dropped them)`
+              : ''
+          return new TimeoutError(`no response within ${job.timeout} ms${reason}`, { partial })
+        })
+      }
+    }
+    if (next < Infinity && !this.closed) this.armTimer(next)
+  }
+
+  /**
+   * Settle a job early (timeout, abort). A waiting job is skipped when its turn comes; a written
+   * one keeps its place and its reply will be discarded.
+   */
   private abandon(job: Job<Res>, makeError: (partial: Uint8Array, queued: boolean) => LabwireError): void {
     if (job.settled) return
-    const queued = this.waiting.indexOf(job)
-    if (queued >= 0) {
-      this.waiting.splice(queued, 1)
+    if (!job.written) {
       this.settle(job, makeError(new Uint8Array(0), true))
       return
     }
-    const isHead = this.inFlight[0] === job
+    const isHead = this.inFlight.peek() === job
     const partial = isHead && this.stream !== undefined ? byteStreamOf(this.stream).peek() : new Uint8Array(0)
     this.settle(job, makeError(partial, false))
     logDebug(this.logger, () => [{ inFlight: this.inFlight.length }, 'request abandoned; its late reply will be discarded'])
@@ -214,7 +248,6 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
   private settle(job: Job<Res>, error: LabwireError | undefined, value?: Res): void {
     if (job.settled) return
     job.settled = true
-    if (job.timer !== undefined) clearTimeout(job.timer)
     if (job.onAbort !== undefined) job.signal?.removeEventListener('abort', job.onAbort)
     if (error === undefined) job.resolve(value)
     else job.reject(error)
@@ -225,6 +258,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     if (this.writing) return
     while (this.waiting.length > 0 && this.inFlight.length < this.maxInFlight && this.failure === undefined) {
       const job = this.waiting.shift() as Job<Res>
+      if (job.settled) continue
       if (job.expectsReply) {
         let stream: AsyncIterator<Uint8Array>
         try {
@@ -234,6 +268,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
           continue
         }
         this.stream = stream
+        job.written = true
         this.inFlight.push(job)
         if (!this.reading) void this.readLoop(stream)
       } else if (this.transport.write !== undefined) {
@@ -266,7 +301,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     this.reading = true
     try {
       while (this.inFlight.length > 0) {
-        const job = this.inFlight[0] as Job<Res>
+        const job = this.inFlight.peek() as Job<Res>
         let response: Res
         try {
           const result = this.responseUnmarshaller(stream)
@@ -318,8 +353,11 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
   }
 
   private fail(error: LabwireError): void {
-    for (const job of this.inFlight.splice(0)) this.settle(job, error)
-    for (const job of this.waiting.splice(0)) this.settle(job, error)
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
+    this.timerAt = Infinity
+    for (const job of this.inFlight.drain()) this.settle(job, error)
+    for (const job of this.waiting.drain()) this.settle(job, error)
   }
 }
 

@@ -1,4 +1,5 @@
 import { ConnectionError, isLabwireError, type LabwireError } from './errors.js'
+import { Fifo } from './fifo.js'
 
 /** Options for {@link ByteQueue}. */
 export interface ByteQueueOptions {
@@ -25,8 +26,7 @@ const DONE: IteratorResult<Uint8Array> = Object.freeze({ done: true, value: unde
  */
 export class ByteQueue implements AsyncIterator<Uint8Array> {
   readonly highWaterMark: number
-  private readonly chunks: Uint8Array[] = []
-  private head = 0
+  private readonly chunks = new Fifo<Uint8Array>()
   private queued = 0
   private ended = false
   private failure: LabwireError | undefined
@@ -96,17 +96,8 @@ export class ByteQueue implements AsyncIterator<Uint8Array> {
   }
 
   next(): Promise<IteratorResult<Uint8Array>> {
-    if (this.head < this.chunks.length) {
-      const chunk = this.chunks[this.head] as Uint8Array
-      this.chunks[this.head] = undefined as unknown as Uint8Array
-      this.head++
-      if (this.head === this.chunks.length) {
-        this.chunks.length = 0
-        this.head = 0
-      } else if (this.head > 1024 && this.head * 2 > this.chunks.length) {
-        this.chunks.splice(0, this.head)
-        this.head = 0
-      }
+    const chunk = this.chunks.shift()
+    if (chunk !== undefined) {
       this.queued -= chunk.length
       if (this.pausedProducer && this.queued <= this.highWaterMark >>> 1) {
         this.pausedProducer = false

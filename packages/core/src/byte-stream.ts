@@ -140,12 +140,55 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
 
   /** Read exactly `length` bytes. Rejects with `ConnectionClosedError` (`partial` = what arrived) if the source ends first. */
   async readExactly(length: number): Promise<Uint8Array> {
+    if (this.length < length && length >= LARGE_FRAME) return this.readLarge(length)
     while (this.length < length) {
       if (!(await this.pull())) {
         throw new ConnectionClosedError(`connection closed after ${this.length} of ${length} bytes`, { partial: this.peek() })
       }
     }
     return this.take(length)
+  }
+
+  /**
+   * readExactly for large frames: allocate the frame once and copy each chunk in as it arrives,
+   * so the frame is held once, not as a chunk list plus a copy (peak memory ≈ 1× the frame).
+   */
+  private async readLarge(length: number): Promise<Uint8Array> {
+    const out = new Uint8Array(length)
+    let filled = 0
+    const absorb = (): void => {
+      while (filled < length && this.chunks.length > 0) {
+        const chunk = this.chunks[0] as Uint8Array
+        const want = length - filled
+        if (chunk.length <= want) {
+          out.set(chunk, filled)
+          filled += chunk.length
+          this.chunks.shift()
+          this.length -= chunk.length
+        } else {
+          out.set(chunk.subarray(0, want), filled)
+          this.chunks[0] = chunk.subarray(want)
+          this.length -= want
+          filled = length
+        }
+      }
+    }
+    try {
+      absorb()
+      while (filled < length) {
+        if (!(await this.pull())) {
+          throw new ConnectionClosedError(`connection closed after ${filled} of ${length} bytes`, { partial: out.slice(0, filled) })
+        }
+        absorb()
+      }
+      return out
+    } catch (error) {
+      if (error instanceof ConnectionClosedError) throw error
+      // Not finished (time out, read failure): the bytes taken so far go back into the stream.
+      this.unshift(out.slice(0, filled))
+      if (error instanceof TimeoutError) throw new TimeoutError(error.message, { partial: this.peek() })
+      throw error
+    }
   }
 
   private tooLarge(maxLength: number): FrameTooLargeError {
@@ -170,7 +213,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
         cursor.base = end
       } else {
         const local = from > base ? from - base : 0
-        const within = dl === 1 ? chunk.indexOf(first, local) : bufferView(chunk).indexOf(delimiter, local)
+        const within = dl === 1 ? chunk.indexOf(first, local) : dl <= SHORT_DELIMITER ? indexOfShort(chunk, delimiter, local) : bufferView(chunk).indexOf(delimiter, local)
         if (within >= 0 && within <= chunk.length - dl) return base + within
         // Matches that start in this chunk and run into the next ones.
         for (let p = Math.max(local, chunk.length - dl + 1); p < chunk.length; p++) {
@@ -302,6 +345,26 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
 interface ScanCursor {
   chunk: number
   base: number
+}
+
+/** Delimiters up to this length are searched for by their first byte (no Buffer view allocated). */
+const SHORT_DELIMITER = 8
+/** readExactly of at least this many bytes copies chunks into the frame as they arrive. */
+const LARGE_FRAME = 256 * 1024
+
+/** First index ≥ from where `delimiter` starts and ends within `chunk`, or -1. */
+function indexOfShort(chunk: Uint8Array, delimiter: Uint8Array, from: number): number {
+  const first = delimiter[0] as number
+  const dl = delimiter.length
+  const last = chunk.length - dl
+  let i = chunk.indexOf(first, from)
+  while (i >= 0 && i <= last) {
+    let k = 1
+    while (k < dl && chunk[i + k] === delimiter[k]) k++
+    if (k === dl) return i
+    i = chunk.indexOf(first, i + 1)
+  }
+  return -1
 }
 
 function bufferView(chunk: Uint8Array): Buffer {

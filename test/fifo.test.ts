@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest'
+import { ApplicationClient, ApplicationServer } from '@labwire/application'
+import { Fifo, MemoryClient, MemoryServer } from '@labwire/core'
+import { SentinelBytesMarshaller, textMarshaller } from '@labwire/marshallers'
+
+describe('Fifo', () => {
+  it('keeps order across pushes and shifts, including past its compaction point', () => {
+    const fifo = new Fifo<number>()
+    let next = 0
+    let expected = 0
+    for (let round = 0; round < 50; round++) {
+      for (let i = 0; i < 300; i++) fifo.push(next++)
+      for (let i = 0; i < 250; i++) expect(fifo.shift()).toBe(expected++)
+    }
+    expect(fifo.length).toBe(next - expected)
+    expect(fifo.peek()).toBe(expected)
+    expect([...fifo]).toEqual(Array.from({ length: next - expected }, (_, i) => expected + i))
+    expect(fifo.drain()).toHaveLength(next - expected)
+    expect(fifo.length).toBe(0)
+    expect(fifo.shift()).toBeUndefined()
+  })
+})
+
+describe('a burst of calls on one session', () => {
+  it('answers 20,000 concurrent sendReceive calls in call order (pipelined, maxInFlight 256)', async () => {
+    const line = textMarshaller(new SentinelBytesMarshaller('\n'))
+    const server = new MemoryServer({ callback: new ApplicationServer(line.unmarshall, line.marshall, (s: string) => `re:${s}`) })
+    const client = new ApplicationClient(new MemoryClient(server), line.marshall, line.unmarshall, { maxInFlight: 256 })
+    await using session = await client.connect()
+    const replies = await Promise.all(Array.from({ length: 20_000 }, (_, i) => session.sendReceive(String(i))))
+    expect(replies.every((reply, i) => reply === `re:${i}`)).toBe(true)
+    await server.close()
+  })
+})
