@@ -32,9 +32,12 @@ export class FixedLengthBytesMarshaller {
   }
 
   /** Read exactly `length` bytes. Rejects with `ConnectionClosedError` (with `partial`) if the stream ends first. */
-  readonly unmarshall = async (bytes: AsyncIterator<Uint8Array>): Promise<Uint8Array> => {
-    const payload = await byteStreamOf(bytes).readExactly(this.length)
-    logDebug(this.logger, () => [{ length: payload.length }, 'fixed-length frame read'])
-    return payload
+  readonly unmarshall = (bytes: AsyncIterator<Uint8Array>): Promise<Uint8Array> => {
+    const read = byteStreamOf(bytes).readExactly(this.length)
+    if (this.logger === silentLogger) return read
+    return read.then((payload) => {
+      logDebug(this.logger, () => [{ length: payload.length }, 'fixed-length frame read'])
+      return payload
+    })
   }
 }

@@ -44,9 +44,12 @@ export class SentinelBytesMarshaller {
    * `FrameTooLargeError` past `maxLength`, `ConnectionClosedError` (with `partial`) if the
    * stream ends mid-frame.
    */
-  readonly unmarshall = async (bytes: AsyncIterator<Uint8Array>): Promise<Uint8Array> => {
-    const payload = await byteStreamOf(bytes).readUntil(this.sentinel, { maxLength: this.maxLength })
-    logDebug(this.logger, () => [{ length: payload.length }, 'sentinel frame read'])
-    return payload
+  readonly unmarshall = (bytes: AsyncIterator<Uint8Array>): Promise<Uint8Array> => {
+    const read = byteStreamOf(bytes).readUntil(this.sentinel, { maxLength: this.maxLength })
+    if (this.logger === silentLogger) return read
+    return read.then((payload) => {
+      logDebug(this.logger, () => [{ length: payload.length }, 'sentinel frame read'])
+      return payload
+    })
   }
 }
