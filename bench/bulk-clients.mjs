@@ -1,6 +1,6 @@
 // The client halves of the bulk benchmarks (P3, P4): one fixed-length payload echoed, checked byte for byte.
 import { ApplicationClient, FixedLengthBytesMarshaller, TcpClient } from './labwire.mjs'
-import { HOST } from './lib.mjs'
+import { HOST, socketExchange } from './lib.mjs'
 
 /** `length` bytes of a non-constant pattern (every page touched, so it is resident). */
 export function makePayload(length) {
@@ -27,28 +27,15 @@ export async function labwireEcho(session, payload) {
 
 /** Bare: write the payload, collect the echo until `payload.length` bytes are back, check them. */
 export function bareEcho(socket, payload) {
-  return new Promise((resolve, reject) => {
+  return socketExchange(socket, 'bare bulk', () => socket.write(payload), (finish) => {
     const chunks = []
     let received = 0
-    const onData = (chunk) => {
+    return (chunk) => {
       chunks.push(chunk)
       received += chunk.length
       if (received < payload.length) return
       const echoed = Buffer.concat(chunks, received)
       finish(sameBytes(echoed, payload) ? undefined : new Error('bare bulk: echo differs from the payload'))
     }
-    const onError = (error) => finish(error)
-    const onClose = () => finish(new Error('bare bulk: connection closed'))
-    const finish = (error) => {
-      socket.off('data', onData)
-      socket.off('error', onError)
-      socket.off('close', onClose)
-      if (error === undefined) resolve()
-      else reject(error)
-    }
-    socket.on('data', onData)
-    socket.on('error', onError)
-    socket.on('close', onClose)
-    socket.write(payload)
   })
 }

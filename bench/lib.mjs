@@ -292,3 +292,27 @@ export async function inBatches(count, width, fn) {
 }
 
 export const MiB = 1024 * 1024
+
+/**
+ * A bare-socket exchange: `makeOnData(finish)` returns the 'data' handler, which calls `finish()`
+ * (or `finish(error)`) when done; `start()` sends the first bytes. Listeners are removed on finish,
+ * and an error or close of the socket before then rejects.
+ */
+export function socketExchange(socket, label, start, makeOnData) {
+  return new Promise((resolve, reject) => {
+    const finish = (error) => {
+      socket.off('data', onData)
+      socket.off('error', onError)
+      socket.off('close', onClose)
+      if (error === undefined) resolve()
+      else reject(error)
+    }
+    const onData = makeOnData(finish)
+    const onError = (error) => finish(error)
+    const onClose = () => finish(new Error(`${label}: connection closed`))
+    socket.on('data', onData)
+    socket.on('error', onError)
+    socket.on('close', onClose)
+    start()
+  })
+}

@@ -1,7 +1,7 @@
 // The client halves of the line benchmarks (P1, P2, P5): labwire and the bare node:net equivalent.
 // Every response is checked against its request on both sides.
 import { ApplicationClient, SentinelBytesMarshaller, TcpClient } from './labwire.mjs'
-import { HOST, equalBytes } from './lib.mjs'
+import { HOST, socketExchange, equalBytes } from './lib.mjs'
 
 const line = new SentinelBytesMarshaller('\r\n')
 
@@ -62,10 +62,10 @@ export async function labwireBurst(session, payloads) {
  * `lines` holds the requests back to back (18 bytes each).
  */
 export function bareLockstep(socket, lines, count) {
-  return new Promise((resolve, reject) => {
+  return socketExchange(socket, 'bare lockstep', () => socket.write(lines.subarray(0, 18)), (finish) => {
     let i = 0
     let buffered = null
-    const onData = (chunk) => {
+    return (chunk) => {
       buffered = buffered === null ? chunk : Buffer.concat([buffered, chunk])
       while (buffered !== null && buffered.length >= 18) {
         const expected = lines.subarray(i * 18, i * 18 + 18)
@@ -82,29 +82,16 @@ export function bareLockstep(socket, lines, count) {
         socket.write(lines.subarray(i * 18, i * 18 + 18))
       }
     }
-    const onError = (error) => finish(error)
-    const onClose = () => finish(new Error('bare lockstep: connection closed'))
-    const finish = (error) => {
-      socket.off('data', onData)
-      socket.off('error', onError)
-      socket.off('close', onClose)
-      if (error === undefined) resolve()
-      else reject(error)
-    }
-    socket.on('data', onData)
-    socket.on('error', onError)
-    socket.on('close', onClose)
-    socket.write(lines.subarray(0, 18))
   })
 }
 
 /** Bare pipelined: write every line at once, count CRLF-terminated lines coming back, check the whole echo. */
 export function barePipelined(socket, lines, count) {
-  return new Promise((resolve, reject) => {
+  return socketExchange(socket, 'bare pipelined', () => socket.write(lines), (finish) => {
     const chunks = []
     let received = 0
     let newlines = 0
-    const onData = (chunk) => {
+    return (chunk) => {
       chunks.push(chunk)
       received += chunk.length
       let at = chunk.indexOf(10)
@@ -116,18 +103,5 @@ export function barePipelined(socket, lines, count) {
       const echoed = Buffer.concat(chunks, received)
       finish(echoed.equals(lines) ? undefined : new Error('bare pipelined: echo differs from the requests'))
     }
-    const onError = (error) => finish(error)
-    const onClose = () => finish(new Error('bare pipelined: connection closed'))
-    const finish = (error) => {
-      socket.off('data', onData)
-      socket.off('error', onError)
-      socket.off('close', onClose)
-      if (error === undefined) resolve()
-      else reject(error)
-    }
-    socket.on('data', onData)
-    socket.on('error', onError)
-    socket.on('close', onClose)
-    socket.write(lines)
   })
 }
