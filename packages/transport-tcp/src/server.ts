@@ -150,17 +150,20 @@ export class TcpServer implements AsyncDisposable {
       this.sockets.delete(socket)
       queue.end()
     })
+    const stream = new ByteStream(queue)
     let corked = false
     const conn: ServedConnection = {
       peer,
       busy: false,
       write(bytes) {
         if (socket.destroyed || !socket.writable) return undefined
-        if (!corked) {
+        // More requests already buffered (pipelined): cork, so their replies leave together; the
+        // cork is released when the loop waits for input or at the end of this tick, whichever is
+        // first, so a reply is never held back while a later request's handler is pending.
+        // Lockstep (nothing buffered): write at once.
+        if (!corked && stream.bufferedLength > 0) {
           corked = true
           socket.cork()
-          // Replies of pipelined requests still coalesce (they are written in one microtask run),
-          // but a reply is never held back while the next request's handler is pending.
           process.nextTick(() => conn.flush())
         }
         if (socket.write(bytes)) return undefined
@@ -209,6 +212,6 @@ export class TcpServer implements AsyncDisposable {
       })
     }
     logDebug(this.logger, () => [{ peer }, 'connection accepted'])
-    void serveConnection(new ByteStream(queue), this.handler, conn, this.logger)
+    void serveConnection(stream, this.handler, conn, this.logger)
   }
 }
