@@ -3,6 +3,7 @@ import {
   ConnectionClosedError,
   ConnectionError,
   Fifo,
+  FrameTooLargeError,
   FramingError,
   TimeoutError,
   abortErrorFrom,
@@ -307,6 +308,13 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
           const result = this.responseUnmarshaller(stream)
           response = result instanceof Promise ? await result : result
         } catch (error) {
+          if (error instanceof FrameTooLargeError && error.resynchronised) {
+            // The framer skipped this oversized reply and is at the next one: only this call fails.
+            this.inFlight.shift()
+            this.settle(job, error)
+            if (this.waiting.length > 0) this.pump()
+            continue
+          }
           if (error instanceof TimeoutError) {
             // The transport's read timeout: this caller gives up, its reply (if it comes) is discarded.
             this.settle(job, error)

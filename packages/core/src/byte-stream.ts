@@ -16,6 +16,13 @@ export interface ByteStreamOptions {
 export interface ReadUntilOptions {
   /** Maximum payload length (delimiter excluded). Exceeding it rejects with `FrameTooLargeError` before reading further. Default 1 MiB. */
   maxLength?: number | undefined
+  /**
+   * What to do with a frame over `maxLength`. `'fail'` (default): reject at once, leaving the
+   * stream where it is (fail fast). `'skip'`: discard the frame up to and including its delimiter,
+   * holding at most delimiter-length − 1 bytes meanwhile, then reject with a `FrameTooLargeError`
+   * whose `resynchronised` is true: the next read starts at the next frame.
+   */
+  tooLarge?: 'fail' | 'skip' | undefined
 }
 
 const DONE: IteratorResult<Uint8Array> = Object.freeze({ done: true, value: undefined })
@@ -122,12 +129,18 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     for (;;) {
       const index = this.indexOf(delimiter, from, cursor)
       if (index >= 0) {
-        if (index > maxLength) throw this.tooLarge(maxLength)
+        if (index > maxLength) {
+          if (options.tooLarge === 'skip') return this.skipFrame(delimiter, maxLength)
+          throw this.tooLarge(maxLength)
+        }
         const payload = this.take(index)
         this.skip(dl)
         return payload
       }
-      if (this.length - dl + 1 > maxLength) throw this.tooLarge(maxLength)
+      if (this.length - dl + 1 > maxLength) {
+        if (options.tooLarge === 'skip') return this.skipFrame(delimiter, maxLength)
+        throw this.tooLarge(maxLength)
+      }
       // No match starts before this point: the next scan starts dl - 1 bytes back.
       from = Math.max(0, this.length - dl + 1)
       if (!(await this.pull())) {
@@ -188,6 +201,29 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
       this.unshift(out.slice(0, filled))
       if (error instanceof TimeoutError) throw new TimeoutError(error.message, { partial: this.peek() })
       throw error
+    }
+  }
+
+  /** Discard through the next delimiter, then reject with a resynchronised `FrameTooLargeError`. */
+  private async skipFrame(delimiter: Uint8Array, maxLength: number): Promise<never> {
+    const dl = delimiter.length
+    let discarded = 0
+    for (;;) {
+      const index = this.indexOf(delimiter, 0, { chunk: 0, base: 0 })
+      if (index >= 0) {
+        this.skip(index + dl)
+        discarded += index + dl
+        throw new FrameTooLargeError(maxLength, `frame exceeded the maximum length of ${maxLength} bytes; skipped ${discarded} bytes through its delimiter`, {
+          resynchronised: true,
+        })
+      }
+      // Keep only what could be the start of a delimiter that straddles the next chunk.
+      const drop = this.length - Math.min(this.length, dl - 1)
+      this.skip(drop)
+      discarded += drop
+      if (!(await this.pull())) {
+        throw new ConnectionClosedError(`connection closed while skipping an oversized frame (${discarded} bytes skipped)`, { partial: this.peek() })
+      }
     }
   }
 

@@ -94,10 +94,17 @@ export class FrameTooLargeError extends FramingError {
   override readonly code = 'ERR_FRAME_TOO_LARGE' as const
   /** The limit that was exceeded, in bytes. */
   readonly maxLength: number
+  /**
+   * True when the framer skipped the oversized frame up to and including its terminator, so the
+   * stream is positioned at the next frame and the connection can go on (discard-and-resynchronise).
+   * False (the default, fail fast): the stream's position is unknown.
+   */
+  readonly resynchronised: boolean
 
-  constructor(maxLength: number, message?: string, options?: LabwireErrorOptions) {
+  constructor(maxLength: number, message?: string, options?: LabwireErrorOptions & { resynchronised?: boolean }) {
     super(message ?? `frame exceeds the maximum length of ${maxLength} bytes`, options)
     this.maxLength = maxLength
+    this.resynchronised = options?.resynchronised ?? false
   }
 }
 

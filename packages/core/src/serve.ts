@@ -1,5 +1,5 @@
 import type { ByteStream } from './byte-stream.js'
-import { ConnectionClosedError, ConnectionError } from './errors.js'
+import { ConnectionClosedError, ConnectionError, FrameTooLargeError } from './errors.js'
 import { logDebug, type Logger } from './logger.js'
 import type { ByteHandler, ByteHandlerFunction } from './types.js'
 
@@ -28,6 +28,8 @@ export interface ServedConnection {
  * Serve one connection: while it has input, call `handler` with the connection's byte stream,
  * write each reply in order. Ends quietly when the peer closes between requests. A handler that
  * throws is logged at error level and the connection is closed; other connections are unaffected.
+ * A `FrameTooLargeError` whose `resynchronised` is true (the framer skipped the frame) is logged at
+ * warn level and the connection goes on.
  * Never rejects.
  */
 export async function serveConnection(stream: ByteStream, handler: ByteHandlerFunction, conn: ServedConnection, logger: Logger): Promise<void> {
@@ -39,8 +41,16 @@ export async function serveConnection(stream: ByteStream, handler: ByteHandlerFu
         if (!(await stream.waitForData())) break
       }
       conn.busy = true
-      const result = handler(stream)
-      const reply = result instanceof Promise ? await result : result
+      let reply: Uint8Array | undefined
+      try {
+        const result = handler(stream)
+        reply = result instanceof Promise ? await result : result
+      } catch (error) {
+        // A framer that skipped an oversized request is back in step: log it and go on.
+        if (!(error instanceof FrameTooLargeError && error.resynchronised)) throw error
+        logger.warn({ peer: conn.peer, err: error }, 'oversized request skipped')
+        reply = undefined
+      }
       conn.busy = false
       requests++
       if (reply !== undefined && reply.length > 0) {

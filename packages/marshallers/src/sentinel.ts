@@ -1,9 +1,17 @@
-import { byteStreamOf, DEFAULT_MAX_LENGTH, logDebug, silentLogger, toBytes, type Logger } from '@labwire/core'
+import { byteStreamOf, DEFAULT_MAX_LENGTH, logDebug, silentLogger, toBytes, type Logger, type ReadUntilOptions } from '@labwire/core'
 
 /** Options for {@link SentinelBytesMarshaller}. */
 export interface SentinelBytesMarshallerOptions {
   /** Maximum payload length in bytes (sentinel excluded). Default 1 MiB. Exceeding it rejects with `FrameTooLargeError`. */
   maxLength?: number
+  /**
+   * A frame over `maxLength`: `'fail'` (default) rejects at once and leaves the stream where it is,
+   * so servers close that connection and client sessions become unusable (fail fast). `'skip'`
+   * discards the frame through its sentinel (memory stays bounded) and rejects with a
+   * `FrameTooLargeError` whose `resynchronised` is true; servers then log it and go on serving the
+   * connection, and the client call whose reply it was rejects while the session stays usable.
+   */
+  tooLarge?: 'fail' | 'skip'
   logger?: Logger
 }
 
@@ -19,7 +27,10 @@ export class SentinelBytesMarshaller {
   readonly sentinel: Uint8Array
   /** Maximum payload length in bytes. */
   readonly maxLength: number
+  /** What happens to a frame over `maxLength`. */
+  readonly tooLarge: 'fail' | 'skip'
   private readonly logger: Logger
+  private readonly readOptions: ReadUntilOptions
 
   constructor(sentinel: Uint8Array | string, options: SentinelBytesMarshallerOptions = {}) {
     const bytes = toBytes(sentinel)
@@ -28,6 +39,9 @@ export class SentinelBytesMarshaller {
     if (!Number.isInteger(maxLength) || maxLength < 0) throw new RangeError(`maxLength must be a non-negative integer, got ${maxLength}`)
     this.sentinel = bytes.slice()
     this.maxLength = maxLength
+    this.tooLarge = options.tooLarge ?? 'fail'
+    if (this.tooLarge !== 'fail' && this.tooLarge !== 'skip') throw new RangeError(`tooLarge must be 'fail' or 'skip', got ${String(this.tooLarge)}`)
+    this.readOptions = { maxLength, tooLarge: this.tooLarge }
     this.logger = options.logger ?? silentLogger
   }
 
@@ -45,7 +59,7 @@ export class SentinelBytesMarshaller {
    * stream ends mid-frame.
    */
   readonly unmarshall = (bytes: AsyncIterator<Uint8Array>): Promise<Uint8Array> => {
-    const read = byteStreamOf(bytes).readUntil(this.sentinel, { maxLength: this.maxLength })
+    const read = byteStreamOf(bytes).readUntil(this.sentinel, this.readOptions)
     if (this.logger === silentLogger) return read
     return read.then((payload) => {
       logDebug(this.logger, () => [{ length: payload.length }, 'sentinel frame read'])
