@@ -316,3 +316,31 @@ export function socketExchange(socket, label, start, makeOnData) {
     start()
   })
 }
+
+/**
+ * Run a bare node:net benchmark server in a forked child: noDelay sockets handled by `onSocket`,
+ * listening on 127.0.0.1 port 0, closed over IPC, its port reported to the parent.
+ */
+export async function runBareServer(onSocket) {
+  const { createServer } = await import('node:net')
+  const sockets = new Set()
+  const server = createServer({ noDelay: true }, (socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('error', () => socket.destroy())
+    onSocket(socket)
+  })
+  await new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen({ host: HOST, port: 0 }, resolve)
+  })
+  serveIpc({
+    close: () =>
+      new Promise((resolve) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resolve())
+      }),
+    stats: () => ({ connections: sockets.size }),
+  })
+  process.send({ type: 'ready', port: server.address().port })
+}

@@ -1,15 +1,10 @@
 // Bare node:net echo: every chunk written straight back (noDelay, like labwire's sockets).
 // With a frame length argument it stores and forwards instead: collect `length` bytes, concatenate once, write them back
 // (the same shape of work as labwire's fixed-length echo; a diagnostic for P3).
-import { createServer } from 'node:net'
-import { serveIpc } from '../lib.mjs'
+import { runBareServer } from '../lib.mjs'
 
 const frameLength = process.argv[2] === undefined ? 0 : Number(process.argv[2])
-const sockets = new Set()
-const server = createServer({ noDelay: true }, (socket) => {
-  sockets.add(socket)
-  socket.on('close', () => sockets.delete(socket))
-  socket.on('error', () => socket.destroy())
+await runBareServer((socket) => {
   if (frameLength === 0) {
     socket.on('data', (chunk) => socket.write(chunk))
     return
@@ -28,16 +23,3 @@ const server = createServer({ noDelay: true }, (socket) => {
     }
   })
 })
-await new Promise((resolve, reject) => {
-  server.once('error', reject)
-  server.listen({ host: '127.0.0.1', port: 0 }, resolve)
-})
-serveIpc({
-  close: () =>
-    new Promise((resolve) => {
-      for (const socket of sockets) socket.destroy()
-      server.close(() => resolve())
-    }),
-  stats: () => ({ connections: sockets.size }),
-})
-process.send({ type: 'ready', port: server.address().port })

@@ -1,13 +1,8 @@
 // Bare node:net line echo: split the input at CRLF and write each complete line back (writes corked per chunk
 // read, as labwire's server does), keeping a partial line for the next chunk. noDelay, like labwire's sockets.
-import { createServer } from 'node:net'
-import { CRLF, serveIpc } from '../lib.mjs'
+import { CRLF, runBareServer } from '../lib.mjs'
 
-const sockets = new Set()
-const server = createServer({ noDelay: true }, (socket) => {
-  sockets.add(socket)
-  socket.on('close', () => sockets.delete(socket))
-  socket.on('error', () => socket.destroy())
+await runBareServer((socket) => {
   let rest = null
   socket.on('data', (chunk) => {
     const buffer = rest === null ? chunk : Buffer.concat([rest, chunk])
@@ -25,16 +20,3 @@ const server = createServer({ noDelay: true }, (socket) => {
     rest = start < buffer.length ? buffer.subarray(start) : null
   })
 })
-await new Promise((resolve, reject) => {
-  server.once('error', reject)
-  server.listen({ host: '127.0.0.1', port: 0 }, resolve)
-})
-serveIpc({
-  close: () =>
-    new Promise((resolve) => {
-      for (const socket of sockets) socket.destroy()
-      server.close(() => resolve())
-    }),
-  stats: () => ({ connections: sockets.size }),
-})
-process.send({ type: 'ready', port: server.address().port })
