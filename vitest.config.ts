@@ -1,17 +1,17 @@
+import { readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { defineConfig } from 'vitest/config'
 
-const src = (name: string): string => fileURLToPath(new URL(`./packages/${name}/src/index.ts`, import.meta.url))
+// Every packages/<dir> is @labwire/<dir>; tests import its src (no build needed).
+const packagesDir = fileURLToPath(new URL('./packages/', import.meta.url))
+const alias = Object.fromEntries(
+  readdirSync(packagesDir, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory())
+    .map((entry) => [`@labwire/${entry.name}`, `${packagesDir}${entry.name}/src/index.ts`]),
+)
 
 export default defineConfig({
-  resolve: {
-    alias: {
-      '@labwire/core': src('core'),
-      '@labwire/marshallers': src('marshallers'),
-      '@labwire/application': src('application'),
-      '@labwire/transport-tcp': src('transport-tcp'),
-    },
-  },
+  resolve: { alias },
   test: {
     include: ['test/**/*.test.ts', 'packages/*/test/**/*.test.ts'],
     testTimeout: 20_000,
