@@ -57,3 +57,38 @@ export interface ServerAddress {
   host: string
   port: number
 }
+
+/**
+ * A protocol layer between a socket and its byte stream, under the framing: Telnet's IAC codec is
+ * one. One instance per connection, made by a {@link ConnectionFilterFactory}. Transports that
+ * accept a `filter` option (TCP) run every chunk read through `input` before it reaches the byte
+ * stream, and every write through `output`.
+ */
+export interface ConnectionFilter {
+  /** Bytes read from the socket → the data bytes for the byte stream (may be empty). Throwing (a `FramingError`) closes the connection. */
+  input(chunk: Uint8Array): Uint8Array
+  /** Bytes the application writes → the bytes for the socket (e.g. 0xFF escaped). */
+  output(bytes: Uint8Array): Uint8Array
+  /** Called once the connection is open, before any request (a server's banner, an opening negotiation). */
+  open?(): void
+  /**
+   * Client side: resolves when the connection is ready for requests (e.g. a login dialogue
+   * finished); `connect()` waits for it and rejects with its error. Default: ready at once.
+   */
+  ready?(options?: AbortOptions): Promise<void>
+  /** Called once when the connection closes. */
+  close?(): void
+}
+
+/** What a filter gets to work with: a way to write protocol bytes straight to the socket, bypassing `output`. */
+export interface ConnectionFilterContext {
+  /** Write raw bytes to the socket (negotiation replies, a banner). */
+  send(bytes: Uint8Array): void
+  /** `'client'` or `'server'`. */
+  readonly side: 'client' | 'server'
+  /** `host:port` of the peer, for messages. */
+  readonly peer: string
+}
+
+/** Makes the {@link ConnectionFilter} of one connection. */
+export type ConnectionFilterFactory = (context: ConnectionFilterContext) => ConnectionFilter
