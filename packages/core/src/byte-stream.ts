@@ -1,5 +1,4 @@
 import { Buffer } from 'node:buffer'
-import { asUint8Array } from './bytes.js'
 import { ConnectionClosedError, ConnectionError, FrameTooLargeError, TimeoutError, isLabwireError, type LabwireError } from './errors.js'
 import { decodeFrom, delimiterDecoder, exactDecoder } from './decoder.js'
 import { clampDelay } from './validate.js'
@@ -52,6 +51,7 @@ const SLAB_SIZE = 8 * 1024
 const LARGE_FRAME = 256 * 1024
 
 interface Waiter {
+  promise: Promise<boolean>
   resolve: (more: boolean) => void
   reject: (error: unknown) => void
 }
@@ -83,8 +83,8 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
   /** Per-stream state a decoder may keep between attempts (e.g. "skipping an oversized frame"); reset by nobody but the decoder. */
   decoderState: unknown = undefined
   /**
-   * Push mode: called synchronously after bytes arrive, or the stream ends or fails, while no
-   * reader is waiting. Servers and client sessions use it to decode and answer from the data event.
+   * Push mode: called synchronously after bytes arrive, or the stream ends or fails (after any
+   * waiting reader has been woken). Servers and client sessions use it to decode and answer from the data event.
    */
   onData: (() => void) | undefined = undefined
   /** Who is at the other end (`host:port`), for error messages. */
@@ -152,6 +152,11 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     return this.ended && this.length === 0
   }
 
+  /** True when bytes are pushed in (`push`/`end`/`fail`), false when pulled from a source iterator. */
+  get pushMode(): boolean {
+    return this.source === undefined
+  }
+
   /** True while push mode has asked its producer to pause. */
   get paused(): boolean {
     return this.pausedProducer
@@ -190,8 +195,8 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
       this.waiter = undefined
       if (this.failure !== undefined) waiter.reject(this.failure)
       else waiter.resolve(!this.sourceEnded)
-      return
     }
+    // Also when a reader was waiting: a loop driven by data events ignores it while it is busy.
     this.onData?.()
   }
 
@@ -313,7 +318,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     const n = Math.min(length, this.length)
     if (n === 0) return EMPTY
     const headChunk = this.chunks[this.head] as Uint8Array
-    if (headChunk.length >= n) return headChunk.subarray(0, n)
+    if (headChunk.length >= n) return new Uint8Array(headChunk.buffer, headChunk.byteOffset, n)
     const out = new Uint8Array(n)
     let offset = 0
     for (let i = this.head; offset < n; i++) {
@@ -339,6 +344,28 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     if (n === 0) return EMPTY
     const out = this.takeUnchecked(n)
     this.consumedNow(n)
+    return out
+  }
+
+  /**
+   * Remove the first `n + drop` buffered bytes and return the first `n` (a frame and its
+   * terminator, say): `take(n)` then `skip(drop)` in one step.
+   */
+  takeFrame(n: number, drop: number): Uint8Array {
+    const total = n + drop
+    if (total > this.length) throw new RangeError(`takeFrame(${n}, ${drop}) with ${this.length} bytes buffered`)
+    const headChunk = this.chunks[this.head] as Uint8Array
+    if (headChunk.length >= total) {
+      // The common case, a whole frame in the first chunk: one view, no copy.
+      const out = n === 0 ? EMPTY : new Uint8Array(headChunk.buffer, headChunk.byteOffset, n)
+      this.length -= total
+      if (headChunk.length === total) this.shiftChunk()
+      else this.replaceHead(headChunk.subarray(total))
+      this.consumedNow(total)
+      return out
+    }
+    const out = this.take(n)
+    this.skip(drop)
     return out
   }
 
@@ -496,10 +523,16 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
   private waitForPush(): Promise<boolean> {
     if (this.failure !== undefined) return Promise.reject(this.failure)
     if (this.sourceEnded) return RESOLVED_FALSE
-    if (this.waiter !== undefined) return Promise.reject(new ConnectionError('concurrent reads on one byte stream'))
-    return new Promise<boolean>((resolve, reject) => {
-      this.waiter = { resolve, reject }
+    // Concurrent waiters share one promise (like concurrent pulls share one source read).
+    if (this.waiter !== undefined) return this.waiter.promise
+    let resolve!: (more: boolean) => void
+    let reject!: (error: unknown) => void
+    const promise = new Promise<boolean>((res, rej) => {
+      resolve = res
+      reject = rej
     })
+    this.waiter = { promise, resolve, reject }
+    return promise
   }
 
   /** Pull one chunk from the source into the buffer. Resolves false at the end of the source. */
@@ -556,7 +589,10 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
       if (n === chunk.length) return
       chunk = chunk.subarray(n)
     }
-    if (chunk.length < SMALL_CHUNK) {
+    // Into an empty buffer a chunk goes as it is (the usual case: it holds whole frames); small
+    // chunks that follow unread bytes are copied into a slab, so a frame arriving a byte at a time
+    // costs bytes, not objects.
+    if (chunk.length < SMALL_CHUNK && this.length > chunk.length) {
       const last = this.chunks.length - 1
       let slab = this.slab
       if (slab !== undefined && this.tailView !== undefined && last >= this.head && this.chunks[last] === this.tailView && this.slabUsed + chunk.length <= slab.length) {
@@ -577,7 +613,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
       this.chunks.push(this.tailView)
       return
     }
-    this.chunks.push(asUint8Array(chunk))
+    this.chunks.push(chunk)
   }
 
   private takeUnchecked(n: number): Uint8Array {
@@ -585,11 +621,11 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     this.length -= n
     if (headChunk.length === n) {
       this.shiftChunk()
-      return headChunk
+      return headChunk.constructor === Uint8Array ? headChunk : new Uint8Array(headChunk.buffer, headChunk.byteOffset, n)
     }
     if (headChunk.length > n) {
       this.replaceHead(headChunk.subarray(n))
-      return headChunk.subarray(0, n)
+      return new Uint8Array(headChunk.buffer, headChunk.byteOffset, n)
     }
     const out = new Uint8Array(n)
     let offset = 0
