@@ -101,8 +101,7 @@ function cobsDecoder(maxLength: number): FrameDecoder {
         return NEED_MORE
       }
       if (end > maxEncoded) throw stream.tooLargeError(maxLength, 'COBS frame')
-      const encoded = stream.take(end)
-      stream.skip(1)
+      const encoded = stream.takeFrame(end, 1)
       const payload = cobsDecode(encoded)
       if (payload.length > maxLength) {
         throw new FrameTooLargeError(maxLength, `COBS frame of ${payload.length} bytes exceeds the maximum of ${maxLength}; skipped it`, { resynchronised: true })

@@ -136,9 +136,7 @@ function multiDelimiterDecoder(delimiters: readonly Uint8Array[], maxLength: num
         }
         if (best > maxLength) return overLimit(stream, state, best + dl)
         if (keep) return stream.take(best + dl)
-        const frame = stream.take(best)
-        stream.skip(dl)
-        return frame
+        return stream.takeFrame(best, dl)
       }
       // No delimiter: any later match starts at or after buffered - longest + 1.
       if (state.skipping) return skipOn(stream, state, longest)

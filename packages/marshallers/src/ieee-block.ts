@@ -124,9 +124,8 @@ function blockDecoder(terminator: Uint8Array | null, maxLength: number): FrameDe
         }
       }
       stream.skip(2 + n)
-      const data = stream.take(length)
-      if (tl > 0) stream.skip(tl)
-      return data
+      // take(), not takeFrame(length, 0): takeFrame reads the head chunk even when nothing is buffered.
+      return tl > 0 ? stream.takeFrame(length, tl) : stream.take(length)
     },
     describePartial(stream) {
       return `${stream.bufferedLength} bytes of an IEEE 488.2 block received`
@@ -149,9 +148,7 @@ function blockDecoder(terminator: Uint8Array | null, maxLength: number): FrameDe
     }
     if (at - 2 > maxLength) throw stream.tooLargeError(maxLength, 'indefinite block')
     stream.skip(2)
-    const data = stream.take(at - 2)
-    stream.skip(tl)
-    return data
+    return stream.takeFrame(at - 2, tl)
   }
 }
 

@@ -79,8 +79,7 @@ function slipDecoder(maxLength: number): FrameDecoder {
       }
       if (end - start > maxEncoded) throw stream.tooLargeError(maxLength, 'SLIP frame')
       if (start > 0) stream.skip(start)
-      const encoded = stream.take(end - start)
-      stream.skip(1)
+      const encoded = stream.takeFrame(end - start, 1)
       const payload = unescape(encoded)
       if (payload.length > maxLength) {
         throw new FrameTooLargeError(maxLength, `SLIP frame of ${payload.length} bytes exceeds the maximum of ${maxLength}; skipped it`, { resynchronised: true })

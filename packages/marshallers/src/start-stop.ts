@@ -81,9 +81,7 @@ function startStopDecoder(start: Uint8Array, stop: Uint8Array, maxLength: number
         const length = end - sl
         if (length > maxLength) return overLimit(stream, end + el)
         stream.skip(sl)
-        const frame = stream.take(length)
-        stream.skip(el)
-        return frame
+        return stream.takeFrame(length, el)
       }
       if (buffered - sl - el + 1 > maxLength) return overLimit(stream, -1)
       stream.scanOffset = Math.max(sl, buffered - el + 1)
