@@ -50,7 +50,7 @@ const EMPTY = new Uint8Array(0)
 
 /** A client's Telnet filter: opening negotiation, optional login, then the byte path. */
 export function telnetClientFilter(options: TelnetClientFilterOptions): ConnectionFilterFactory {
-  const acceptLocal = [TelnetOption.BINARY, TelnetOption.SUPPRESS_GO_AHEAD, TelnetOption.TERMINAL_TYPE]
+  const acceptLocal: number[] = [TelnetOption.BINARY, TelnetOption.SUPPRESS_GO_AHEAD, TelnetOption.TERMINAL_TYPE]
   if (options.windowSize !== null) acceptLocal.push(TelnetOption.NAWS)
   const acceptRemote = [TelnetOption.BINARY, TelnetOption.SUPPRESS_GO_AHEAD, TelnetOption.ECHO]
   return (context: ConnectionFilterContext): ConnectionFilter => {

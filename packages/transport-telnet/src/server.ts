@@ -1,5 +1,5 @@
 import { TcpServer, type TcpServerOptions } from '@labwire/transport-tcp'
-import { toBytes, toHandlerFunction, type AbortOptions, type ByteHandlerFunction, type ServerAddress } from '@labwire/core'
+import { NEED_MORE, toBytes, toHandlerFunction, type AbortOptions, type BufferedHandler, type ByteHandler, type ServeHandler, type ServerAddress } from '@labwire/core'
 import { telnetServerFilter, type TelnetServerFilterOptions } from './filter.js'
 
 /** Options for {@link TelnetServer}: those of `TcpServer` plus banner, prompt and the subnegotiation limit. */
@@ -24,11 +24,10 @@ export class TelnetServer implements AsyncDisposable {
 
   constructor(options: TelnetServerOptions) {
     const { banner, prompt, maxSubnegotiation, callback, ...tcp } = options
-    const handler = toHandlerFunction(callback)
     const promptBytes = prompt === undefined ? undefined : toBytes(prompt)
     this.tcp = new TcpServer({
       ...tcp,
-      callback: promptBytes === undefined || promptBytes.length === 0 ? handler : withPrompt(handler, promptBytes),
+      callback: promptBytes === undefined || promptBytes.length === 0 ? callback : withPrompt(callback, promptBytes),
       filter: telnetServerFilter({ banner, prompt: promptBytes, ...(maxSubnegotiation === undefined ? {} : { maxSubnegotiation }) }),
     })
   }
@@ -58,8 +57,9 @@ export class TelnetServer implements AsyncDisposable {
   }
 }
 
-/** The handler with `prompt` appended to every reply (sent alone when there is no reply). */
-function withPrompt(handler: ByteHandlerFunction, prompt: Uint8Array): ByteHandlerFunction {
+/** The handler with `prompt` appended to every reply (sent alone when there is no reply); its synchronous fast path, if any, kept. */
+function withPrompt(callback: ByteHandler, prompt: Uint8Array): ServeHandler {
+  const handler = toHandlerFunction(callback)
   const append = (reply: Uint8Array | undefined): Uint8Array => {
     if (reply === undefined || reply.length === 0) return prompt
     const out = new Uint8Array(reply.length + prompt.length)
@@ -67,8 +67,16 @@ function withPrompt(handler: ByteHandlerFunction, prompt: Uint8Array): ByteHandl
     out.set(prompt, reply.length)
     return out
   }
-  return (bytes) => {
+  const wrapped = (bytes: AsyncIterator<Uint8Array>): Uint8Array | Promise<Uint8Array> => {
     const result = handler(bytes)
     return result instanceof Promise ? result.then(append) : append(result)
   }
+  const fast = handler.handleBuffered
+  if (fast === undefined) return wrapped
+  const handleBuffered: BufferedHandler = (stream) => {
+    const result = fast(stream)
+    if (result === NEED_MORE) return result
+    return result instanceof Promise ? result.then(append) : append(result)
+  }
+  return Object.assign(wrapped, { handleBuffered })
 }
