@@ -32,7 +32,7 @@ export const DEFAULT_SHELL_PROMPT = /[$#>%]\s?$/
 export const DEFAULT_FAILED_LOGIN = /login incorrect|authentication failed|access denied|permission denied|login failed|bad password|invalid (?:login|password|user(?:name)?|credentials)/i
 
 /** Why a login failed. */
-export type LoginFailure = 'rejected' | 'no-prompt' | 'missing-credential' | 'closed' | 'timeout'
+export type LoginFailure = 'rejected' | 'no-prompt' | 'missing-credential' | 'closed'
 
 /**
  * The device refused the login, or the dialogue did not reach the shell prompt. `seen` is the text
@@ -139,7 +139,11 @@ export class LoginDialogue {
     this.channel.destroy()
   }
 
-  /** Run the dialogue to the shell prompt. Rejects with `TelnetLoginError`, `TimeoutError` or `AbortError`. */
+  /**
+   * Run the dialogue to the shell prompt. Rejects with `TelnetLoginError` (refused, a prompt with
+   * no credential configured, connection closed), `TimeoutError` (no shell prompt within
+   * `loginTimeout`; its message quotes what was seen) or `AbortError`.
+   */
   async run(options?: AbortOptions): Promise<void> {
     const o = this.options
     const login = toRegExp(o.loginPrompt ?? DEFAULT_LOGIN_PROMPT)
@@ -166,7 +170,8 @@ export class LoginDialogue {
     if (this.closedReason !== undefined) stop?.(this.closedReason)
     try {
       const step = async (send: string): Promise<string> => {
-        const remaining = Math.max(1, Math.round(deadline - performance.now()))
+        // labwire's own timer (below) ends the dialogue at the deadline; telnet-client's is a backstop.
+        const remaining = Math.max(1, Math.round(deadline - performance.now())) + 1000
         // telnet-client's write() starts listening before it returns; only then is held data released to it.
         const reply = this.telnet.write(send, { waitFor: any, sendTimeout: remaining })
         this.active = true
