@@ -155,8 +155,13 @@ export class LoginDialogue {
     const deadline = performance.now() + limit
     const signal = options?.signal
     if (signal?.aborted === true) throw abortErrorFrom(signal, `login to ${this.target}`)
+    if (this.closedReason !== undefined) throw this.closedReason
     // The channel is given to telnet-client as an existing socket: it neither connects nor negotiates.
-    await this.telnet.connect({ sock: this.channel, negotiationMandatory: false, encoding: 'latin1', ors: '\r\n', shellPrompt: shell, timeout: 0, sendTimeout: 0 })
+    try {
+      await this.telnet.connect({ sock: this.channel, negotiationMandatory: false, encoding: 'latin1', ors: '\r\n', shellPrompt: shell, timeout: 0, sendTimeout: 0 })
+    } catch (error) {
+      throw this.closedReason ?? this.error('closed', 'telnet-client could not start the dialogue', error)
+    }
 
     let stop: ((error: unknown) => void) | undefined
     const stopped = new Promise<never>((_, reject) => {
