@@ -32,9 +32,10 @@ export interface TransportClientSession extends AsyncDisposable {
    */
   request(request: Uint8Array): AsyncIterator<Uint8Array>
   /**
-   * Write `bytes` and resolve once the transport has accepted them without exceeding its write
-   * buffer (awaiting drain if needed). Optional: transports that can tell implement it so that
-   * senders feel backpressure.
+   * Write `bytes` once the transport's write buffer has room (awaiting drain first if it is
+   * full), and resolve as soon as they are handed over. Rejecting with `AbortError` means the
+   * bytes were not written. Optional: transports that can tell implement it so that senders feel
+   * backpressure.
    */
   write?(bytes: Uint8Array, options?: AbortOptions): Promise<void>
   /** Close the connection. Idempotent. */

@@ -217,11 +217,16 @@ export class TcpClientSession implements TransportClientSession {
     return this.stream
   }
 
-  /** Write `bytes`; resolves when the socket's write buffer has room again (backpressure). */
+  /**
+   * Write `bytes` once the socket's write buffer has room (backpressure): while it is full this
+   * waits for drain first. Resolves as soon as the bytes are handed to the socket. Rejects with
+   * `AbortError` only if they were not written (aborted while waiting for room).
+   */
   async write(bytes: Uint8Array, options?: AbortOptions): Promise<void> {
     throwIfAborted(options)
-    if (this.writeNow(bytes)) return
-    await raceSignal(this.drained(), options?.signal, 'write')
+    if (this.closed) throw new ConnectionError(`connection to ${this.target} is closed`)
+    if (this.socket.writableNeedDrain) await raceSignal(this.drained(), options?.signal, 'write')
+    this.writeNow(bytes)
   }
 
   /** Close the connection: flush pending writes, then close (at most 1 s later). Idempotent. */
