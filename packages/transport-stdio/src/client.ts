@@ -98,14 +98,14 @@ export class ChildProcessClient implements TransportClient {
 
   constructor(options: ChildProcessClientOptions) {
     if (typeof options.command !== 'string' || options.command.length === 0) throw new TypeError('ChildProcessClient: command is required')
-    if (options.args !== undefined && (!Array.isArray(options.args) || options.args.some((arg) => typeof arg !== 'string'))) {
+    if (options.args !== undefined && !isStringArray(options.args)) {
       throw new TypeError('ChildProcessClient: args must be an array of strings')
     }
     const stderrLevel = options.stderrLevel ?? 'info'
-    if (!['debug', 'info', 'warn', 'error'].includes(stderrLevel)) throw new RangeError(`ChildProcessClient: stderrLevel must be debug, info, warn or error, got ${String(stderrLevel)}`)
+    if (!['debug', 'info', 'warn', 'error'].includes(stderrLevel)) throw new RangeError(`ChildProcessClient: stderrLevel must be debug, info, warn or error, got ${stderrLevel as string}`)
     this.options = {
       command: options.command,
-      args: [...(options.args ?? [])] as string[],
+      args: options.args === undefined ? [] : [...options.args],
       cwd: options.cwd,
       env: options.env,
       timeout: checkDuration('ChildProcessClient', 'timeout', options.timeout),
@@ -309,4 +309,9 @@ export class ChildProcessSession implements TransportClientSession {
       pending = ''
     })
   }
+}
+
+/** True for an array of strings (a plain boolean, so that it does not narrow `readonly string[]` to `any[]`). */
+function isStringArray(value: unknown): boolean {
+  return Array.isArray(value) && value.every((item) => typeof item === 'string')
 }

@@ -138,15 +138,15 @@ export class StdioServer implements AsyncDisposable {
     return this.serving
   }
 
-  /** End the connection (stop reading, end the output unless it is `process.stdout`) and wait for the loop to finish. Idempotent. */
-  async close(): Promise<void> {
+  /**
+   * End the connection: stop reading, end the output (unless it is `process.stdout`, which ends
+   * when the process exits). Resolves at once; a callback still running is abandoned and its reply
+   * is not written. `serve()` resolves when the loop has finished. Idempotent.
+   */
+  close(): Promise<void> {
     this.closed = true
     this.stop?.()
-    if (this.serving === undefined) return
-    // A callback that never returns keeps the loop waiting: do not wait for it past 1 s.
-    let timer: ReturnType<typeof setTimeout> | undefined
-    await Promise.race([this.serving, new Promise<void>((resolve) => (timer = setTimeout(resolve, 1000)))])
-    clearTimeout(timer)
+    return Promise.resolve()
   }
 
   [Symbol.asyncDispose](): Promise<void> {

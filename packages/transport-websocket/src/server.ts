@@ -85,7 +85,7 @@ export class WebSocketServer implements AsyncDisposable {
     this.host = options.host ?? '127.0.0.1'
     this.port = checkPort('WebSocketServer', options.port ?? 0)
     const path = options.path ?? '/'
-    if (typeof path !== 'string' || !path.startsWith('/')) throw new RangeError(`WebSocketServer: path must start with '/', got ${String(path)}`)
+    if (typeof path !== 'string' || !path.startsWith('/')) throw new RangeError(`WebSocketServer: path must start with '/', got ${JSON.stringify(path)}`)
     this.path = path
     this.bufferSize = checkCount('WebSocketServer', 'bufferSize', options.bufferSize ?? 64 * 1024)
     this.maxPayload = checkCount('WebSocketServer', 'maxPayload', options.maxPayload ?? DEFAULT_MAX_PAYLOAD)
