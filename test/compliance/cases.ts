@@ -12,13 +12,13 @@ export interface ComplianceOptions {
 }
 
 /** An `it` that skips the cases listed in `options.skip` (loudly) and runs the rest; call `done()` after the last case. */
-export function caseRunner(suite: string, options: ComplianceOptions): ((name: string, fn: TestFunction) => void) & { done(): void } {
+export function caseRunner(suite: string, options: ComplianceOptions): ((name: string, fn: TestFunction, timeout?: number) => void) & { done(): void } {
   const skip = options.skip ?? {}
   const used = new Set<string>()
-  const run = (name: string, fn: TestFunction): void => {
+  const run = (name: string, fn: TestFunction, timeout?: number): void => {
     const reason = skip[name]
     if (reason === undefined) {
-      vitestIt(name, fn)
+      vitestIt(name, fn, timeout)
       return
     }
     used.add(name)

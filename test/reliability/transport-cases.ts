@@ -281,7 +281,7 @@ export function reliabilityCases(setup: ReliabilitySetup, options: ReliabilityOp
       } finally {
         process.off('warning', onWarning)
       }
-    })
+    }, 60_000)
     it.done()
   })
 }

@@ -1,6 +1,5 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import {
-  ByteQueue,
   ByteStream,
   ConnectionClosedError,
   ConnectionError,
@@ -184,11 +183,16 @@ export class ChildProcessSession implements TransportClientSession {
   ) {
     const { logger } = options
     const label = `child process '${target}' (pid ${child.pid ?? '?'})`
-    const queue = new ByteQueue({ highWaterMark: options.bufferSize, onPause: () => child.stdout.pause(), onResume: () => child.stdout.resume() })
-    this.childStream = new ChildStream(queue, { timeout: options.timeout, label })
+    const stream = (this.childStream = new ChildStream(undefined, {
+      timeout: options.timeout,
+      highWaterMark: options.bufferSize,
+      onPause: () => child.stdout.pause(),
+      onResume: () => child.stdout.resume(),
+      label,
+    }))
     this.stream = this.childStream
-    child.stdout.on('data', (chunk: Buffer) => queue.push(chunk))
-    child.stdout.on('error', (error) => queue.fail(new ConnectionError(`${label}: stdout failed: ${error.message}`, { cause: error })))
+    child.stdout.on('data', (chunk: Buffer) => stream.push(chunk))
+    child.stdout.on('error', (error) => stream.fail(new ConnectionError(`${label}: stdout failed: ${error.message}`, { cause: error })))
     // A write after the child exited fails with EPIPE; the exit itself is what the reader learns.
     child.stdin.on('error', (error) => logDebug(logger, () => [{ target, err: error }, 'child stdin error']))
     this.pipeStderr(label)
@@ -197,7 +201,7 @@ export class ChildProcessSession implements TransportClientSession {
         this.exited = true
         this.childStream.exit = { code, signal }
         logDebug(logger, () => [{ target, pid: child.pid, code, signal }, 'child process exited'])
-        queue.end()
+        stream.end()
         resolve()
       })
     })

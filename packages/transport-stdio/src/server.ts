@@ -1,6 +1,5 @@
 import type { Readable, Writable } from 'node:stream'
 import {
-  ByteQueue,
   ByteStream,
   ConnectionError,
   checkCount,
@@ -78,22 +77,21 @@ export class StdioServer implements AsyncDisposable {
     if (this.serving !== undefined) return this.serving
     if (this.closed) return Promise.reject(new ConnectionError(`StdioServer (${this.peer}) is closed`))
     const { input, output, peer } = this
-    const queue = new ByteQueue({ highWaterMark: this.bufferSize, onPause: () => input.pause(), onResume: () => input.resume() })
-    const onData = (chunk: Buffer | string): void => queue.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk)
-    const onEnd = (): void => queue.end()
-    const onInputError = (error: Error): void => queue.fail(new ConnectionError(`${peer}: input failed: ${error.message}`, { cause: error }))
+    const stream = new ByteStream(undefined, { highWaterMark: this.bufferSize, onPause: () => input.pause(), onResume: () => input.resume(), label: peer })
+    const onData = (chunk: Buffer | string): void => stream.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk)
+    const onEnd = (): void => stream.end()
+    const onInputError = (error: Error): void => stream.fail(new ConnectionError(`${peer}: input failed: ${error.message}`, { cause: error }))
     let outputBroken = false
     const onOutputError = (error: Error): void => {
       outputBroken = true
       logDebug(this.logger, () => [{ peer, err: error }, 'output failed'])
-      queue.fail(new ConnectionError(`${peer}: output failed: ${error.message}`, { cause: error }))
+      stream.fail(new ConnectionError(`${peer}: output failed: ${error.message}`, { cause: error }))
     }
     input.on('data', onData)
     input.on('end', onEnd)
     input.on('close', onEnd)
     input.on('error', onInputError)
     output.on('error', onOutputError)
-    const stream = new ByteStream(queue, { label: peer })
     let ended = false
     const conn: ServedConnection = {
       peer,
@@ -117,7 +115,7 @@ export class StdioServer implements AsyncDisposable {
       close: () => {
         if (ended) return
         ended = true
-        queue.end()
+        stream.end()
         input.off('data', onData)
         input.off('end', onEnd)
         input.off('close', onEnd)

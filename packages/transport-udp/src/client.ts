@@ -1,7 +1,7 @@
 import { createSocket, type Socket } from 'node:dgram'
 import { isIPv6 } from 'node:net'
 import {
-  type ByteStream,
+  ByteStream,
   ConnectionError,
   FrameTooLargeError,
   abortErrorFrom,
@@ -16,7 +16,6 @@ import {
   type TransportClient,
   type TransportClientSession,
 } from '@labwire/core'
-import { inbound, type Inbound } from './inbound.js'
 
 /**
  * Largest UDP payload over IPv4 (65 535 − 8 − 20). Loopback carries it; a real network path
@@ -146,7 +145,6 @@ interface UdpSessionSettings {
 export class UdpClientSession implements TransportClientSession {
   /** The session's incoming byte stream (what `request()` returns): one chunk per datagram. */
   readonly stream: ByteStream
-  private readonly inbound: Inbound
   private closing: Promise<void> | undefined
   private socketClosed = false
   private dropped = 0
@@ -158,8 +156,7 @@ export class UdpClientSession implements TransportClientSession {
     readonly target: string,
     private readonly settings: UdpSessionSettings,
   ) {
-    const stream = (this.inbound = inbound({ timeout: settings.timeout, highWaterMark: settings.bufferSize, label: target }))
-    this.stream = stream.stream
+    const stream = (this.stream = new ByteStream(undefined, { timeout: settings.timeout, highWaterMark: settings.bufferSize, label: target }))
     const logger = settings.logger
     socket.on('message', (datagram: Buffer) => {
       if (datagram.length === 0) {
@@ -250,7 +247,7 @@ export class UdpClientSession implements TransportClientSession {
     }
     if (bytes.length === 0) return // an empty datagram would read as the end-of-session signal
     this.socket.send(bytes, (error) => {
-      if (error != null) this.inbound.fail(new ConnectionError(`send to ${this.target} failed: ${error.message}`, { cause: error }))
+      if (error != null) this.stream.fail(new ConnectionError(`send to ${this.target} failed: ${error.message}`, { cause: error }))
     })
   }
 }

@@ -1,6 +1,7 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
 import { isIPv6 } from 'node:net'
 import {
+  ByteStream,
   ConnectionError,
   FrameTooLargeError,
   checkCount,
@@ -18,7 +19,6 @@ import {
   type ServedConnection,
   type ServerAddress,
 } from '@labwire/core'
-import { inbound, type Inbound } from './inbound.js'
 import { EMPTY_DATAGRAM, MAX_UDP_PAYLOAD, formatTarget } from './client.js'
 
 const CLOSE_FLUSH_MS = 1000
@@ -47,7 +47,7 @@ export interface UdpServerOptions {
 }
 
 interface Peer {
-  readonly stream: Inbound
+  readonly stream: ByteStream
   readonly conn: ServedConnection
   lastActivity: number
   timer: ReturnType<typeof setTimeout> | undefined
@@ -196,7 +196,7 @@ export class UdpServer implements AsyncDisposable {
   }
 
   private open(key: string, from: RemoteInfo): Peer {
-    const stream = inbound({ highWaterMark: this.bufferSize, label: `UDP peer ${key}` })
+    const stream = new ByteStream(undefined, { highWaterMark: this.bufferSize, label: `UDP peer ${key}` })
     const address = from.address
     const port = from.port
     const maxDatagramSize = this.maxDatagramSize
@@ -242,7 +242,7 @@ export class UdpServer implements AsyncDisposable {
       peer.timer.unref()
     }
     logDebug(this.logger, () => [{ peer: key }, 'new peer'])
-    void serveConnection(stream.stream, this.handler, conn, this.logger)
+    void serveConnection(stream, this.handler, conn, this.logger)
     return peer
   }
 

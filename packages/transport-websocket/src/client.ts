@@ -1,6 +1,5 @@
 import WebSocket from 'ws'
 import {
-  ByteQueue,
   ByteStream,
   ConnectionError,
   FrameTooLargeError,
@@ -162,20 +161,25 @@ export class WebSocketClientSession implements TransportClientSession {
   ) {
     this.bufferSize = settings.bufferSize
     const { logger } = settings
-    const queue = new ByteQueue({ highWaterMark: settings.bufferSize, onPause: () => ws.pause(), onResume: () => ws.resume() })
-    this.stream = new ByteStream(queue, { timeout: settings.timeout, label: target })
+    const stream = (this.stream = new ByteStream(undefined, {
+      timeout: settings.timeout,
+      highWaterMark: settings.bufferSize,
+      onPause: () => ws.pause(),
+      onResume: () => ws.resume(),
+      label: target,
+    }))
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (!isBinary && settings.textMessages === 'error') {
         logger.warn({ target }, 'text message received on a binary connection; closing (1003)')
-        queue.fail(new FramingError(`${target} sent a text message; this connection carries binary messages (textMessages: 'accept' takes their UTF-8 bytes)`))
+        stream.fail(new FramingError(`${target} sent a text message; this connection carries binary messages (textMessages: 'accept' takes their UTF-8 bytes)`))
         ws.close(1003, 'binary messages only')
         return
       }
-      queue.push(data)
+      stream.push(data)
     })
     ws.on('error', (error: Error & { code?: string }) => {
       logDebug(logger, () => [{ target, err: error }, 'websocket error'])
-      queue.fail(
+      stream.fail(
         error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
           ? new FrameTooLargeError(settings.maxPayload, `${target} sent a message over maxPayload (${settings.maxPayload} bytes)`, { cause: error })
           : new ConnectionError(`connection to ${target} failed: ${error.message}`, { cause: error }),
@@ -184,7 +188,7 @@ export class WebSocketClientSession implements TransportClientSession {
     this.closedPromise = new Promise<void>((resolve) => {
       ws.once('close', (code: number, reason: Buffer) => {
         logDebug(logger, () => [{ target, code, reason: reason.toString() }, 'closed'])
-        queue.end()
+        stream.end()
         resolve()
       })
     })

@@ -2,7 +2,6 @@ import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import WebSocket, { WebSocketServer as WsServer } from 'ws'
 import {
-  ByteQueue,
   ByteStream,
   ConnectionError,
   FrameTooLargeError,
@@ -195,20 +194,25 @@ export class WebSocketServer implements AsyncDisposable {
     }
     this.sockets.add(ws)
     ws.binaryType = 'nodebuffer'
-    const queue = new ByteQueue({ highWaterMark: this.bufferSize, onPause: () => ws.pause(), onResume: () => ws.resume() })
+    const stream = new ByteStream(undefined, {
+      highWaterMark: this.bufferSize,
+      onPause: () => ws.pause(),
+      onResume: () => ws.resume(),
+      label: `WebSocket peer ${peer}`,
+    })
     let lastActivity = performance.now()
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       lastActivity = performance.now()
       if (!isBinary && this.textMessages === 'error') {
-        queue.fail(new FramingError(`${peer} sent a text message; this endpoint takes binary messages (textMessages: 'accept' takes their UTF-8 bytes)`))
+        stream.fail(new FramingError(`${peer} sent a text message; this endpoint takes binary messages (textMessages: 'accept' takes their UTF-8 bytes)`))
         ws.close(1003, 'binary messages only')
         return
       }
-      queue.push(data)
+      stream.push(data)
     })
     ws.on('error', (error: Error & { code?: string }) => {
       logDebug(this.logger, () => [{ peer, err: error }, 'websocket error'])
-      queue.fail(
+      stream.fail(
         error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
           ? new FrameTooLargeError(this.maxPayload, `${peer} sent a message over maxPayload (${this.maxPayload} bytes)`, { cause: error })
           : new ConnectionError(`connection from ${peer} failed: ${error.message}`, { cause: error }),
@@ -218,9 +222,8 @@ export class WebSocketServer implements AsyncDisposable {
     ws.on('close', () => {
       this.sockets.delete(ws)
       if (idleTimer !== undefined) clearTimeout(idleTimer)
-      queue.end()
+      stream.end()
     })
-    const stream = new ByteStream(queue, { label: `WebSocket peer ${peer}` })
     const highWaterMark = this.bufferSize
     const conn: ServedConnection = {
       peer,
@@ -238,7 +241,7 @@ export class WebSocketServer implements AsyncDisposable {
       flush: () => undefined,
       close() {
         if (ws.readyState === WebSocket.CLOSED || ws.readyState === WebSocket.CLOSING) return
-        queue.end()
+        stream.end()
         ws.close(1000)
         // Drop the socket if the client never answers the closing handshake.
         const timer = setTimeout(() => ws.terminate(), CLOSE_LINGER_MS * 2)
