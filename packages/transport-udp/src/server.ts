@@ -207,7 +207,11 @@ export class UdpServer implements AsyncDisposable {
       write: (bytes) => {
         if (closed) return undefined
         if (bytes.length > maxDatagramSize) {
-          throw new FrameTooLargeError(maxDatagramSize, `reply of ${bytes.length} bytes to ${key} does not fit one datagram (maxDatagramSize ${maxDatagramSize}); not sent`)
+          // Never truncate: log the typed error and end this peer's session (the peer is told).
+          const error = new FrameTooLargeError(maxDatagramSize, `reply of ${bytes.length} bytes to ${key} does not fit one datagram (maxDatagramSize ${maxDatagramSize}); not sent`)
+          this.logger.error({ peer: key, err: error }, 'reply too large for one datagram; closing the connection')
+          conn.close()
+          return undefined
         }
         peer.lastActivity = performance.now()
         this.send(bytes, port, address)
