@@ -171,8 +171,8 @@ export class WebSocketClientSession implements TransportClientSession {
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (!isBinary && settings.textMessages === 'error') {
         logger.warn({ target }, 'text message received on a binary connection; closing (1003)')
+        ws.close(1003, 'binary messages only') // before failing the stream: its loop closes the connection with 1000
         stream.fail(new FramingError(`${target} sent a text message; this connection carries binary messages (textMessages: 'accept' takes their UTF-8 bytes)`))
-        ws.close(1003, 'binary messages only')
         return
       }
       stream.push(data)

@@ -204,8 +204,8 @@ export class WebSocketServer implements AsyncDisposable {
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       lastActivity = performance.now()
       if (!isBinary && this.textMessages === 'error') {
+        ws.close(1003, 'binary messages only') // before failing the stream: its loop closes the connection with 1000
         stream.fail(new FramingError(`${peer} sent a text message; this endpoint takes binary messages (textMessages: 'accept' takes their UTF-8 bytes)`))
-        ws.close(1003, 'binary messages only')
         return
       }
       stream.push(data)
