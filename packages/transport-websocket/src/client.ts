@@ -250,6 +250,8 @@ export class WebSocketClientSession implements TransportClientSession {
 
   private sendNow(bytes: Uint8Array, done: ((error?: Error) => void) | undefined): void {
     if (this.closed) throw new ConnectionError(`connection to ${this.target} is closed`)
-    this.ws.send(bytes, { binary: true }, done)
+    // Non-string data goes out as a binary message.
+    if (done === undefined) this.ws.send(bytes)
+    else this.ws.send(bytes, done)
   }
 }

@@ -200,9 +200,11 @@ export class WebSocketServer implements AsyncDisposable {
       onResume: () => ws.resume(),
       label: `WebSocket peer ${peer}`,
     })
-    let lastActivity = performance.now()
+    // Activity is timed only when there is an idle timeout (a clock read per message otherwise wasted).
+    const timed = this.idleTimeout !== undefined
+    let lastActivity = timed ? performance.now() : 0
     ws.on('message', (data: Buffer, isBinary: boolean) => {
-      lastActivity = performance.now()
+      if (timed) lastActivity = performance.now()
       if (!isBinary && this.textMessages === 'error') {
         ws.close(1003, 'binary messages only') // before failing the stream: its loop closes the connection with 1000
         stream.fail(new FramingError(`${peer} sent a text message; this endpoint takes binary messages (textMessages: 'accept' takes their UTF-8 bytes)`))
@@ -230,13 +232,14 @@ export class WebSocketServer implements AsyncDisposable {
       busy: false,
       write(bytes) {
         if (ws.readyState !== WebSocket.OPEN) return undefined
-        lastActivity = performance.now()
+        if (timed) lastActivity = performance.now()
+        // Non-string data goes out as a binary message (no options object per send).
         if (ws.bufferedAmount + bytes.length <= highWaterMark) {
-          ws.send(bytes, { binary: true })
+          ws.send(bytes)
           return undefined
         }
         // Over the high-water mark: wait until this message has been written out.
-        return new Promise<void>((resolve) => ws.send(bytes, { binary: true }, () => resolve()))
+        return new Promise<void>((resolve) => ws.send(bytes, () => resolve()))
       },
       flush: () => undefined,
       close() {
