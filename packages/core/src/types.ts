@@ -4,6 +4,8 @@
  *
  * @module
  */
+import type { ByteStream } from './byte-stream.js'
+import type { NeedMore } from './decoder.js'
 
 /** Options accepted by every async labwire method. */
 export interface AbortOptions {
@@ -30,9 +32,10 @@ export interface TransportClientSession extends AsyncDisposable {
    */
   request(request: Uint8Array): AsyncIterator<Uint8Array>
   /**
-   * Write `bytes` and resolve once the transport has accepted them without exceeding its write
-   * buffer (awaiting drain if needed). Optional: transports that can tell implement it so that
-   * senders feel backpressure.
+   * Write `bytes` once the transport's write buffer has room (awaiting drain first if it is
+   * full), and resolve as soon as they are handed over. Rejecting with `AbortError` means the
+   * bytes were not written. Optional: transports that can tell implement it so that senders feel
+   * backpressure.
    */
   write?(bytes: Uint8Array, options?: AbortOptions): Promise<void>
   /** Close the connection. Idempotent. */
@@ -47,6 +50,14 @@ export type ByteHandlerFunction = (
 /** An object form of {@link ByteHandlerFunction}; an `ApplicationServer` is one. */
 export interface ByteHandlerObject {
   handle(bytes: AsyncIterator<Uint8Array>): Promise<Uint8Array | undefined>
+  /**
+   * Optional synchronous fast path: decode one request from what the connection's `ByteStream`
+   * has buffered and answer it; return `NEED_MORE` (consuming no request bytes) when no whole
+   * request is buffered, or a promise when the answer is really pending. Servers call it, when
+   * present, instead of `handle`. An `ApplicationServer` whose request unmarshaller is a labwire
+   * decoder has one.
+   */
+  handleBuffered?: ((stream: ByteStream) => Uint8Array | undefined | NeedMore | Promise<Uint8Array | undefined>) | undefined
 }
 
 /** What a transport server calls per request. */
@@ -57,3 +68,38 @@ export interface ServerAddress {
   host: string
   port: number
 }
+
+/**
+ * A protocol layer between a socket and its byte stream, under the framing: Telnet's IAC codec is
+ * one. One instance per connection, made by a {@link ConnectionFilterFactory}. Transports that
+ * accept a `filter` option (TCP) run every chunk read through `input` before it reaches the byte
+ * stream, and every write through `output`.
+ */
+export interface ConnectionFilter {
+  /** Bytes read from the socket → the data bytes for the byte stream (may be empty). Throwing (a `FramingError`) closes the connection. */
+  input(chunk: Uint8Array): Uint8Array
+  /** Bytes the application writes → the bytes for the socket (e.g. 0xFF escaped). */
+  output(bytes: Uint8Array): Uint8Array
+  /** Called once the connection is open, before any request (a server's banner, an opening negotiation). */
+  open?(): void
+  /**
+   * Client side: resolves when the connection is ready for requests (e.g. a login dialogue
+   * finished); `connect()` waits for it and rejects with its error. Default: ready at once.
+   */
+  ready?(options?: AbortOptions): Promise<void>
+  /** Called once when the connection closes. */
+  close?(): void
+}
+
+/** What a filter gets to work with: a way to write protocol bytes straight to the socket, bypassing `output`. */
+export interface ConnectionFilterContext {
+  /** Write raw bytes to the socket (negotiation replies, a banner). */
+  send(bytes: Uint8Array): void
+  /** `'client'` or `'server'`. */
+  readonly side: 'client' | 'server'
+  /** `host:port` of the peer, for messages. */
+  readonly peer: string
+}
+
+/** Makes the {@link ConnectionFilter} of one connection. */
+export type ConnectionFilterFactory = (context: ConnectionFilterContext) => ConnectionFilter

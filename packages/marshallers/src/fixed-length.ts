@@ -1,4 +1,5 @@
-import { byteStreamOf, FramingError, logDebug, silentLogger, type Logger } from '@labwire/core'
+import { decodeFrom, exactDecoder, FramingError, logDebug, silentLogger, type FrameDecoder, type Logger } from '@labwire/core'
+import { bytesExpected } from './sentinel.js'
 
 /** Options for {@link FixedLengthBytesMarshaller}. */
 export interface FixedLengthBytesMarshallerOptions {
@@ -15,16 +16,22 @@ export interface FixedLengthBytesMarshallerOptions {
 export class FixedLengthBytesMarshaller {
   /** The frame length in bytes. */
   readonly length: number
+  /** The synchronous decoder behind `unmarshall`. */
+  readonly decoder: FrameDecoder
   private readonly logger: Logger
 
   constructor(length: number, options: FixedLengthBytesMarshallerOptions = {}) {
-    if (!Number.isInteger(length) || length < 0) throw new RangeError(`length must be a non-negative integer, got ${length}`)
+    // A zero-length frame would consume nothing: a server would call its handler forever.
+    if (!Number.isInteger(length) || length < 1) throw new RangeError(`FixedLengthBytesMarshaller: length must be a positive integer, got ${String(length)}`)
     this.length = length
+    this.decoder = exactDecoder(length)
     this.logger = options.logger ?? silentLogger
+    Object.defineProperty(this.unmarshall, 'decoder', { value: this.decoder })
   }
 
   /** The payload itself; throws `FramingError` unless it has exactly `length` bytes. */
   readonly marshall = (payload: Uint8Array): Uint8Array => {
+    if (!(payload instanceof Uint8Array)) throw bytesExpected(payload)
     if (payload.length !== this.length) {
       throw new FramingError(`payload has ${payload.length} bytes; this marshaller's frames have exactly ${this.length}`)
     }
@@ -33,7 +40,7 @@ export class FixedLengthBytesMarshaller {
 
   /** Read exactly `length` bytes. Rejects with `ConnectionClosedError` (with `partial`) if the stream ends first. */
   readonly unmarshall = (bytes: AsyncIterator<Uint8Array>): Promise<Uint8Array> => {
-    const read = byteStreamOf(bytes).readExactly(this.length)
+    const read = decodeFrom(this.decoder, bytes)
     if (this.logger === silentLogger) return read
     return read.then((payload) => {
       logDebug(this.logger, () => [{ length: payload.length }, 'fixed-length frame read'])

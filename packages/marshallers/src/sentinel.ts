@@ -1,4 +1,4 @@
-import { byteStreamOf, DEFAULT_MAX_LENGTH, logDebug, silentLogger, toBytes, type Logger, type ReadUntilOptions } from '@labwire/core'
+import { allocFrame, decodeFrom, delimiterDecoder, DEFAULT_MAX_LENGTH, logDebug, silentLogger, toBytes, type FrameDecoder, type Logger } from '@labwire/core'
 
 /** Options for {@link SentinelBytesMarshaller}. */
 export interface SentinelBytesMarshallerOptions {
@@ -29,8 +29,9 @@ export class SentinelBytesMarshaller {
   readonly maxLength: number
   /** What happens to a frame over `maxLength`. */
   readonly tooLarge: 'fail' | 'skip'
+  /** The synchronous decoder behind `unmarshall` (the decoder contract of `@labwire/core`). */
+  readonly decoder: FrameDecoder
   private readonly logger: Logger
-  private readonly readOptions: ReadUntilOptions
 
   constructor(sentinel: Uint8Array | string, options: SentinelBytesMarshallerOptions = {}) {
     const bytes = toBytes(sentinel)
@@ -41,13 +42,16 @@ export class SentinelBytesMarshaller {
     this.maxLength = maxLength
     this.tooLarge = options.tooLarge ?? 'fail'
     if (this.tooLarge !== 'fail' && this.tooLarge !== 'skip') throw new RangeError(`tooLarge must be 'fail' or 'skip', got ${String(this.tooLarge)}`)
-    this.readOptions = { maxLength, tooLarge: this.tooLarge }
+    this.decoder = delimiterDecoder(this.sentinel, { maxLength, tooLarge: this.tooLarge })
     this.logger = options.logger ?? silentLogger
+    // Detached `unmarshall` still carries the decoder, so servers and clients take the synchronous path.
+    Object.defineProperty(this.unmarshall, 'decoder', { value: this.decoder })
   }
 
   /** The payload followed by the sentinel. */
   readonly marshall = (payload: Uint8Array): Uint8Array => {
-    const out = new Uint8Array(payload.length + this.sentinel.length)
+    if (!(payload instanceof Uint8Array)) throw bytesExpected(payload)
+    const out = allocFrame(payload.length + this.sentinel.length)
     out.set(payload, 0)
     out.set(this.sentinel, payload.length)
     return out
@@ -59,11 +63,17 @@ export class SentinelBytesMarshaller {
    * stream ends mid-frame.
    */
   readonly unmarshall = (bytes: AsyncIterator<Uint8Array>): Promise<Uint8Array> => {
-    const read = byteStreamOf(bytes).readUntil(this.sentinel, this.readOptions)
+    const read = decodeFrom(this.decoder, bytes)
     if (this.logger === silentLogger) return read
     return read.then((payload) => {
       logDebug(this.logger, () => [{ length: payload.length }, 'sentinel frame read'])
       return payload
     })
   }
+}
+
+/** The TypeError for a non-bytes payload handed to a bytes marshaller (a string would otherwise be written as NUL bytes). */
+export function bytesExpected(payload: unknown): TypeError {
+  const what = typeof payload === 'string' ? `a string ('${payload.length > 20 ? payload.slice(0, 20) + '…' : payload}'); wrap the marshaller with textMarshaller() to send text` : payload === null ? 'null' : typeof payload
+  return new TypeError(`a bytes marshaller takes a Uint8Array payload, got ${what}`)
 }
