@@ -14,6 +14,7 @@ import { Parser } from './python/stringparser.js'
 import type { PyValue } from './python/values.js'
 
 /** What a command handler may return: text or bytes to send (the response terminator is added), or nothing. */
+// eslint-disable-next-line @typescript-eslint/no-invalid-void-type -- handlers that return nothing are the common case
 export type Reply = string | Uint8Array | undefined | void
 
 /** Returned by a command's `run` when it does not handle the query: the next command is tried. */

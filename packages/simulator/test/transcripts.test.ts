@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { loadDevice, SimulatorServer } from '../src/index.js'
-import { findPython, runPythonJson } from './python.js'
+import { findPython } from './python.js'
 import { RawClient } from './raw-client.js'
 
 // Transcripts recorded from pyvisa-sim itself (scripts/pyvisa-sim-transcripts.py) replayed against
@@ -115,5 +115,4 @@ describe.skipIf(python === undefined)('pyvisa-py talks to the served devices as 
       expect(replies).toEqual(steps.map((s) => s.expected))
     })
   }
-  void runPythonJson
 })

@@ -5,7 +5,6 @@
  * @module
  */
 import { readFile } from 'node:fs/promises'
-import { dirname, resolve } from 'node:path'
 import { throwIfAborted, type AbortOptions, type Logger } from '@labwire/core'
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml'
 import { concatBytes, encodeSamples, ieeeBlock, latin1, sine, utf8, type SampleFormat } from '../bytes.js'
@@ -151,6 +150,11 @@ export async function loadDevice(file: string, options: LoadDeviceOptions = {}):
 
 type Plain = string | Plain[] | { [key: string]: Plain }
 
+function scalarText(value: unknown): string {
+  if (value === null || value === undefined) return ''
+  return typeof value === 'string' ? value : JSON.stringify(value)
+}
+
 class Reader {
   constructor(
     readonly file: string,
@@ -166,7 +170,7 @@ class Reader {
 
   plain(node: Node | null | undefined): Plain {
     if (node === null || node === undefined) return ''
-    if (isScalar(node)) return node.value === null || node.value === undefined ? '' : String(node.value as unknown)
+    if (isScalar(node)) return scalarText(node.value)
     if (isSeq(node)) return node.items.map((item) => this.plain(item as Node))
     if (isMap(node)) {
       const out: Record<string, Plain> = {}
@@ -178,7 +182,7 @@ class Reader {
   }
 
   keyOf(node: Node | null | undefined): string {
-    if (isScalar(node)) return String(node.value as unknown)
+    if (isScalar(node)) return String(node.value)
     return JSON.stringify(this.plain(node))
   }
 
@@ -218,7 +222,7 @@ class Reader {
     const target = this.deref(node)
     if (target === null || target === undefined) return ''
     if (!isScalar(target)) this.fail(node, field, 'expected a string')
-    return target.value === null || target.value === undefined ? '' : String(target.value as unknown)
+    return scalarText(target.value)
   }
 }
 
@@ -395,7 +399,7 @@ function stripSpaces(text: string): string {
   return text.replace(/^ +| +$/g, '')
 }
 
-function readComponent(r: Reader, node: Node | null, field: string, compat: PyvisaSimCompat): ComponentDef {
+function readComponent(r: Reader, node: Node | null, field: string): ComponentDef {
   const dialogues = r.items(r.get(node, 'dialogues'), `${field}.dialogues`).map((item, i) => {
     const pair = readPair(r, item, `${field}.dialogues[${i}]`, false)
     try {
@@ -434,7 +438,6 @@ function readComponent(r: Reader, node: Node | null, field: string, compat: Pyvi
         r.fail(setterNode, `${pf}.setter.q`, error instanceof Error ? error.message : String(error))
       }
     }
-    void compat
     return def
   })
   return { dialogues, properties }
@@ -543,7 +546,7 @@ function readBlock(r: Reader, node: Node | null, field: string): () => Uint8Arra
   const orderNode = r.get(node, 'byte_order')
   const byteOrder = orderNode === undefined ? 'little' : r.string(orderNode, `${field}.byte_order`)
   if (byteOrder !== 'little' && byteOrder !== 'big') r.fail(orderNode, `${field}.byte_order`, "expected 'little' or 'big'")
-  const encode = { format: format as SampleFormat, byteOrder: byteOrder as 'little' | 'big' }
+  const encode = { format: format as SampleFormat, byteOrder: byteOrder === 'big' ? ('big' as const) : ('little' as const) }
   const valuesNode = r.get(node, 'values')
   if (valuesNode !== undefined) {
     const values = r.items(valuesNode, `${field}.values`).map((item, i) => readNumber(r, item, `${field}.values[${i}]`))
@@ -623,14 +626,14 @@ function buildDefinition(r: Reader, name: string, node: Node | null, compat: Pyv
       queues.push({ q: r.string(q, `${qf}.q`), default: r.string(def, `${qf}.default`), messages })
     })
   }
-  const component = readComponent(r, node, field, compat)
+  const component = readComponent(r, node, field)
   const channels: ChannelDef[] = r.entries(r.get(node, 'channels'), `${field}.channels`).map(({ key, node: chNode }) => {
     const cf = `${field}.channels.${key}`
     if (!isMap(chNode)) r.fail(chNode, cf, 'expected a mapping with ids, can_select, dialogues, properties')
     const ids = r.items(r.get(chNode, 'ids'), `${cf}.ids`).map((item, i) => r.string(item, `${cf}.ids[${i}]`))
     const canSelectNode = r.get(chNode, 'can_select')
     const canSelect = !(canSelectNode !== undefined && r.string(canSelectNode, `${cf}.can_select`) === 'False')
-    return { name: key, ids, canSelect, ...readComponent(r, chNode, cf, compat) }
+    return { name: key, ids, canSelect, ...readComponent(r, chNode, cf) }
   })
   if (channels.some((c) => !c.canSelect) && !component.properties.some((p) => p.name === 'selected_channel')) {
     const bad = channels.find((c) => !c.canSelect)
