@@ -294,11 +294,8 @@ function toBytes(text: string, compat: PyvisaSimCompat): Uint8Array {
   }))
 }
 
-const binaryString = (bytes: Uint8Array): string => {
-  let out = ''
-  for (const byte of bytes) out += String.fromCharCode(byte)
-  return out
-}
+/** The bytes as a string of code units 0–255 (a lossless map key). */
+const binaryString = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
 
 type Response = Uint8Array | typeof NO_REPLY
 
