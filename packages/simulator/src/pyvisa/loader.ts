@@ -756,7 +756,8 @@ function createDevice(input: BuildInput, options: CreateDeviceOptions): Device<P
 
   const dialogueResponse = (value: Response): Response => {
     if (compat === '0.7' && value !== NO_REPLY) {
-      const text = new TextDecoder().decode(value)
+      // pyvisa-sim 0.6+ decodes every dialogue reply as UTF-8 to look for RANDOM: raw bytes that are not UTF-8 raise there.
+      const text = new TextDecoder('utf-8', { fatal: true }).decode(value)
       if (text.includes('RANDOM')) return utf8(randomResponse(text))
     }
     return value
