@@ -873,7 +873,8 @@ function createDevice(input: BuildInput, options: CreateDeviceOptions): Device<P
   })
   commands.push({
     label: 'setters',
-    run: (query) => {
+    run: (_query, raw) => {
+      const query = strictUtf8(raw)
       for (const setter of setters) {
         let value: PyValue
         try {
@@ -928,7 +929,7 @@ function createDevice(input: BuildInput, options: CreateDeviceOptions): Device<P
       dialogues: new Map(chDialogues.map((d) => [defaultKey(d.q), d.r])),
       getters: new Map(chGetters.map((g) => [defaultKey(g.q), { prop: g.prop, r: g.r }])),
     }
-    const match = (query: string, raw: Uint8Array): Response | undefined => {
+    const match = (raw: Uint8Array): Response | undefined => {
       const key = binaryString(raw)
       if (!def.canSelect) {
         const selectedProp = properties.get('selected_channel')
@@ -950,6 +951,7 @@ function createDevice(input: BuildInput, options: CreateDeviceOptions): Device<P
           if (g !== undefined) return getterResponse(g.r, g.prop.get())
         }
       }
+      const query = strictUtf8(raw)
       for (const setter of chSetters) {
         let parsed: PyValue
         try {
@@ -981,9 +983,9 @@ function createDevice(input: BuildInput, options: CreateDeviceOptions): Device<P
   if (channelStates.length > 0) {
     commands.push({
       label: 'channels',
-      run: (query, raw) => {
+      run: (_query, raw) => {
         for (const ch of channelStates) {
-          const out = ch.match(query, raw)
+          const out = ch.match(raw)
           // pyvisa-sim tests `if response:` here: an empty reply counts as no match.
           if (out !== undefined && (out === NO_REPLY || out.length > 0)) return out
         }
@@ -1011,6 +1013,17 @@ function createDevice(input: BuildInput, options: CreateDeviceOptions): Device<P
   for (const fault of input.labwire.faults) device.faults.add(fault)
   if (input.labwire.login !== undefined) device.login = input.labwire.login
   return device
+}
+
+const strictDecoder = new TextDecoder('utf-8', { fatal: true })
+
+/** `query.decode('utf-8')` as pyvisa-sim does before matching setters: bytes that are not UTF-8 raise. */
+function strictUtf8(raw: Uint8Array): string {
+  try {
+    return strictDecoder.decode(raw)
+  } catch {
+    throw new PyException('ValueError', "UnicodeDecodeError: 'utf-8' codec can't decode the query")
+  }
 }
 
 function jsonToPy(value: unknown): PyValue {
