@@ -127,7 +127,8 @@ export async function loadDevice(file: string, options: LoadDeviceOptions = {}):
   let name = options.device
   let resource: ResourceEntry | undefined
   if (name !== undefined && !loaded.devices.has(name)) {
-    resource = loaded.resources.find((r) => r.name === name)
+    const wanted = resourceKey(name)
+    resource = loaded.resources.find((r) => r.name === name) ?? loaded.resources.find((r) => resourceKey(r.name) === wanted)
     if (resource === undefined) throw new RangeError(`${file}: no device or resource named '${name}'; devices: ${[...loaded.devices.keys()].join(', ')}`)
     name = resource.device
   }
@@ -143,6 +144,15 @@ export async function loadDevice(file: string, options: LoadDeviceOptions = {}):
     ...(options.compat === undefined ? {} : { compat: options.compat }),
     ...(options.logger === undefined ? {} : { logger: options.logger }),
   })
+}
+
+/** A loose canonical form of a VISA resource name: case, board 0 and `inst0` do not matter. */
+function resourceKey(name: string): string {
+  return name
+    .trim()
+    .toUpperCase()
+    .replace(/^([A-Z]+)0?::/, '$1::')
+    .replace(/::INST0::INSTR$/, '::INSTR')
 }
 
 // ---------------------------------------------------------------------------------------------
