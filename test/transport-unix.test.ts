@@ -15,7 +15,7 @@ import { applicationCompliance } from './compliance/application.js'
 import { transportCompliance } from './compliance/transport.js'
 import { bytes, rejectionOf, text, within, type TransportSetup } from './helpers/fixtures.js'
 import { MiB, tcpFamilyReliability } from './helpers/tcp-family-reliability.js'
-import { RecordingLogger } from './reliability/helpers.js'
+import { RecordingLogger, SOAK } from './reliability/helpers.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'labwire-uds-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -49,7 +49,7 @@ tcpFamilyReliability({
       5_000,
       'raw unix connect',
     ),
-  churnCycles: 5_000,
+  churnCycles: SOAK ? 50_000 : 5_000,
   floodBytes: 64 * MiB,
 })
 

@@ -11,7 +11,7 @@ import { ApplicationClient, ApplicationServer, type ApplicationClientOptions, ty
 import { ConnectionClosedError, ConnectionError, FrameTooLargeError, TimeoutError } from '@labwire/core'
 import { SentinelBytesMarshaller, textMarshaller } from '@labwire/marshallers'
 import { TcpClient, TcpServer, type TcpClientOptions, type TcpServerAddress, type TcpServerOptions } from '@labwire/transport-tcp'
-import { RecordingLogger, bytes, openFds, prng, readUntilClose, rejectionOf, until, within } from '../reliability/helpers.js'
+import { RecordingLogger, SOAK, bytes, openFds, prng, readUntilClose, rejectionOf, until, within } from '../reliability/helpers.js'
 
 export interface TcpFamilySetup {
   name: string
@@ -201,7 +201,7 @@ export function tcpFamilyReliability(setup: TcpFamilySetup): void {
       await server.close()
     })
 
-    it(`${setup.churnCycles} connect / sendReceive / close cycles leave open fds at the baseline and warn about no listeners`, { timeout: 60_000 }, async () => {
+    it(`${setup.churnCycles} connect / sendReceive / close cycles leave open fds at the baseline and warn about no listeners`, { timeout: SOAK ? 600_000 : 60_000 }, async () => {
       const warnings: Error[] = []
       const onWarning = (warning: Error): void => {
         warnings.push(warning)

@@ -21,7 +21,7 @@ import {
   type TransportClient,
   type TransportClientSession,
 } from '@labwire/core'
-import { connectFailure, describeTlsFailure, type TcpClientTlsOptions } from './tls.js'
+import { connectFailure, describeTlsFailure, hasClientCertificate, watchVerdict, type TcpClientTlsOptions } from './tls.js'
 
 /** Options for {@link TcpClient}. */
 export interface TcpClientOptions {
@@ -113,10 +113,17 @@ export class TcpClient implements TransportClient {
     const servername = tls === undefined ? undefined : (tls.servername ?? (path === undefined && isIP(host) === 0 ? host : undefined))
     return new Promise<TcpClientSession>((resolve, reject) => {
       const endpoint = path === undefined ? { host, port } : { path }
-      const socket: Socket =
-        tls === undefined
-          ? netConnect({ ...endpoint, noDelay: true })
-          : tlsConnect({ ...tls, ...endpoint, ...(servername === undefined ? {} : { servername }), rejectUnauthorized: tls.rejectUnauthorized ?? true })
+      let socket: Socket
+      let verdict: ReturnType<typeof watchVerdict> | undefined
+      if (tls === undefined) {
+        socket = netConnect({ ...endpoint, noDelay: true })
+      } else {
+        const tlsSocket = tlsConnect({ ...tls, ...endpoint, ...(servername === undefined ? {} : { servername }), rejectUnauthorized: tls.rejectUnauthorized ?? true })
+        // Listen for session tickets from the start (Node sets up ticket callbacks when the first
+        // 'session' listener is added).
+        if (hasClientCertificate(tls)) verdict = watchVerdict(tlsSocket)
+        socket = tlsSocket
+      }
       const connectEvent = tls === undefined ? 'connect' : 'secureConnect'
       const signal = options?.signal
       let timer: ReturnType<typeof setTimeout> | undefined
@@ -131,7 +138,10 @@ export class TcpClient implements TransportClient {
         if (tls !== undefined) socket.setNoDelay(true)
         logDebug(logger, () => [{ target, tls: tls !== undefined }, 'connected'])
         const session = new TcpClientSession(socket, target, { ...this.options, servername })
-        const ready = session.filterReady(options)
+        // TLS 1.3 with a client certificate: the server judges it after our side of the handshake
+        // is done, so wait (briefly) for its verdict before calling the session connected.
+        const accepted = verdict?.(target, servername)
+        const ready = accepted === undefined ? session.filterReady(options) : raceSignal(accepted, options?.signal, `connect to ${target}`).then(() => session.filterReady(options))
         if (ready === undefined) {
           resolve(session)
           return

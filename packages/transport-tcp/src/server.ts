@@ -163,6 +163,8 @@ export class TcpServer implements AsyncDisposable {
             ? new TimeoutError(`TLS handshake with ${peer} timed out after ${handshakeTimeout ?? 0} ms`, { cause: error })
             : new ConnectionError(`TLS handshake with ${peer} failed: ${describeTlsFailure(error, peer) ?? error.message}`, { cause: error })
         this.logger.warn({ peer, err }, 'TLS handshake failed; connection closed')
+        // Node leaves a timed-out handshake's socket open: close it.
+        socket.destroy()
       })
       this.server = server
     }

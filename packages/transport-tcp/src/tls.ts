@@ -1,4 +1,4 @@
-import type { ConnectionOptions, TlsOptions } from 'node:tls'
+import type { ConnectionOptions, TLSSocket, TlsOptions } from 'node:tls'
 import { ConnectionError } from '@labwire/core'
 
 /**
@@ -82,4 +82,58 @@ export function describeTlsFailure(error: Error, target: string, servername?: st
 export function connectFailure(error: Error, target: string, servername?: string): ConnectionError {
   const tls = describeTlsFailure(error, target, servername)
   return new ConnectionError(tls === undefined ? `could not connect to ${target}: ${error.message}` : `TLS: ${tls}`, { cause: error })
+}
+
+/** How long a TLS 1.3 client with a certificate waits for the server's verdict on it (see {@link serverVerdict}). */
+export const CLIENT_CERTIFICATE_VERDICT_MS = 250
+
+/** True when the client options carry a certificate to present. */
+export function hasClientCertificate(tls: TcpClientTlsOptions): boolean {
+  return tls.cert !== undefined || tls.pfx !== undefined
+}
+
+/**
+ * TLS 1.3 finishes the client's handshake before the server has checked the client certificate;
+ * a server that refuses it then sends an alert or just closes. Call at connect (before the
+ * handshake); after `secureConnect`, call the returned function: on TLS 1.3 it resolves once the
+ * server shows it accepted us (a session ticket, or data), or after
+ * {@link CLIENT_CERTIFICATE_VERDICT_MS} of silence (a server that sends no tickets), and rejects
+ * with a `ConnectionError` saying the client certificate was refused if the connection fails or
+ * closes first. Returns `undefined` (nothing to wait for) on TLS 1.2, whose handshake covers it.
+ */
+export function watchVerdict(socket: TLSSocket): (target: string, servername?: string) => Promise<void> | undefined {
+  let ticket = false
+  const onSession = (): void => {
+    ticket = true
+  }
+  socket.on('session', onSession)
+  return (target, servername) => {
+    if (ticket || socket.getProtocol() !== 'TLSv1.3') {
+      socket.off('session', onSession)
+      return undefined
+    }
+    return new Promise<void>((resolve, reject) => {
+      const done = (error?: ConnectionError): void => {
+        clearTimeout(timer)
+        socket.off('session', onSession)
+        socket.off('session', accepted)
+        socket.off('data', accepted)
+        socket.off('error', failed)
+        socket.off('end', closed)
+        socket.off('close', closed)
+        // Settle on a later turn: 'session' is emitted from inside OpenSSL's read, and a write
+        // made from a continuation run there (a first request) corrupts the record layer.
+        setImmediate(() => (error === undefined ? resolve() : reject(error)))
+      }
+      const accepted = (): void => done()
+      const failed = (error: Error): void => done(connectFailure(error, target, servername))
+      const closed = (): void => done(new ConnectionError(`TLS: ${target} refused the client certificate (it closed the connection right after the handshake)`))
+      const timer = setTimeout(accepted, CLIENT_CERTIFICATE_VERDICT_MS)
+      socket.on('session', accepted)
+      socket.on('data', accepted)
+      socket.once('error', failed)
+      socket.once('end', closed)
+      socket.once('close', closed)
+    })
+  }
 }
