@@ -82,10 +82,27 @@ export class AbortError extends LabwireError {
   }
 }
 
+/** Options for {@link FramingError}. */
+export interface FramingErrorOptions extends LabwireErrorOptions {
+  /** True when the bad frame was read whole and consumed, so the stream is still in step (see {@link FramingError.recoverable}). */
+  recoverable?: boolean
+}
+
 /** The bytes do not form a valid frame: wrong length, bad checksum, malformed header. */
 export class FramingError extends LabwireError {
   override readonly name: string = 'FramingError'
   readonly code: 'ERR_FRAMING' | 'ERR_FRAME_TOO_LARGE' = 'ERR_FRAMING'
+  /**
+   * True when the frame was read whole and then rejected (a bad checksum, a payload its codec
+   * cannot decode): the stream is still at a frame boundary, so a server logs it and goes on and a
+   * client fails only that call. False (default): the frame boundary is lost and the connection ends.
+   */
+  readonly recoverable: boolean
+
+  constructor(message: string, options?: FramingErrorOptions) {
+    super(message, options)
+    this.recoverable = options?.recoverable ?? false
+  }
 }
 
 /** A frame grew past the framer's maximum length. Memory stays bounded: reading stops at the limit. */
@@ -102,7 +119,7 @@ export class FrameTooLargeError extends FramingError {
   readonly resynchronised: boolean
 
   constructor(maxLength: number, message?: string, options?: LabwireErrorOptions & { resynchronised?: boolean }) {
-    super(message ?? `frame exceeds the maximum length of ${maxLength} bytes`, options)
+    super(message ?? `frame exceeds the maximum length of ${maxLength} bytes`, { ...options, recoverable: options?.resynchronised ?? false })
     this.maxLength = maxLength
     this.resynchronised = options?.resynchronised ?? false
   }
