@@ -1,4 +1,5 @@
-// Run the benchmarks: `node bench/run.mjs` runs all, `node bench/run.mjs p1 p3` runs some.
+// Run the benchmarks: `node bench/run.mjs` runs all, `node bench/run.mjs p1 p3` runs some
+// (`tls`: TLS bulk vs bare node:tls; `uds`: Unix socket vs TCP lockstep).
 // Each figure prints one JSON line (its ratio against bare node:net measured in the same run).
 import process from 'node:process'
 import { setTimeout, clearTimeout } from 'node:timers'
@@ -10,6 +11,8 @@ const figures = {
   p3: { load: () => import('./p3-bulk.mjs').then((m) => m.p3), limitMs: 180_000 },
   p4: { load: () => import('./p4-scaling.mjs').then((m) => m.p4), limitMs: 600_000 },
   p5: { load: () => import('./p5-concurrent.mjs').then((m) => m.p5), limitMs: 600_000 },
+  tls: { load: () => import('./p-tls.mjs').then((m) => m.pTls), limitMs: 180_000 },
+  uds: { load: () => import('./p-uds.mjs').then((m) => m.pUds), limitMs: 180_000 },
 }
 
 const wanted = process.argv.slice(2).map((name) => name.toLowerCase())
