@@ -134,6 +134,19 @@ describe('TcpServer on a Unix socket', () => {
     expect((error as ConnectionError).message).toContain(path)
   })
 
+  it.skipIf(process.platform !== 'linux')('serves on a Linux abstract socket (leading NUL): no file; a second server on the name is refused', async () => {
+    const path = `\0labwire-test-${process.pid}-${++counter}`
+    const server = new TcpServer({ path, callback: upperLines })
+    expect((await server.listen()).path).toBe(path)
+    expect(await roundTrip(path, 'abstract')).toBe('ABSTRACT')
+    await using second = new TcpServer({ path, callback: upperLines })
+    const error = await rejectionOf(second.listen())
+    expect(error).toBeInstanceOf(ConnectionError)
+    expect(((error as ConnectionError).cause as NodeJS.ErrnoException).code).toBe('EADDRINUSE')
+    await server.close()
+    expect(() => new TcpServer({ path, mode: 0o600, callback: upperLines })).toThrow(/abstract/)
+  })
+
   it('validates options at construction', () => {
     expect(() => new TcpServer({ path: '', callback: upperLines })).toThrow(TypeError)
     expect(() => new TcpServer({ path: socketPath(), port: 5025, callback: upperLines })).toThrow(/either path/)

@@ -112,6 +112,7 @@ export class TcpServer implements AsyncDisposable {
     if (this.path !== undefined && (options.host !== undefined || options.port !== undefined)) throw new TypeError('TcpServer: give either path (a Unix socket) or host/port, not both')
     if (options.mode !== undefined) {
       if (this.path === undefined) throw new TypeError('TcpServer: mode applies to a Unix socket: give path too')
+      if (isAbstract(this.path)) throw new TypeError('TcpServer: mode does not apply to an abstract socket (a path starting with \\0): it has no file')
       if (typeof options.mode !== 'number' || !Number.isInteger(options.mode) || options.mode < 0 || options.mode > 0o777) throw new RangeError(`TcpServer: mode must be permission bits from 0 to 0o777, got ${String(options.mode)}`)
     }
     this.mode = options.mode
@@ -217,7 +218,7 @@ export class TcpServer implements AsyncDisposable {
       await this.listenOnce()
     } catch (error) {
       // A Unix socket file left by a server that died: remove it and bind again (once).
-      if (this.path === undefined || (error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw this.listenFailure(error)
+      if (this.path === undefined || isAbstract(this.path) || (error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw this.listenFailure(error)
       await this.removeStaleSocket(this.path, error as Error)
       try {
         await this.listenOnce()
@@ -231,14 +232,7 @@ export class TcpServer implements AsyncDisposable {
       throw new ConnectionError(`server on ${this.where} was closed while it was starting`)
     }
     if (this.path !== undefined) {
-      try {
-        const stats = await lstat(this.path)
-        this.boundInode = stats.ino
-        if (this.mode !== undefined) await chmod(this.path, this.mode)
-      } catch (error) {
-        await this.stopListening()
-        throw new ConnectionError(`could not set up the socket file ${this.path}: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
-      }
+      if (!isAbstract(this.path)) await this.setUpSocketFile(this.path)
       this.bound = { host: '', port: 0, path: this.path }
     } else {
       const address = this.server.address()
@@ -247,6 +241,18 @@ export class TcpServer implements AsyncDisposable {
     }
     logDebug(this.logger, () => [{ ...this.bound, tls: this.tls }, 'listening'])
     return this.bound
+  }
+
+  /** Note the socket file's inode (so close() removes our own file only) and apply `mode`. */
+  private async setUpSocketFile(path: string): Promise<void> {
+    try {
+      const stats = await lstat(path)
+      this.boundInode = stats.ino
+      if (this.mode !== undefined) await chmod(path, this.mode)
+    } catch (error) {
+      await this.stopListening()
+      throw new ConnectionError(`could not set up the socket file ${path}: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
+    }
   }
 
   private listenOnce(): Promise<void> {
@@ -463,6 +469,11 @@ export class TcpServer implements AsyncDisposable {
     filter?.open?.()
     void serveConnection(stream, this.handler, conn, this.logger, { requestTimeout: this.requestTimeout })
   }
+}
+
+/** A Linux abstract socket name (leading NUL): no file on disk. */
+function isAbstract(path: string): boolean {
+  return path.startsWith('\0')
 }
 
 /**

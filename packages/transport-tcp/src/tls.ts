@@ -62,6 +62,9 @@ const UNTRUSTED = new Set([
   'CERT_REJECTED',
 ])
 
+/** What a client sees when the peer answers its ClientHello with something that is not TLS. */
+const NOT_TLS = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_UNEXPECTED_MESSAGE', 'ERR_SSL_RECORD_LAYER_FAILURE', 'ERR_SSL_HTTP_REQUEST'])
+
 /** What a TLS failure means, in words, from its Node/OpenSSL error code (undefined: not a TLS failure). */
 export function describeTlsFailure(error: Error, target: string, servername?: string): string | undefined {
   const code = (error as NodeJS.ErrnoException).code ?? ''
@@ -73,8 +76,8 @@ export function describeTlsFailure(error: Error, target: string, servername?: st
   if (/ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED)$/.test(code)) {
     return `${target} refused the client certificate (${code}); give a certificate its CA trusts in tls.cert / tls.key`
   }
-  if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG') return `${target} does not speak TLS (${code}); is it a plain TCP server?`
-  if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_')) return `TLS with ${target} failed (${code}): ${error.message}`
+  if (NOT_TLS.has(code)) return `${target} does not speak TLS (${code}); is it a plain TCP server?`
+  if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_')) return `the TLS session with ${target} failed (${code}): ${error.message.trim()}`
   return undefined
 }
 
