@@ -19,7 +19,7 @@ import { transportCompliance } from './compliance/transport.js'
 import { hasOpenssl, makeTestCertificates, type TestCertificates } from './helpers/certs.js'
 import { bytes, rejectionOf, text, within, type TransportSetup } from './helpers/fixtures.js'
 import { MiB, tcpFamilyReliability } from './helpers/tcp-family-reliability.js'
-import { RecordingLogger, SOAK, rawConnect, readUntilClose } from './reliability/helpers.js'
+import { RecordingLogger, SOAK, freePort, rawConnect, readUntilClose } from './reliability/helpers.js'
 
 if (!hasOpenssl) console.warn('openssl is not installed: every TLS test is SKIPPED (apt-get install openssl)')
 
@@ -307,6 +307,53 @@ describe.skipIf(!hasOpenssl)('TLS', () => {
   })
 
   describe('openssl as a peer', () => {
+    /** `openssl s_server -rev` (answers each line reversed) with mutual TLS, on a free port; waits for its ACCEPT. */
+    async function sServer(dir: string): Promise<{ port: number; stop(): void }> {
+      writeFileSync(join(dir, 'ca.crt'), certs().ca)
+      writeFileSync(join(dir, 'server.crt'), certs().server.cert)
+      writeFileSync(join(dir, 'server.key'), certs().server.key, { mode: 0o600 })
+      const port = await freePort()
+      const child = spawn('openssl', ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', join(dir, 'server.crt'), '-key', join(dir, 'server.key'), '-Verify', '1', '-CAfile', join(dir, 'ca.crt'), '-verify_return_error', '-rev'], { stdio: ['ignore', 'pipe', 'ignore'] })
+      const stop = (): void => void child.kill()
+      try {
+        await within(
+          new Promise<void>((resolve, reject) => {
+            let out = ''
+            child.stdout.on('data', (chunk: Buffer) => {
+              out += chunk.toString()
+              if (out.includes('ACCEPT')) resolve()
+            })
+            child.once('exit', (code) => reject(new Error(`openssl s_server exited (${String(code)})`)))
+          }),
+          5_000,
+          'openssl s_server ready',
+        )
+      } catch (error) {
+        stop()
+        throw error
+      }
+      return { port, stop }
+    }
+
+    it('TcpClient with a client certificate talks to openssl s_server -Verify; a client certificate from another CA is refused at connect()', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'labwire-sserver-'))
+      const peer = await sServer(dir)
+      try {
+        const session = await new TcpClient({ host: '127.0.0.1', port: peer.port, tls: mutualClientTls() }).connect({ signal: AbortSignal.timeout(5_000) })
+        try {
+          expect(text(await within(line.unmarshall(session.request(bytes('hello\n'))), 5_000, 'reply'))).toBe('olleh')
+        } finally {
+          await session.close()
+        }
+        const error = await rejectionOf(new TcpClient({ host: '127.0.0.1', port: peer.port, tls: clientTls(certs().strangerClient) }).connect())
+        expect(error).toBeInstanceOf(ConnectionError)
+        expect((error as ConnectionError).message).toContain(`127.0.0.1:${peer.port} refused the client certificate`)
+      } finally {
+        peer.stop()
+        rmSync(dir, { recursive: true, force: true })
+      }
+    })
+
     it('openssl s_client talks to a TcpServer with TLS', async () => {
       const { server, port } = await tlsServer(serverTls())
       const dir = mkdtempSync(join(tmpdir(), 'labwire-sclient-'))
