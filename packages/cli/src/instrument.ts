@@ -1,0 +1,148 @@
+import { ApplicationClient, type ApplicationClientSession } from '@labwire/application'
+import { traceTransport, type TransportClient } from '@labwire/core'
+import { SentinelBytesMarshaller } from '@labwire/marshallers'
+import { TcpClient } from '@labwire/transport-tcp'
+import { readBlock } from './block.js'
+import { UnavailableError } from './exit-codes.js'
+import type { Resource } from './resource.js'
+import { formatTerminator } from './resource.js'
+
+/** What a client session is set to; the shell changes it at run time. */
+export interface InstrumentSettings {
+  /** Reply terminator. */
+  readTerm: Uint8Array
+  /** Appended to every command. */
+  writeTerm: Uint8Array
+  /** Per-reply limit in ms (also the connect limit); 0 = none. */
+  timeout: number
+  /** Read replies to queries as IEEE 488.2 blocks. */
+  binary: boolean
+  /** Largest reply accepted, in bytes (longer: `FrameTooLargeError`). Default {@link MAX_REPLY}. */
+  maxLength?: number
+  /** Trace every byte each way to `traceSink`. */
+  trace: boolean
+  /** Where trace lines go. */
+  traceSink: (line: string) => void
+}
+
+/** Largest reply accepted (bytes). */
+export const MAX_REPLY = 64 * 1024 * 1024
+
+/** True when a command expects a reply: its header (up to the first space) or the whole line ends with `?`. */
+export function isQuery(command: string): boolean {
+  const trimmed = command.trim()
+  const header = trimmed.split(/\s/, 1)[0] ?? ''
+  return header.endsWith('?') || trimmed.endsWith('?')
+}
+
+/**
+ * A connection to the instrument a resource names, for `query` and `shell`: commands in, reply
+ * bytes out, with terminators, timeout, binary mode and trace read from `settings` at each call.
+ */
+export class Instrument implements AsyncDisposable {
+  private session: ApplicationClientSession<Uint8Array, Uint8Array> | undefined
+  private readonly lines = new Map<string, SentinelBytesMarshaller>()
+  private readonly client: ApplicationClient<Uint8Array, Uint8Array>
+
+  constructor(
+    readonly resource: Resource,
+    readonly settings: InstrumentSettings,
+  ) {
+    const transport = traceTransport(transportFor(resource, settings.timeout), {
+      label: resource.text,
+      sink: (line) => settings.traceSink(line),
+      enabled: () => settings.trace,
+    })
+    this.client = new ApplicationClient<Uint8Array, Uint8Array>(
+      transport,
+      (command) => {
+        const term = this.settings.writeTerm
+        const out = new Uint8Array(command.length + term.length)
+        out.set(command)
+        out.set(term, command.length)
+        return out
+      },
+      (bytes) => (this.settings.binary ? readBlock(bytes) : this.lineFramer().unmarshall(bytes)),
+      { timeout: 0 },
+    )
+  }
+
+  /** True while a connection is open and usable. */
+  get connected(): boolean {
+    return this.session !== undefined
+  }
+
+  /** Connect (bounded by the timeout). Idempotent while connected. */
+  async connect(signal?: AbortSignal): Promise<void> {
+    if (this.session !== undefined) return
+    this.session = await this.client.connect(signal === undefined ? undefined : { signal })
+  }
+
+  /** Send a command and read its reply. */
+  async query(command: string, signal?: AbortSignal): Promise<Uint8Array> {
+    const session = await this.open(signal)
+    try {
+      return await session.sendReceive(new TextEncoder().encode(command), { timeout: this.settings.timeout, ...(signal === undefined ? {} : { signal }) })
+    } catch (error) {
+      await this.dropIfBroken(error)
+      throw error
+    }
+  }
+
+  /** Send a command that gets no reply. */
+  async write(command: string, signal?: AbortSignal): Promise<void> {
+    const session = await this.open(signal)
+    try {
+      await session.send(new TextEncoder().encode(command), signal === undefined ? undefined : { signal })
+    } catch (error) {
+      await this.dropIfBroken(error)
+      throw error
+    }
+  }
+
+  /** Close the connection (flushing writes). Idempotent. */
+  async close(): Promise<void> {
+    const session = this.session
+    this.session = undefined
+    await session?.close()
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close()
+  }
+
+  /** The terminators, as `read=\n write=\n`. */
+  describeTerminators(): string {
+    return `read ${formatTerminator(this.settings.readTerm)}  write ${formatTerminator(this.settings.writeTerm)}`
+  }
+
+  private async open(signal?: AbortSignal): Promise<ApplicationClientSession<Uint8Array, Uint8Array>> {
+    await this.connect(signal)
+    return this.session as ApplicationClientSession<Uint8Array, Uint8Array>
+  }
+
+  /** After anything but a timeout the session is unusable: drop it, so the next command reconnects. */
+  private async dropIfBroken(error: unknown): Promise<void> {
+    if (error instanceof Error && error.name === 'TimeoutError') return
+    if (error instanceof Error && error.name === 'AbortError') return
+    await this.close()
+  }
+
+  private lineFramer(): SentinelBytesMarshaller {
+    const maxLength = this.settings.maxLength ?? MAX_REPLY
+    const key = `${formatTerminator(this.settings.readTerm)} ${maxLength}`
+    let framer = this.lines.get(key)
+    if (framer === undefined) {
+      framer = new SentinelBytesMarshaller(this.settings.readTerm, { maxLength })
+      this.lines.set(key, framer)
+    }
+    return framer
+  }
+}
+
+/** The transport for a resource. */
+export function transportFor(resource: Resource, timeout: number): TransportClient {
+  const connectTimeout = timeout === 0 ? 0 : timeout
+  if (resource.scheme === 'tcp') return new TcpClient({ host: resource.host, port: resource.port, connectTimeout })
+  throw new UnavailableError(`${resource.text}: telnet support needs @labwire/transport-telnet, which is not in this build`)
+}
