@@ -121,11 +121,14 @@ export class Instrument implements AsyncDisposable {
     return this.session as ApplicationClientSession<Uint8Array, Uint8Array>
   }
 
-  /** After anything but a timeout the session is unusable: drop it, so the next command reconnects. */
+  /**
+   * After a failed command, drop the connection so the next command reconnects: a failed session
+   * is unusable, and after a timeout or an abort the unanswered request would hold its place
+   * (a reply that may never come), so the next command would wait behind it.
+   */
   private async dropIfBroken(error: unknown): Promise<void> {
-    if (error instanceof Error && error.name === 'TimeoutError') return
-    if (error instanceof Error && error.name === 'AbortError') return
-    await this.close()
+    void error
+    await this.close().catch(() => undefined)
   }
 
   private lineFramer(): SentinelBytesMarshaller {
