@@ -1,4 +1,4 @@
-import { silentLogger, type ByteHandlerObject, type Logger } from '@labwire/core'
+import { decoderOf, NEED_MORE, silentLogger, type ByteHandlerObject, type ByteStream, type FrameDecoder, type Logger, type NeedMore } from '@labwire/core'
 
 /** Reads one request from the connection's byte stream. */
 export type RequestUnmarshaller<Req> = (bytes: AsyncIterator<Uint8Array>) => Req | Promise<Req>
@@ -40,8 +40,45 @@ export class ApplicationServer<Req, Res> implements ByteHandlerObject {
     private readonly callback: ServerCallback<Req, Res>,
     options: ApplicationServerOptions<Req, Res> = {},
   ) {
+    if (typeof requestUnmarshaller !== 'function') throw new TypeError('ApplicationServer: requestUnmarshaller must be a function (e.g. marshaller.unmarshall)')
+    if (typeof responseMarshaller !== 'function') throw new TypeError('ApplicationServer: responseMarshaller must be a function (e.g. marshaller.marshall)')
+    if (typeof callback !== 'function') throw new TypeError('ApplicationServer: callback must be a function (request) => response')
     this.errorResponse = options.errorResponse
     this.logger = options.logger ?? silentLogger
+    this.decoder = decoderOf<Req>(requestUnmarshaller)
+    if (this.decoder === undefined) this.handleBuffered = undefined
+  }
+
+  private readonly decoder: FrameDecoder<Req> | undefined
+
+  /**
+   * The synchronous fast path (present when the request unmarshaller is a labwire decoder):
+   * decode one request from what is buffered, call the callback, marshall its response; returns
+   * `NEED_MORE` when no whole request is buffered, a promise only when the callback returns one.
+   */
+  handleBuffered: ((stream: ByteStream) => Uint8Array | undefined | NeedMore | Promise<Uint8Array | undefined>) | undefined = (stream) => {
+    const request = (this.decoder as FrameDecoder<Req>).decode(stream)
+    if (request === NEED_MORE) return NEED_MORE
+    let result: Res | undefined | Promise<Res | undefined>
+    try {
+      result = this.callback(request)
+    } catch (error) {
+      return this.answerError(error, request)
+    }
+    if (result instanceof Promise) {
+      return result.then(
+        (response) => (response === undefined ? undefined : this.responseMarshaller(response)),
+        (error: unknown) => this.answerError(error, request),
+      )
+    }
+    return result === undefined ? undefined : this.responseMarshaller(result)
+  }
+
+  private answerError(error: unknown, request: Req): Uint8Array | undefined {
+    if (this.errorResponse === undefined) throw error
+    this.logger.error({ err: error }, 'server callback failed; answering with the error response')
+    const response = this.errorResponse(error, request)
+    return response === undefined ? undefined : this.responseMarshaller(response)
   }
 
   /** Handle one request from `bytes`; resolve with the reply bytes, or `undefined` for no reply. */

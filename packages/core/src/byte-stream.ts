@@ -52,6 +52,7 @@ const SLAB_SIZE = 8 * 1024
 const LARGE_FRAME = 256 * 1024
 
 interface Waiter {
+  promise: Promise<boolean>
   resolve: (more: boolean) => void
   reject: (error: unknown) => void
 }
@@ -83,8 +84,8 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
   /** Per-stream state a decoder may keep between attempts (e.g. "skipping an oversized frame"); reset by nobody but the decoder. */
   decoderState: unknown = undefined
   /**
-   * Push mode: called synchronously after bytes arrive, or the stream ends or fails, while no
-   * reader is waiting. Servers and client sessions use it to decode and answer from the data event.
+   * Push mode: called synchronously after bytes arrive, or the stream ends or fails (after any
+   * waiting reader has been woken). Servers and client sessions use it to decode and answer from the data event.
    */
   onData: (() => void) | undefined = undefined
   /** Who is at the other end (`host:port`), for error messages. */
@@ -152,6 +153,11 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     return this.ended && this.length === 0
   }
 
+  /** True when bytes are pushed in (`push`/`end`/`fail`), false when pulled from a source iterator. */
+  get pushMode(): boolean {
+    return this.source === undefined
+  }
+
   /** True while push mode has asked its producer to pause. */
   get paused(): boolean {
     return this.pausedProducer
@@ -190,8 +196,8 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
       this.waiter = undefined
       if (this.failure !== undefined) waiter.reject(this.failure)
       else waiter.resolve(!this.sourceEnded)
-      return
     }
+    // Also when a reader was waiting: a loop driven by data events ignores it while it is busy.
     this.onData?.()
   }
 
@@ -484,10 +490,16 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
   private waitForPush(): Promise<boolean> {
     if (this.failure !== undefined) return Promise.reject(this.failure)
     if (this.sourceEnded) return RESOLVED_FALSE
-    if (this.waiter !== undefined) return Promise.reject(new ConnectionError('concurrent reads on one byte stream'))
-    return new Promise<boolean>((resolve, reject) => {
-      this.waiter = { resolve, reject }
+    // Concurrent waiters share one promise (like concurrent pulls share one source read).
+    if (this.waiter !== undefined) return this.waiter.promise
+    let resolve!: (more: boolean) => void
+    let reject!: (error: unknown) => void
+    const promise = new Promise<boolean>((res, rej) => {
+      resolve = res
+      reject = rej
     })
+    this.waiter = { promise, resolve, reject }
+    return promise
   }
 
   /** Pull one chunk from the source into the buffer. Resolves false at the end of the source. */

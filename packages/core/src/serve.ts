@@ -1,13 +1,34 @@
 import type { ByteStream } from './byte-stream.js'
-import { ConnectionClosedError, ConnectionError, FrameTooLargeError } from './errors.js'
+import { NEED_MORE, type NeedMore } from './decoder.js'
+import { ConnectionClosedError, ConnectionError, FrameTooLargeError, FramingError, TimeoutError, isLabwireError } from './errors.js'
 import { logDebug, type Logger } from './logger.js'
 import type { ByteHandler, ByteHandlerFunction } from './types.js'
+import { clampDelay } from './validate.js'
 
-/** Turn either form of {@link ByteHandler} into a function. */
-export function toHandlerFunction(handler: ByteHandler): ByteHandlerFunction {
+/**
+ * The synchronous fast path of a handler: decode one request from what `stream` has buffered and
+ * answer it. Returns `NEED_MORE` (consuming no request bytes) when no whole request is buffered,
+ * the reply (or `undefined` for none), or a promise when the answer is really pending.
+ */
+export type BufferedHandler = (stream: ByteStream) => Uint8Array | undefined | NeedMore | Promise<Uint8Array | undefined>
+
+/** A {@link ByteHandlerFunction} that may carry a {@link BufferedHandler} fast path. */
+export type ServeHandler = ByteHandlerFunction & { readonly handleBuffered?: BufferedHandler | undefined }
+
+/**
+ * Turn either form of {@link ByteHandler} into a function. An object's optional
+ * `handleBuffered` fast path stays attached to the function.
+ */
+export function toHandlerFunction(handler: ByteHandler): ServeHandler {
   if (typeof handler === 'function') return handler
-  if (typeof handler.handle !== 'function') throw new TypeError('callback must be a function or an object with a handle(bytes) method')
-  return (bytes) => handler.handle(bytes)
+  if (handler === null || typeof handler !== 'object' || typeof handler.handle !== 'function') {
+    throw new TypeError(`callback must be a function or an object with a handle(bytes) method (an ApplicationServer), got ${handler === null ? 'null' : typeof handler}`)
+  }
+  const fn: ByteHandlerFunction = (bytes) => handler.handle(bytes)
+  const buffered = handler.handleBuffered
+  if (typeof buffered !== 'function') return fn
+  const bound: BufferedHandler = (stream) => buffered.call(handler, stream)
+  return Object.assign(fn, { handleBuffered: bound })
 }
 
 /** One server-side connection, as {@link serveConnection} sees it. Transports implement it. */
@@ -20,56 +41,269 @@ export interface ServedConnection {
   write(bytes: Uint8Array): Promise<void> | undefined
   /** Called before the loop waits for more input: flush corked writes. */
   flush(): void
-  /** Close the connection (idempotent). */
+  /** Close the connection (idempotent): send what is queued, then end it. */
   close(): void
 }
 
+/** Options for {@link serveConnection}. */
+export interface ServeOptions {
+  /**
+   * A request must arrive whole within this many milliseconds of its first byte, else the
+   * connection is closed (a slow-trickle client cannot hold it forever). Default: no limit.
+   */
+  requestTimeout?: number | undefined
+}
+
 /**
- * Serve one connection: while it has input, call `handler` with the connection's byte stream,
- * write each reply in order. Ends quietly when the peer closes between requests. A handler that
- * throws is logged at error level and the connection is closed; other connections are unaffected.
- * A `FrameTooLargeError` whose `resynchronised` is true (the framer skipped the frame) is logged at
- * warn level and the connection goes on.
- * Never rejects.
+ * Serve one connection: while it has input, hand the connection's byte stream to `handler`,
+ * write each reply in order. Requests already buffered are decoded and answered synchronously
+ * when the handler has a synchronous fast path; the loop awaits only when something is really
+ * pending (an async handler, a full write buffer, more input).
+ *
+ * When the peer ends its side (half-close), every request already received is still answered,
+ * then the connection is closed. A handler that throws is logged at error level and closes the
+ * connection; other connections are unaffected. A `FrameTooLargeError` whose `resynchronised` is
+ * true, or a `FramingError` whose `recoverable` is true (a whole frame was read and rejected),
+ * is logged at warn level and the connection goes on. A handler that consumes no byte of buffered
+ * input is an error (it would be called again forever): logged, connection closed.
+ * Resolves when the connection is done; never rejects.
  */
-export async function serveConnection(stream: ByteStream, handler: ByteHandlerFunction, conn: ServedConnection, logger: Logger): Promise<void> {
-  let requests = 0
-  try {
+export function serveConnection(stream: ByteStream, handler: ByteHandler, conn: ServedConnection, logger: Logger, options: ServeOptions = {}): Promise<void> {
+  return new Promise<void>((resolve) => {
+    new ConnectionLoop(stream, toHandlerFunction(handler), conn, logger, options.requestTimeout, resolve).run()
+  })
+}
+
+class ConnectionLoop {
+  private running = false
+  private waiting = false
+  private finished = false
+  private requests = 0
+  private requestTimer: ReturnType<typeof setTimeout> | undefined
+  private requestStartConsumed = 0
+  private readonly fast: BufferedHandler | undefined
+
+  constructor(
+    private readonly stream: ByteStream,
+    private readonly handler: ServeHandler,
+    private readonly conn: ServedConnection,
+    private readonly logger: Logger,
+    private readonly requestTimeout: number | undefined,
+    private readonly resolve: () => void,
+  ) {
+    this.fast = handler.handleBuffered
+    stream.onData = this.run
+  }
+
+  /** Drive the connection as far as it can go without waiting. Re-entered from data events. */
+  readonly run = (): void => {
+    if (this.running || this.waiting || this.finished) return
+    this.running = true
+    try {
+      this.loop()
+    } finally {
+      this.running = false
+    }
+  }
+
+  private loop(): void {
+    const stream = this.stream
+    const conn = this.conn
     for (;;) {
       if (stream.bufferedLength === 0) {
+        this.clearRequestTimer()
+        if (stream.ended) {
+          this.finish(stream.error)
+          return
+        }
         conn.flush()
-        if (!(await stream.waitForData())) break
+        this.waitForInput()
+        return
       }
+      const before = stream.consumed
+      const fast = this.fast
+      if (fast === undefined) {
+        this.callAsync(before)
+        return
+      }
+      let result: ReturnType<BufferedHandler>
       conn.busy = true
-      let reply: Uint8Array | undefined
       try {
-        const result = handler(stream)
-        reply = result instanceof Promise ? await result : result
+        result = fast(stream)
       } catch (error) {
-        // A framer that skipped an oversized request is back in step: log it and go on.
-        if (!(error instanceof FrameTooLargeError && error.resynchronised)) throw error
-        logger.warn({ peer: conn.peer, err: error }, 'oversized request skipped')
-        reply = undefined
+        conn.busy = false
+        if (!this.recover(error)) return
+        continue
+      }
+      if (result === NEED_MORE) {
+        conn.busy = false
+        if (stream.ended) {
+          this.finish(stream.closedError())
+          return
+        }
+        if (stream.consumed === before) this.armRequestTimer()
+        stream.wantMore()
+        conn.flush()
+        this.waitForInput()
+        return
+      }
+      if (result instanceof Promise) {
+        this.await(result, before)
+        return
       }
       conn.busy = false
-      requests++
-      if (reply !== undefined && reply.length > 0) {
-        const wait = conn.write(reply)
-        if (wait !== undefined) await wait
-      }
+      if (!this.answered(before, result)) return
     }
-    logDebug(logger, () => [{ peer: conn.peer, requests }, 'connection ended by peer'])
-  } catch (error) {
+  }
+
+  /** Push-mode streams call `run` from their data event; a pull-mode stream is read here. */
+  private waitForInput(): void {
+    if (this.stream.pushMode) return
+    this.waiting = true
+    this.stream.fill().then(
+      () => {
+        this.waiting = false
+        this.run()
+      },
+      (error: unknown) => {
+        this.waiting = false
+        if (this.stream.bufferedLength > 0) this.run()
+        else this.finish(error)
+      },
+    )
+  }
+
+  /** The slow path: the handler reads the stream itself and may await. */
+  private callAsync(before: number): void {
+    this.conn.busy = true
+    let result: Promise<Uint8Array | undefined> | Uint8Array | undefined
+    try {
+      result = this.handler(this.stream)
+    } catch (error) {
+      this.conn.busy = false
+      if (this.recover(error)) this.run()
+      return
+    }
+    if (result instanceof Promise) {
+      this.armRequestTimer()
+      this.await(result, before)
+      return
+    }
+    this.conn.busy = false
+    if (this.answered(before, result)) this.run()
+  }
+
+  private await(result: Promise<Uint8Array | undefined>, before: number): void {
+    this.waiting = true
+    this.conn.busy = true
+    result.then(
+      (reply) => {
+        this.waiting = false
+        this.conn.busy = false
+        if (this.finished) return
+        if (this.answered(before, reply)) this.run()
+      },
+      (error: unknown) => {
+        this.waiting = false
+        this.conn.busy = false
+        if (this.finished) return
+        if (this.recover(error)) this.run()
+      },
+    )
+  }
+
+  /** A request was handled: check it made progress, write its reply. Returns false when the loop must stop here. */
+  private answered(before: number, reply: Uint8Array | undefined): boolean {
+    this.clearRequestTimer()
+    if (this.stream.consumed === before && this.stream.bufferedLength > 0) {
+      this.finish(new FramingError('the request handler returned without consuming any input; it would be called again forever (a zero-length frame, or a callback that ignores its stream)'), 'error')
+      return false
+    }
+    this.requests++
+    if (reply === undefined || reply.length === 0) return true
+    if (!(reply instanceof Uint8Array)) {
+      this.finish(new TypeError(`the request handler returned ${typeof reply}, not a Uint8Array or undefined`), 'error')
+      return false
+    }
+    const wait = this.conn.write(reply)
+    if (wait === undefined) return true
+    this.waiting = true
+    wait.then(
+      () => {
+        this.waiting = false
+        this.run()
+      },
+      (error: unknown) => {
+        this.waiting = false
+        this.finish(error)
+      },
+    )
+    return false
+  }
+
+  /** A handler error: true when the connection can go on (the framer is back in step). */
+  private recover(error: unknown): boolean {
+    if ((error instanceof FrameTooLargeError && error.resynchronised) || (error instanceof FramingError && (error as { recoverable?: boolean }).recoverable === true)) {
+      this.clearRequestTimer()
+      this.logger.warn({ peer: this.conn.peer, err: error }, error instanceof FrameTooLargeError ? 'oversized request skipped' : 'bad request frame skipped')
+      return true
+    }
+    this.finish(error)
+    return false
+  }
+
+  private armRequestTimer(): void {
+    const limit = this.requestTimeout
+    if (limit === undefined || this.requestTimer !== undefined) return
+    this.requestStartConsumed = this.stream.consumed
+    this.requestTimer = setTimeout(() => {
+      this.requestTimer = undefined
+      // A request that has been read whole and is being processed is not a slow trickle.
+      if (this.waiting && this.stream.consumed !== this.requestStartConsumed) return
+      this.finish(new TimeoutError(`request not complete within requestTimeout (${limit} ms of its first byte; ${this.stream.bufferedLength} bytes received)`), 'warn')
+    }, clampDelay(limit))
+    this.requestTimer.unref?.()
+  }
+
+  private clearRequestTimer(): void {
+    if (this.requestTimer === undefined) return
+    clearTimeout(this.requestTimer)
+    this.requestTimer = undefined
+  }
+
+  private finish(error?: unknown, level?: 'warn' | 'error'): void {
+    if (this.finished) return
+    this.finished = true
+    this.clearRequestTimer()
+    this.stream.onData = undefined
+    const conn = this.conn
     conn.busy = false
-    if (error instanceof ConnectionClosedError) {
-      logger.warn({ peer: conn.peer, err: error, partialLength: error.partial.length }, 'connection closed in the middle of a request')
+    const peer = conn.peer
+    if (error === undefined) {
+      logDebug(this.logger, () => [{ peer, requests: this.requests }, 'connection ended by peer'])
+    } else if (level !== undefined) {
+      this.logger[level]({ peer, err: error }, level === 'error' ? 'request handler failed; closing the connection' : 'closing the connection')
+    } else if (error instanceof ConnectionClosedError) {
+      this.logger.warn({ peer, err: error, partialLength: error.partial.length }, 'connection closed in the middle of a request')
     } else if (error instanceof ConnectionError) {
-      logDebug(logger, () => [{ peer: conn.peer, err: error }, 'connection failed'])
+      logDebug(this.logger, () => [{ peer, err: error }, 'connection failed'])
     } else {
-      logger.error({ peer: conn.peer, err: error }, 'request handler failed; closing the connection')
+      this.logger.error({ peer, err: isLabwireError(error) || error instanceof Error ? error : new Error(describeThrown(error)) }, 'request handler failed; closing the connection')
     }
-  } finally {
-    conn.flush()
-    conn.close()
+    try {
+      conn.flush()
+    } finally {
+      conn.close()
+      this.resolve()
+    }
+  }
+}
+
+function describeThrown(value: unknown): string {
+  if (typeof value === 'string') return value
+  try {
+    return JSON.stringify(value) ?? typeof value
+  } catch {
+    return typeof value
   }
 }

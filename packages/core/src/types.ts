@@ -4,6 +4,8 @@
  *
  * @module
  */
+import type { ByteStream } from './byte-stream.js'
+import type { NeedMore } from './decoder.js'
 
 /** Options accepted by every async labwire method. */
 export interface AbortOptions {
@@ -30,9 +32,10 @@ export interface TransportClientSession extends AsyncDisposable {
    */
   request(request: Uint8Array): AsyncIterator<Uint8Array>
   /**
-   * Write `bytes` and resolve once the transport has accepted them without exceeding its write
-   * buffer (awaiting drain if needed). Optional: transports that can tell implement it so that
-   * senders feel backpressure.
+   * Write `bytes` once the transport's write buffer has room (awaiting drain first if it is
+   * full), and resolve as soon as they are handed over. Rejecting with `AbortError` means the
+   * bytes were not written. Optional: transports that can tell implement it so that senders feel
+   * backpressure.
    */
   write?(bytes: Uint8Array, options?: AbortOptions): Promise<void>
   /** Close the connection. Idempotent. */
@@ -47,6 +50,14 @@ export type ByteHandlerFunction = (
 /** An object form of {@link ByteHandlerFunction}; an `ApplicationServer` is one. */
 export interface ByteHandlerObject {
   handle(bytes: AsyncIterator<Uint8Array>): Promise<Uint8Array | undefined>
+  /**
+   * Optional synchronous fast path: decode one request from what the connection's `ByteStream`
+   * has buffered and answer it; return `NEED_MORE` (consuming no request bytes) when no whole
+   * request is buffered, or a promise when the answer is really pending. Servers call it, when
+   * present, instead of `handle`. An `ApplicationServer` whose request unmarshaller is a labwire
+   * decoder has one.
+   */
+  handleBuffered?: ((stream: ByteStream) => Uint8Array | undefined | NeedMore | Promise<Uint8Array | undefined>) | undefined
 }
 
 /** What a transport server calls per request. */

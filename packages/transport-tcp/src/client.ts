@@ -1,15 +1,21 @@
 import { connect as netConnect, type Socket } from 'node:net'
 import {
-  ByteQueue,
   ByteStream,
   ConnectionError,
   TimeoutError,
   abortErrorFrom,
+  checkCount,
+  checkDuration,
+  checkPort,
+  clampDelay,
+  isLabwireError,
   raceSignal,
   silentLogger,
   throwIfAborted,
   logDebug,
   type AbortOptions,
+  type ConnectionFilter,
+  type ConnectionFilterFactory,
   type Logger,
   type TransportClient,
   type TransportClientSession,
@@ -19,13 +25,25 @@ import {
 export interface TcpClientOptions {
   host: string
   port: number
-  /** Read inactivity limit in milliseconds: a read waiting this long for data rejects with `TimeoutError`. Default: none (the application layer times calls). */
+  /** Read inactivity limit in milliseconds: a read waiting this long for data rejects with `TimeoutError`. Default: none (0 = none; the application layer times calls). */
   timeout?: number
-  /** Connect limit in milliseconds. Default 10 000. */
+  /** Connect limit in milliseconds. Default 10 000 (0 = none). */
   connectTimeout?: number
   /** Unread bytes buffered before the socket is paused (backpressure). Default 64 KiB. */
   bufferSize?: number
   logger?: Logger
+  /** A protocol layer under the framing (Telnet's codec, a wire trace); `connect()` waits for its `ready()`. */
+  filter?: ConnectionFilterFactory
+}
+
+interface ResolvedOptions {
+  host: string
+  port: number
+  timeout: number | undefined
+  connectTimeout: number | undefined
+  bufferSize: number
+  logger: Logger
+  filter: ConnectionFilterFactory | undefined
 }
 
 /**
@@ -40,18 +58,20 @@ export interface TcpClientOptions {
  * ```
  */
 export class TcpClient implements TransportClient {
-  private readonly options: Required<Omit<TcpClientOptions, 'timeout'>> & { timeout: number | undefined }
+  private readonly options: ResolvedOptions
 
   constructor(options: TcpClientOptions) {
-    if (typeof options.host !== 'string' || options.host.length === 0) throw new TypeError('TcpClient: host is required')
-    if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) throw new RangeError(`TcpClient: invalid port ${options.port}`)
+    if (typeof options !== 'object' || options === null) throw new TypeError('TcpClient: options { host, port } are required')
+    if (typeof options.host !== 'string' || options.host.length === 0) throw new TypeError(`TcpClient: host must be a non-empty string, got ${typeof options.host === 'string' ? "''" : typeof options.host}`)
+    if (options.filter !== undefined && typeof options.filter !== 'function') throw new TypeError('TcpClient: filter must be a function (context) => ConnectionFilter')
     this.options = {
       host: options.host,
-      port: options.port,
-      timeout: options.timeout,
-      connectTimeout: options.connectTimeout ?? 10_000,
-      bufferSize: options.bufferSize ?? 64 * 1024,
+      port: checkPort('TcpClient', options.port),
+      timeout: checkDuration('TcpClient', 'timeout', options.timeout),
+      connectTimeout: checkDuration('TcpClient', 'connectTimeout', options.connectTimeout ?? 10_000),
+      bufferSize: checkCount('TcpClient', 'bufferSize', options.bufferSize ?? 64 * 1024),
       logger: options.logger ?? silentLogger,
+      filter: options.filter,
     }
   }
 
@@ -79,7 +99,19 @@ export class TcpClient implements TransportClient {
       const onConnect = (): void => {
         cleanup()
         logDebug(logger, () => [{ target }, 'connected'])
-        resolve(new TcpClientSession(socket, target, this.options))
+        const session = new TcpClientSession(socket, target, this.options)
+        const ready = session.filterReady(options)
+        if (ready === undefined) {
+          resolve(session)
+          return
+        }
+        ready.then(
+          () => resolve(session),
+          (error: unknown) => {
+            void session.close()
+            reject(isLabwireError(error) ? error : new ConnectionError(`connection to ${target} failed to start: ${error instanceof Error ? error.message : String(error)}`, { cause: error }))
+          },
+        )
       }
       const onError = (error: Error): void => {
         cleanup()
@@ -94,12 +126,12 @@ export class TcpClient implements TransportClient {
       socket.once('connect', onConnect)
       socket.once('error', onError)
       signal?.addEventListener('abort', onAbort, { once: true })
-      if (connectTimeout > 0 && Number.isFinite(connectTimeout)) {
+      if (connectTimeout !== undefined) {
         timer = setTimeout(() => {
           cleanup()
           socket.destroy()
           reject(new TimeoutError(`connect to ${target} timed out after ${connectTimeout} ms`))
-        }, connectTimeout)
+        }, clampDelay(connectTimeout))
       }
     })
   }
@@ -109,7 +141,7 @@ export class TcpClient implements TransportClient {
 export class TcpClientSession implements TransportClientSession {
   /** The connection's incoming byte stream (what `request()` returns). */
   readonly stream: ByteStream
-  private readonly queue: ByteQueue
+  private readonly filter: ConnectionFilter | undefined
   private corked = false
   private writesThisTick = 0
   private closing: Promise<void> | undefined
@@ -124,22 +156,54 @@ export class TcpClientSession implements TransportClientSession {
     private readonly socket: Socket,
     /** `host:port` of the peer. */
     readonly target: string,
-    options: { bufferSize: number; timeout: number | undefined; logger: Logger },
+    options: { bufferSize: number; timeout: number | undefined; logger: Logger; filter?: ConnectionFilterFactory | undefined },
   ) {
-    this.queue = new ByteQueue({
+    const stream = new ByteStream(undefined, {
       highWaterMark: options.bufferSize,
       onPause: () => socket.pause(),
       onResume: () => socket.resume(),
+      timeout: options.timeout,
+      label: target,
     })
-    const queue = this.queue
-    socket.on('data', (chunk: Buffer) => queue.push(chunk))
-    socket.on('end', () => queue.end())
+    this.stream = stream
+    const filter = options.filter?.({
+      side: 'client',
+      peer: target,
+      send: (bytes) => {
+        if (!socket.destroyed && socket.writable) socket.write(bytes)
+      },
+    })
+    this.filter = filter
+    if (filter === undefined) {
+      socket.on('data', (chunk: Buffer) => stream.push(chunk))
+    } else {
+      socket.on('data', (chunk: Buffer) => {
+        let data: Uint8Array
+        try {
+          data = filter.input(chunk)
+        } catch (error) {
+          stream.fail(error)
+          socket.destroy()
+          return
+        }
+        if (data.length > 0) stream.push(data)
+      })
+    }
+    socket.on('end', () => stream.end())
     socket.on('error', (error: Error) => {
       logDebug(options.logger, () => [{ target, err: error }, 'socket error'])
-      queue.fail(new ConnectionError(`connection to ${target} failed: ${error.message}`, { cause: error }))
+      stream.fail(new ConnectionError(`connection to ${target} failed: ${error.message}`, { cause: error }))
     })
-    socket.on('close', () => queue.end())
-    this.stream = new ByteStream(queue, { timeout: options.timeout })
+    socket.on('close', () => {
+      stream.end()
+      filter?.close?.()
+    })
+    filter?.open?.()
+  }
+
+  /** @internal The filter's readiness (e.g. a login dialogue), if it has one. */
+  filterReady(options?: AbortOptions): Promise<void> | undefined {
+    return this.filter?.ready?.(options)
   }
 
   /** True once the session is closed or the connection is gone. */
@@ -153,11 +217,16 @@ export class TcpClientSession implements TransportClientSession {
     return this.stream
   }
 
-  /** Write `bytes`; resolves when the socket's write buffer has room again (backpressure). */
+  /**
+   * Write `bytes` once the socket's write buffer has room (backpressure): while it is full this
+   * waits for drain first. Resolves as soon as the bytes are handed to the socket. Rejects with
+   * `AbortError` only if they were not written (aborted while waiting for room).
+   */
   async write(bytes: Uint8Array, options?: AbortOptions): Promise<void> {
     throwIfAborted(options)
-    if (this.writeNow(bytes)) return
-    await raceSignal(this.drained(), options?.signal, 'write')
+    if (this.closed) throw new ConnectionError(`connection to ${this.target} is closed`)
+    if (this.socket.writableNeedDrain) await raceSignal(this.drained(), options?.signal, 'write')
+    this.writeNow(bytes)
   }
 
   /** Close the connection: flush pending writes, then close (at most 1 s later). Idempotent. */
@@ -193,7 +262,7 @@ export class TcpClientSession implements TransportClientSession {
       this.corked = true
       this.socket.cork()
     }
-    return this.socket.write(bytes)
+    return this.socket.write(this.filter === undefined ? bytes : this.filter.output(bytes))
   }
 
   private uncork(): void {

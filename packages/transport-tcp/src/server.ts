@@ -1,8 +1,11 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import {
-  ByteQueue,
   ByteStream,
   ConnectionError,
+  checkCount,
+  checkDuration,
+  checkPort,
+  clampDelay,
   logDebug,
   serveConnection,
   silentLogger,
@@ -10,8 +13,10 @@ import {
   toHandlerFunction,
   type AbortOptions,
   type ByteHandler,
-  type ByteHandlerFunction,
+  type ConnectionFilter,
+  type ConnectionFilterFactory,
   type Logger,
+  type ServeHandler,
   type ServedConnection,
   type ServerAddress,
 } from '@labwire/core'
@@ -30,17 +35,21 @@ export interface TcpServerOptions {
   /** Unread bytes buffered per connection before its socket is paused. Default 64 KiB. */
   bufferSize?: number
   logger?: Logger
-  /** Connections served at once; further ones are accepted and closed straight away. Default: unlimited. */
+  /** Connections served at once; further ones are accepted and closed straight away (the peer sees the connection closed). Default: unlimited. */
   maxConnections?: number
-  /** Close a connection that has been idle (no bytes either way, no request being handled) this many milliseconds. Default: never. */
+  /** Close a connection that has been idle (no bytes either way, no request being handled) this many milliseconds. Default: never (0 = never). */
   idleTimeout?: number
+  /** A request must arrive whole within this many milliseconds of its first byte, else its connection is closed. Default: no limit (0 = none). */
+  requestTimeout?: number
+  /** A protocol layer under the framing, one per connection (Telnet's codec, a wire trace). */
+  filter?: ConnectionFilterFactory
 }
 
 /**
  * A TCP server for simulators and gateways. Each connection is one buffered byte stream; its
  * requests are handled one after another, in order, and its replies written in order. Many
  * connections are served at once. A callback that throws is logged and closes only its own
- * connection.
+ * connection. A client that half-closes (shuts its write side) still gets every reply.
  *
  * @example
  * ```ts
@@ -51,26 +60,36 @@ export interface TcpServerOptions {
  */
 export class TcpServer implements AsyncDisposable {
   private readonly server: Server
-  private readonly handler: ByteHandlerFunction
+  private readonly handler: ServeHandler
   private readonly host: string
   private readonly port: number
   private readonly bufferSize: number
   private readonly logger: Logger
   private readonly maxConnections: number
-  private readonly idleTimeout: number
+  private readonly idleTimeout: number | undefined
+  private readonly requestTimeout: number | undefined
+  private readonly filter: ConnectionFilterFactory | undefined
   private readonly sockets = new Set<Socket>()
   private bound: ServerAddress | undefined
+  private listening: Promise<ServerAddress> | undefined
   private closing: Promise<void> | undefined
 
   constructor(options: TcpServerOptions) {
+    if (typeof options !== 'object' || options === null) throw new TypeError('TcpServer: options { callback, host?, port?, … } are required')
+    if (options.callback === undefined) throw new TypeError('TcpServer: callback is required (a ByteHandler, e.g. an ApplicationServer)')
     this.handler = toHandlerFunction(options.callback)
+    if (options.host !== undefined && (typeof options.host !== 'string' || options.host.length === 0)) throw new TypeError(`TcpServer: host must be a non-empty string, got ${typeof options.host === 'string' ? "''" : typeof options.host}`)
     this.host = options.host ?? '127.0.0.1'
-    this.port = options.port ?? 0
-    this.bufferSize = options.bufferSize ?? 64 * 1024
+    this.port = checkPort('TcpServer', options.port ?? 0)
+    this.bufferSize = checkCount('TcpServer', 'bufferSize', options.bufferSize ?? 64 * 1024)
     this.logger = options.logger ?? silentLogger
-    this.maxConnections = options.maxConnections ?? Infinity
-    this.idleTimeout = options.idleTimeout ?? 0
-    this.server = createServer({ noDelay: true }, (socket) => this.accept(socket))
+    this.maxConnections = checkCount('TcpServer', 'maxConnections', options.maxConnections ?? Infinity, { allowInfinity: true })
+    this.idleTimeout = checkDuration('TcpServer', 'idleTimeout', options.idleTimeout)
+    this.requestTimeout = checkDuration('TcpServer', 'requestTimeout', options.requestTimeout)
+    if (options.filter !== undefined && typeof options.filter !== 'function') throw new TypeError('TcpServer: filter must be a function (context) => ConnectionFilter')
+    this.filter = options.filter
+    // allowHalfOpen: a client that shuts its write side still gets the replies to what it sent.
+    this.server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket))
     this.server.on('error', (error) => this.logger.error({ err: error }, 'server error'))
   }
 
@@ -91,15 +110,21 @@ export class TcpServer implements AsyncDisposable {
     } catch (error) {
       return Promise.reject(error)
     }
-    if (this.bound !== undefined) return Promise.resolve(this.bound)
-    if (this.closing !== undefined) return Promise.reject(new ConnectionError('server is closed'))
-    return new Promise<ServerAddress>((resolve, reject) => {
+    if (this.closing !== undefined) return Promise.reject(new ConnectionError(`server on ${formatTarget(this.host, this.port)} is closed`))
+    this.listening ??= new Promise<ServerAddress>((resolve, reject) => {
       const onError = (error: Error): void => {
+        this.listening = undefined
         reject(new ConnectionError(`could not listen on ${formatTarget(this.host, this.port)}: ${error.message}`, { cause: error }))
       }
       this.server.once('error', onError)
       this.server.listen({ host: this.host, port: this.port }, () => {
         this.server.off('error', onError)
+        if (this.closing !== undefined) {
+          // close() was called while listen() was in progress: do not stay bound.
+          this.server.close()
+          reject(new ConnectionError(`server on ${formatTarget(this.host, this.port)} was closed while it was starting`))
+          return
+        }
         const address = this.server.address()
         if (address === null || typeof address === 'string') {
           reject(new ConnectionError('server has no TCP address'))
@@ -110,18 +135,32 @@ export class TcpServer implements AsyncDisposable {
         resolve(this.bound)
       })
     })
+    return this.listening
   }
 
-  /** Stop listening and close every connection, idle or busy. Resolves once all are closed. Idempotent. */
+  /**
+   * Stop listening and close every connection, idle or busy. Resolves once all are closed
+   * (`connectionCount` is 0 by then). Idempotent; also stops a `listen()` still in progress.
+   */
   close(): Promise<void> {
-    this.closing ??= new Promise<void>((resolve) => {
-      for (const socket of this.sockets) socket.destroy()
-      if (!this.server.listening) {
-        resolve()
-        return
-      }
-      this.server.close(() => resolve())
-    })
+    this.closing ??= (async () => {
+      const starting = this.listening
+      if (starting !== undefined) await starting.then(() => undefined, () => undefined)
+      const closed = [...this.sockets].map(
+        (socket) =>
+          new Promise<void>((resolve) => {
+            if (socket.destroyed) resolve()
+            else socket.once('close', () => resolve())
+            socket.destroy()
+          }),
+      )
+      const stopped = new Promise<void>((resolve) => {
+        if (!this.server.listening) resolve()
+        else this.server.close(() => resolve())
+      })
+      await Promise.all([...closed, stopped])
+      this.sockets.clear()
+    })()
     return this.closing
   }
 
@@ -134,33 +173,61 @@ export class TcpServer implements AsyncDisposable {
     socket.on('error', (error) => logDebug(this.logger, () => [{ peer, err: error }, 'socket error']))
     if (this.closing !== undefined || this.sockets.size >= this.maxConnections) {
       this.logger.warn({ peer, maxConnections: this.maxConnections }, 'connection refused: server at maxConnections or closing')
-      socket.destroy()
+      lingeringClose(socket)
       return
     }
     this.sockets.add(socket)
     socket.setNoDelay(true)
-    const queue = new ByteQueue({
+    const stream = new ByteStream(undefined, {
       highWaterMark: this.bufferSize,
       onPause: () => socket.pause(),
       onResume: () => socket.resume(),
+      label: peer,
     })
-    socket.on('data', (chunk: Buffer) => queue.push(chunk))
-    socket.on('end', () => queue.end())
+    let filter: ConnectionFilter | undefined
+    if (this.filter !== undefined) {
+      filter = this.filter({
+        side: 'server',
+        peer,
+        send: (bytes) => {
+          if (!socket.destroyed && socket.writable) socket.write(bytes)
+        },
+      })
+    }
+    if (filter === undefined) {
+      socket.on('data', (chunk: Buffer) => stream.push(chunk))
+    } else {
+      const input = filter
+      socket.on('data', (chunk: Buffer) => {
+        let data: Uint8Array
+        try {
+          data = input.input(chunk)
+        } catch (error) {
+          stream.fail(error)
+          this.logger.warn({ peer, err: error }, 'protocol error; closing the connection')
+          conn.close()
+          return
+        }
+        if (data.length > 0) stream.push(data)
+      })
+    }
+    socket.on('end', () => stream.end())
     socket.on('close', () => {
       this.sockets.delete(socket)
-      queue.end()
+      stream.end()
+      filter?.close?.()
     })
-    const stream = new ByteStream(queue)
     let corked = false
+    const output = filter
     const conn: ServedConnection = {
       peer,
       busy: false,
-      write(bytes) {
+      write(reply) {
         if (socket.destroyed || !socket.writable) return undefined
+        const bytes = output === undefined ? reply : output.output(reply)
         // More requests already buffered (pipelined): cork, so their replies leave together; the
         // cork is released when the loop waits for input or at the end of this tick, whichever is
-        // first, so a reply is never held back while a later request's handler is pending.
-        // Lockstep (nothing buffered): write at once.
+        // first. Lockstep (nothing buffered): write at once.
         if (!corked && stream.bufferedLength > 0) {
           corked = true
           socket.cork()
@@ -185,33 +252,44 @@ export class TcpServer implements AsyncDisposable {
         }
       },
       close() {
-        if (socket.destroyed) return
-        // Lingering close: send what is queued and a FIN, then read and drop whatever the peer still
-        // sends (the queue is ended, so nothing is kept) until it closes too, for at most 1 s.
-        // Destroying at once with unread input would reset the connection and could lose replies
-        // the peer has not read yet.
-        queue.end()
-        socket.resume()
-        socket.end()
-        const timer = setTimeout(() => socket.destroy(), CLOSE_LINGER_MS)
-        timer.unref()
-        socket.once('close', () => clearTimeout(timer))
+        stream.end()
+        lingeringClose(socket)
       },
     }
-    if (this.idleTimeout > 0) {
+    if (this.idleTimeout !== undefined) {
+      const idleTimeout = clampDelay(this.idleTimeout)
       // Node registers setTimeout's callback with once(): listen with on() so the timer, re-armed
       // by socket activity, can fire again; re-arm it by hand while busy (a reply-less request has no activity).
-      socket.setTimeout(this.idleTimeout)
+      socket.setTimeout(idleTimeout)
       socket.on('timeout', () => {
         if (conn.busy) {
-          socket.setTimeout(this.idleTimeout)
+          socket.setTimeout(idleTimeout)
           return
         }
-        logDebug(this.logger, () => [{ peer, idleTimeout: this.idleTimeout }, 'closing idle connection'])
+        logDebug(this.logger, () => [{ peer, idleTimeout }, 'closing idle connection'])
         socket.destroy()
       })
     }
     logDebug(this.logger, () => [{ peer }, 'connection accepted'])
-    void serveConnection(stream, this.handler, conn, this.logger)
+    filter?.open?.()
+    void serveConnection(stream, this.handler, conn, this.logger, { requestTimeout: this.requestTimeout })
   }
+}
+
+/**
+ * Lingering close: send what is queued and a FIN, then read and drop whatever the peer still
+ * sends until it closes too, for at most 1 s. Destroying at once with unread input would reset
+ * the connection, and the peer could lose replies it has not read yet.
+ */
+function lingeringClose(socket: Socket): void {
+  if (socket.destroyed) return
+  socket.removeAllListeners('data')
+  socket.on('data', () => undefined)
+  socket.resume()
+  socket.end()
+  const timer = setTimeout(() => socket.destroy(), CLOSE_LINGER_MS)
+  timer.unref()
+  socket.once('close', () => clearTimeout(timer))
+  // With allowHalfOpen the socket waits for the peer's FIN; once both sides ended, let it go.
+  socket.once('end', () => socket.destroy())
 }
