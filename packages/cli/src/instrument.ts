@@ -28,11 +28,14 @@ export interface InstrumentSettings {
 /** Largest reply accepted (bytes). */
 export const MAX_REPLY = 64 * 1024 * 1024
 
-/** True when a command expects a reply: its header (up to the first space) or the whole line ends with `?`. */
+/**
+ * True when a command expects a reply: its header (up to the first space) contains `?`
+ * (`*IDN?`, `MEAS:VOLT? (@1)`, pyvisa-sim's `?IDN`), or the whole line ends with `?`.
+ */
 export function isQuery(command: string): boolean {
   const trimmed = command.trim()
   const header = trimmed.split(/\s/, 1)[0] ?? ''
-  return header.endsWith('?') || trimmed.endsWith('?')
+  return header.includes('?') || trimmed.endsWith('?')
 }
 
 /**
@@ -84,7 +87,7 @@ export class Instrument implements AsyncDisposable {
     try {
       return await session.sendReceive(new TextEncoder().encode(command), { timeout: this.settings.timeout, ...(signal === undefined ? {} : { signal }) })
     } catch (error) {
-      await this.dropIfBroken(error)
+      await this.dropAfterFailure()
       throw error
     }
   }
@@ -95,7 +98,7 @@ export class Instrument implements AsyncDisposable {
     try {
       await session.send(new TextEncoder().encode(command), signal === undefined ? undefined : { signal })
     } catch (error) {
-      await this.dropIfBroken(error)
+      await this.dropAfterFailure()
       throw error
     }
   }
@@ -126,8 +129,7 @@ export class Instrument implements AsyncDisposable {
    * is unusable, and after a timeout or an abort the unanswered request would hold its place
    * (a reply that may never come), so the next command would wait behind it.
    */
-  private async dropIfBroken(error: unknown): Promise<void> {
-    void error
+  private async dropAfterFailure(): Promise<void> {
     await this.close().catch(() => undefined)
   }
 

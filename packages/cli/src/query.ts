@@ -10,8 +10,8 @@ import { oneLine, styleFor, type Io } from './style.js'
 export const QUERY_HELP = `Usage: labwire query RESOURCE COMMAND... [options]
 
 Connect to RESOURCE, send each COMMAND in order, print each reply (one per line), exit 0.
-A command whose header or line ends in "?" is a query (its reply is read and printed); any
-other command is a write (nothing is read).
+A command whose header contains "?" or whose line ends in "?" is a query (its reply is read and
+printed); any other command is a write (nothing is read), unless --read-all.
 
 Options:
   --timeout MS        limit for connecting and for each reply, in ms (default 5000; 0 = none)
@@ -23,6 +23,8 @@ Options:
   --big-endian        with --datatype: values are big-endian
   --max-length BYTES  longest reply accepted (default 67108864); longer is a framing error
   --hex               print text replies as hex bytes
+  --read-all          read (and print) a reply after every command, also writes (for devices
+                      that answer writes, e.g. with OK)
   --json              print one JSON object: {"resource", "ok", "results": [...], "error"?}
   --trace             write every byte each way to stderr (direction, timestamp, hex, text)
   -h, --help          this help
@@ -90,6 +92,7 @@ export async function query(args: string[], io: Io): Promise<ExitCodeValue> {
       'big-endian': { type: 'boolean', default: false },
       'max-length': { type: 'string' },
       hex: { type: 'boolean', default: false },
+      'read-all': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       trace: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -127,7 +130,7 @@ export async function query(args: string[], io: Io): Promise<ExitCodeValue> {
     for (const command of commands) {
       current = command
       const started = performance.now()
-      if (!isQuery(command)) {
+      if (!values['read-all'] && !isQuery(command)) {
         await instrument.write(command, controller.signal)
         results.push({ command, kind: 'write', reply: null, elapsedMs: round(performance.now() - started) })
         continue

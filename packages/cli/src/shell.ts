@@ -12,9 +12,10 @@ import { oneLine, styleFor, type Io } from './style.js'
 export const SHELL_HELP = `Usage: labwire shell RESOURCE [options]
 
 An interactive session with the instrument at RESOURCE (line editing and history through
-node:readline). A line ending in "?" (or whose header does) is a query: it is sent and the reply
+node:readline). A line ending in "?" (or whose header contains "?") is a query: it is sent and the reply
 printed. Any other line is a write. Lines starting with ":" are shell commands:
 
+  :query CMD             send CMD and read a reply, whatever it looks like (:write CMD: never)
   :timeout [MS]          show or set the reply timeout in ms (0 = none)
   :term [READ [WRITE]]   show or set the terminators (one value sets both), e.g. :term \\r\\n
   :hex                   toggle showing replies as hex bytes
@@ -149,17 +150,23 @@ export async function shell(args: string[], io: Io): Promise<ExitCodeValue> {
   const run = async (line: string): Promise<void> => {
     const command = line.trim()
     if (command === '') return
-    if (command.startsWith(':')) {
+    let forced: 'query' | 'write' | undefined
+    let text = command
+    const verb = /^:(query|write)\s+(\S.*)$/.exec(command)
+    if (verb !== null) {
+      forced = verb[1] as 'query' | 'write'
+      text = verb[2] as string
+    } else if (command.startsWith(':')) {
       shellCommand(command)
       return
     }
     running = new AbortController()
     try {
-      if (!isQuery(command)) {
-        await instrument.write(command, running.signal)
+      if (forced === 'write' || (forced === undefined && !isQuery(text))) {
+        await instrument.write(text, running.signal)
         return
       }
-      const reply = await instrument.query(command, running.signal)
+      const reply = await instrument.query(text, running.signal)
       let shown: string
       if (instrument.settings.binary) shown = state.datatype === 'hex' ? hexOf(reply) : decodeValues(reply, state.datatype).map(formatValue).join(',')
       else shown = state.hex ? hexOf(reply) : toText(reply)
@@ -174,7 +181,8 @@ export async function shell(args: string[], io: Io): Promise<ExitCodeValue> {
     try {
       await run(line)
     } catch (error) {
-      lastFailure = report(error, line.trim().startsWith(':') ? undefined : line.trim())
+      const t = line.trim()
+      lastFailure = report(error, /^:(query|write)\s/.test(t) ? t : t.startsWith(':') ? undefined : t)
     }
     if (quitting) break
     if (interactive) rl.prompt()
