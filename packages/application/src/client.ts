@@ -1,38 +1,70 @@
 import {
   AbortError,
+  ByteStream,
   ConnectionClosedError,
   ConnectionError,
   Fifo,
   FrameTooLargeError,
   FramingError,
+  NEED_MORE,
   TimeoutError,
   abortErrorFrom,
   byteStreamOf,
+  checkCount,
+  checkDuration,
+  clampDelay,
+  decoderOf,
   isLabwireError,
   logDebug,
   silentLogger,
   throwIfAborted,
   type AbortOptions,
+  type FrameDecoder,
   type LabwireError,
   type Logger,
   type TransportClient,
   type TransportClientSession,
 } from '@labwire/core'
 
+/** Reconnection policy for {@link ApplicationClientOptions.reconnect}. */
+export interface ReconnectOptions {
+  /** Attempts in a row before the session gives up (its calls then reject with `ConnectionError`). Default 5. */
+  retries?: number
+  /** Delay before the first attempt, in milliseconds; doubled after each failure. Default 100. */
+  minDelay?: number
+  /** Upper bound of the delay between attempts, in milliseconds. Default 5 000. */
+  maxDelay?: number
+}
+
 /** Options for {@link ApplicationClient}. */
-export interface ApplicationClientOptions {
+export interface ApplicationClientOptions<Res = unknown> {
   /**
    * Requests on the wire at once per session. 1 (default): lockstep, later calls queue FIFO.
    * n > 1: pipeline up to n requests; responses are matched to callers in order, so the device
    * must answer every request, in order.
    */
   maxInFlight?: number
-  /** Default per-call limit for `sendReceive`, in milliseconds. Default 10 000; 0 or `Infinity` = none. */
+  /** Default per-call limit for `sendReceive` and `send`, in milliseconds. Default 10 000; 0 or `Infinity` = none. */
   timeout?: number
   logger?: Logger
+  /**
+   * Frames that arrive while no request is waiting for a reply (an instrument's `ALARM` line, a
+   * service request) are handed here instead of to a later caller. Without it they are logged
+   * (warn) and dropped. Needs a labwire framer as the response unmarshaller (any of
+   * `@labwire/marshallers`); with a custom async unmarshaller, bytes found buffered before a
+   * request is written are dropped and logged.
+   */
+  onUnsolicited?: (message: Res) => void
+  /**
+   * Reconnect when the connection closes, and after a timeout whose reply never came (the
+   * connection is then closed and opened again so no stale reply can follow). Calls not yet
+   * written wait in the queue meanwhile; calls already written reject (their replies are lost).
+   * `true` uses the defaults of {@link ReconnectOptions}. Default: off.
+   */
+  reconnect?: boolean | ReconnectOptions
 }
 
-/** Options for {@link ApplicationClientSession.sendReceive}. */
+/** Options for {@link ApplicationClientSession.sendReceive} and `send`. */
 export interface SendReceiveOptions extends AbortOptions {
   /** Limit for this call in milliseconds (queueing included); overrides the client's default. 0 or `Infinity` = none. */
   timeout?: number
@@ -44,6 +76,12 @@ export type RequestMarshaller<Req> = (request: Req) => Uint8Array
 export type ResponseUnmarshaller<Res> = (bytes: AsyncIterator<Uint8Array>) => Res | Promise<Res>
 
 const DEFAULT_TIMEOUT = 10_000
+
+interface ResolvedReconnect {
+  retries: number
+  minDelay: number
+  maxDelay: number
+}
 
 /**
  * A client of a device: a transport plus a request marshaller and a response unmarshaller.
@@ -57,21 +95,34 @@ const DEFAULT_TIMEOUT = 10_000
  * ```
  */
 export class ApplicationClient<Req, Res> {
-  private readonly maxInFlight: number
-  private readonly timeout: number | undefined
-  private readonly logger: Logger
+  private readonly settings: SessionSettings<Res>
 
   constructor(
     private readonly transport: TransportClient,
     private readonly requestMarshaller: RequestMarshaller<Req>,
     private readonly responseUnmarshaller: ResponseUnmarshaller<Res>,
-    options: ApplicationClientOptions = {},
+    options: ApplicationClientOptions<Res> = {},
   ) {
-    const maxInFlight = options.maxInFlight ?? 1
-    if (!Number.isInteger(maxInFlight) || maxInFlight < 1) throw new RangeError(`maxInFlight must be a positive integer, got ${maxInFlight}`)
-    this.maxInFlight = maxInFlight
-    this.timeout = normaliseTimeout(options.timeout ?? DEFAULT_TIMEOUT)
-    this.logger = options.logger ?? silentLogger
+    if (transport === null || typeof transport !== 'object' || typeof transport.connect !== 'function') {
+      throw new TypeError('ApplicationClient: transport must be a TransportClient (e.g. new TcpClient({ host, port }))')
+    }
+    if (typeof requestMarshaller !== 'function') throw new TypeError('ApplicationClient: requestMarshaller must be a function (e.g. marshaller.marshall)')
+    if (typeof responseUnmarshaller !== 'function') throw new TypeError('ApplicationClient: responseUnmarshaller must be a function (e.g. marshaller.unmarshall)')
+    const reconnect = options.reconnect === true ? {} : options.reconnect === false || options.reconnect === undefined ? undefined : options.reconnect
+    this.settings = {
+      maxInFlight: checkCount('ApplicationClient', 'maxInFlight', options.maxInFlight ?? 1),
+      timeout: checkDuration('ApplicationClient', 'timeout', options.timeout ?? DEFAULT_TIMEOUT),
+      logger: options.logger ?? silentLogger,
+      onUnsolicited: options.onUnsolicited,
+      reconnect:
+        reconnect === undefined
+          ? undefined
+          : {
+              retries: checkCount('ApplicationClient', 'reconnect.retries', reconnect.retries ?? 5, { allowInfinity: true }),
+              minDelay: checkDuration('ApplicationClient', 'reconnect.minDelay', reconnect.minDelay ?? 100) ?? 0,
+              maxDelay: checkDuration('ApplicationClient', 'reconnect.maxDelay', reconnect.maxDelay ?? 5_000) ?? 0,
+            },
+    }
   }
 
   /** Open a session. Rejects with the transport's `ConnectionError`, `TimeoutError` or `AbortError`. */
@@ -79,14 +130,24 @@ export class ApplicationClient<Req, Res> {
     throwIfAborted(options)
     const session = await this.transport.connect(options)
     return new ApplicationClientSession(session, this.requestMarshaller, this.responseUnmarshaller, {
-      maxInFlight: this.maxInFlight,
-      timeout: this.timeout,
-      logger: this.logger,
+      ...this.settings,
+      connect: (connectOptions) => this.transport.connect(connectOptions),
     })
   }
 }
 
-interface Job<Res> {
+/** @internal What a session is made with. */
+interface SessionSettings<Res> {
+  maxInFlight: number
+  timeout: number | undefined
+  logger: Logger
+  onUnsolicited: ((message: Res) => void) | undefined
+  reconnect: ResolvedReconnect | undefined
+  connect?: ((options?: AbortOptions) => Promise<TransportClientSession>) | undefined
+}
+
+interface Job<Req, Res> {
+  readonly request: Req
   readonly bytes: Uint8Array
   readonly expectsReply: boolean
   readonly resolve: (value: Res | undefined) => void
@@ -99,48 +160,70 @@ interface Job<Res> {
   readonly deadline: number
   readonly timeout: number
   signal: AbortSignal | undefined
-  onAbort: (() => void) | undefined
+  /** A `send` whose write is waiting for room: aborting this cancels it (not written). */
+  cancel: AbortController | undefined
+  /** Why a cancelled write was cancelled. */
+  cancelError: LabwireError | undefined
 }
 
 /**
  * One connection's worth of requests. Calls are answered in the order they were made and never
  * interleave on the wire. A reply that arrives after its caller timed out or aborted is read and
  * discarded; that request keeps its place (and its in-flight slot) until its reply arrives, so a
- * late reply is never returned to a later caller.
+ * late reply is never returned to a later caller. Frames that arrive while no request waits for
+ * a reply are unsolicited: never handed to a later caller.
+ *
+ * With a labwire framer as the response unmarshaller and a transport whose stream is a push-mode
+ * `ByteStream` (TCP, Telnet, …), replies are decoded and callers resolved straight from the
+ * transport's data event; other unmarshallers are read on an async loop.
  */
 export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
-  private readonly waiting = new Fifo<Job<Res>>()
-  private readonly inFlight = new Fifo<Job<Res>>()
+  private readonly waiting = new Fifo<Job<Req, Res>>()
+  private settledWaiting = 0
+  private readonly inFlight = new Fifo<Job<Req, Res>>()
+  /** The `send` whose bytes are being handed to the transport (waiting for room). */
+  private writingJob: Job<Req, Res> | undefined
   /** One timer per session, armed for the earliest deadline (not one timer per call). */
   private timer: ReturnType<typeof setTimeout> | undefined
   private timerAt = Infinity
+  /** One abort listener per signal, however many calls share it. */
+  private readonly signals = new Map<AbortSignal, { jobs: Set<Job<Req, Res>>; listener: () => void }>()
   private reading = false
   private stream: AsyncIterator<Uint8Array> | undefined
-  private writing = false
+  /** Set when replies are decoded from the data event (the fast path). */
+  private pushStream: ByteStream | undefined
+  private readonly decoder: FrameDecoder<Res> | undefined
   private failure: LabwireError | undefined
   private closed = false
+  private transport: TransportClientSession | undefined
+  private reconnectAttempts = 0
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined
   private readonly maxInFlight: number
   private readonly timeout: number | undefined
   private readonly logger: Logger
+  private readonly settings: SessionSettings<Res>
 
   /** @internal Created by {@link ApplicationClient.connect}. */
   constructor(
-    private readonly transport: TransportClientSession,
+    transport: TransportClientSession,
     private readonly requestMarshaller: RequestMarshaller<Req>,
     private readonly responseUnmarshaller: ResponseUnmarshaller<Res>,
-    options: { maxInFlight: number; timeout: number | undefined; logger: Logger },
+    options: { maxInFlight: number; timeout: number | undefined; logger: Logger } & Partial<SessionSettings<Res>>,
   ) {
+    this.transport = transport
     this.maxInFlight = options.maxInFlight
     this.timeout = options.timeout
     this.logger = options.logger
+    this.settings = { onUnsolicited: undefined, reconnect: undefined, ...options }
+    this.decoder = decoderOf<Res>(responseUnmarshaller)
   }
 
-  /** Requests written whose replies have not been read yet (including abandoned ones). */
+  /** Calls not yet settled by a reply: written requests whose replies have not been read (including abandoned ones), the send being written, and queued calls. */
   get pending(): number {
-    return this.inFlight.length + this.waiting.length
+    return this.inFlight.length + (this.writingJob === undefined ? 0 : 1) + this.waiting.length - this.settledWaiting
   }
 
-  /** Send a request that gets no reply. Resolves once it has been written (after earlier calls). */
+  /** Send a request that gets no reply. Resolves once it has been written (after earlier calls); `AbortError` and `TimeoutError` mean it was not written. */
   send(request: Req, options?: SendReceiveOptions): Promise<void> {
     return this.enqueue(request, false, options) as Promise<unknown> as Promise<void>
   }
@@ -157,87 +240,135 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer)
     this.fail(new ConnectionClosedError('session closed while the request was pending'))
-    await this.transport.close()
+    this.detachStream()
+    await this.transport?.close()
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close()
   }
 
+  private get target(): string {
+    const named = this.transport as { target?: unknown } | undefined
+    if (typeof named?.target === 'string') return named.target
+    return this.pushStream?.label ?? 'the device'
+  }
+
   private enqueue(request: Req, expectsReply: boolean, options: SendReceiveOptions | undefined): Promise<Res | undefined> {
     if (this.closed) return Promise.reject(new ConnectionError('session is closed'))
     if (this.failure !== undefined) return Promise.reject(new ConnectionError(`session is unusable: ${this.failure.message}`, { cause: this.failure }))
-    try {
-      throwIfAborted(options)
-    } catch (error) {
-      return Promise.reject(error)
-    }
+    let timeout: number | undefined
     let bytes: Uint8Array
     try {
+      throwIfAborted(options)
+      timeout = options?.timeout === undefined ? this.timeout : checkDuration('sendReceive', 'timeout', options.timeout)
       bytes = this.requestMarshaller(request)
     } catch (error) {
-      return Promise.reject(isLabwireError(error) ? error : new FramingError('request marshaller failed', { cause: error }))
+      return Promise.reject(isLabwireError(error) || error instanceof TypeError || error instanceof RangeError ? error : new FramingError('request marshaller failed', { cause: error }))
+    }
+    if (!(bytes instanceof Uint8Array)) {
+      return Promise.reject(new TypeError(`the request marshaller returned ${typeof bytes}, not a Uint8Array`))
     }
     return new Promise<Res | undefined>((resolve, reject) => {
-      const timeout = options?.timeout === undefined ? this.timeout : normaliseTimeout(options.timeout)
       const deadline = timeout === undefined ? Infinity : Date.now() + timeout
-      const job: Job<Res> = { bytes, expectsReply, resolve, reject, settled: false, written: false, deadline, timeout: timeout ?? Infinity, signal: undefined, onAbort: undefined }
+      const job: Job<Req, Res> = {
+        request,
+        bytes,
+        expectsReply,
+        resolve,
+        reject,
+        settled: false,
+        written: false,
+        deadline,
+        timeout: timeout ?? Infinity,
+        signal: undefined,
+        cancel: undefined,
+        cancelError: undefined,
+      }
       if (deadline < this.timerAt) this.armTimer(deadline)
       const signal = options?.signal
-      if (signal !== undefined) {
-        job.signal = signal
-        job.onAbort = () => {
-          this.abandon(job, () => abortErrorFrom(signal, 'request'))
-        }
-        signal.addEventListener('abort', job.onAbort, { once: true })
-      }
+      if (signal !== undefined) this.watchSignal(job, signal)
       this.waiting.push(job)
       this.pump()
     })
   }
 
+  private watchSignal(job: Job<Req, Res>, signal: AbortSignal): void {
+    job.signal = signal
+    let watch = this.signals.get(signal)
+    if (watch === undefined) {
+      const jobs = new Set<Job<Req, Res>>()
+      const listener = (): void => {
+        this.signals.delete(signal)
+        for (const each of jobs) this.abandon(each, () => abortErrorFrom(signal, 'request'))
+      }
+      watch = { jobs, listener }
+      this.signals.set(signal, watch)
+      signal.addEventListener('abort', listener, { once: true })
+    }
+    watch.jobs.add(job)
+  }
+
   private armTimer(deadline: number): void {
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.timerAt = deadline
-    this.timer = setTimeout(this.onTimer, Math.max(0, deadline - Date.now()))
+    this.timer = setTimeout(this.onTimer, clampDelay(deadline - Date.now()))
   }
 
   /** Time out every call past its deadline; re-arm for the next one. */
   private readonly onTimer = (): void => {
-    const now = Math.max(Date.now(), this.timerAt)
+    const now = Date.now()
     this.timer = undefined
     this.timerAt = Infinity
     let stale = 0
     for (const job of this.inFlight) if (job.settled) stale++
     let next = Infinity
-    for (const queue of [this.inFlight, this.waiting]) {
-      for (const job of queue) {
-        if (job.settled) continue
-        if (job.deadline > now) {
-          next = Math.min(next, job.deadline)
-          continue
-        }
-        this.abandon(job, (partial, queued) => {
-          const reason =
-            queued && stale > 0
-              ? ` (never written: still waiting behind ${stale} earlier request(s) that timed out and whose replies never arrived; close and reconnect if the device dropped them)`
-              : ''
-          return new TimeoutError(`no response within ${job.timeout} ms${reason}`, { partial })
-        })
+    let lostReply = false
+    const check = (job: Job<Req, Res>): void => {
+      if (job.settled) return
+      if (job.deadline > now) {
+        next = Math.min(next, job.deadline)
+        return
       }
+      if (job.written) lostReply = true
+      this.abandon(job, (partial, queued) => {
+        const reason =
+          queued && stale > 0
+            ? ` (never written: still waiting behind ${stale} earlier request(s) that timed out and whose replies never arrived; use the reconnect option, or close and reconnect, if the device dropped them)`
+            : queued
+              ? ' (never written: still queued)'
+              : ''
+        return new TimeoutError(`no response from ${this.target} to ${describeRequest(job.request)} within ${job.timeout} ms${reason}`, { partial })
+      })
     }
+    for (const job of this.inFlight) check(job)
+    if (this.writingJob !== undefined) check(this.writingJob)
+    for (const job of this.waiting) check(job)
     if (next < Infinity && !this.closed) this.armTimer(next)
+    // A reply that never came holds its slot; with reconnect on, start afresh instead.
+    if (lostReply && this.settings.reconnect !== undefined && !this.closed && this.failure === undefined) {
+      this.connectionLost(new TimeoutError(`${this.target} did not answer; reconnecting so that its late reply cannot be taken for another`))
+    }
   }
 
   /**
-   * Settle a job early (timeout, abort). A waiting job is skipped when its turn comes; a written
-   * one keeps its place and its reply will be discarded.
+   * Settle a job early (timeout, abort). A waiting job leaves the queue; a `send` being written is
+   * cancelled (settled by the outcome of its write); a written one keeps its place and its reply
+   * will be discarded.
    */
-  private abandon(job: Job<Res>, makeError: (partial: Uint8Array, queued: boolean) => LabwireError): void {
+  private abandon(job: Job<Req, Res>, makeError: (partial: Uint8Array, queued: boolean) => LabwireError): void {
     if (job.settled) return
+    if (job === this.writingJob && job.cancel !== undefined) {
+      job.cancelError ??= makeError(new Uint8Array(0), false)
+      job.cancel.abort(job.cancelError)
+      return
+    }
     if (!job.written) {
       this.settle(job, makeError(new Uint8Array(0), true))
+      this.settledWaiting++
+      this.compactWaiting()
       return
     }
     const isHead = this.inFlight.peek() === job
@@ -246,50 +377,77 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     logDebug(this.logger, () => [{ inFlight: this.inFlight.length }, 'request abandoned; its late reply will be discarded'])
   }
 
-  private settle(job: Job<Res>, error: LabwireError | undefined, value?: Res): void {
+  /** Settled calls leave the waiting queue (so abandoned calls cannot pile up behind a silent device). */
+  private compactWaiting(): void {
+    if (this.settledWaiting < 64 || this.settledWaiting * 2 < this.waiting.length) return
+    const live = this.waiting.drain().filter((job) => !job.settled)
+    for (const job of live) this.waiting.push(job)
+    this.settledWaiting = 0
+  }
+
+  private settle(job: Job<Req, Res>, error: LabwireError | undefined, value?: Res): void {
     if (job.settled) return
     job.settled = true
-    if (job.onAbort !== undefined) job.signal?.removeEventListener('abort', job.onAbort)
+    const signal = job.signal
+    if (signal !== undefined) {
+      const watch = this.signals.get(signal)
+      if (watch !== undefined) {
+        watch.jobs.delete(job)
+        if (watch.jobs.size === 0) {
+          this.signals.delete(signal)
+          signal.removeEventListener('abort', watch.listener)
+        }
+      }
+    }
     if (error === undefined) job.resolve(value)
     else job.reject(error)
   }
 
   /** Write waiting jobs while in-flight slots are free. */
   private pump(): void {
-    if (this.writing) return
-    while (this.waiting.length > 0 && this.inFlight.length < this.maxInFlight && this.failure === undefined) {
-      const job = this.waiting.shift() as Job<Res>
-      if (job.settled) continue
+    const transport = this.transport
+    if (transport === undefined || this.writingJob !== undefined) return
+    while (this.waiting.length > 0 && this.inFlight.length < this.maxInFlight && this.failure === undefined && this.transport === transport) {
+      const job = this.waiting.shift() as Job<Req, Res>
+      if (job.settled) {
+        this.settledWaiting--
+        continue
+      }
       if (job.expectsReply) {
+        if (this.inFlight.length === 0) this.dropUnsolicited()
         let stream: AsyncIterator<Uint8Array>
         try {
-          stream = this.transport.request(job.bytes)
+          stream = transport.request(job.bytes)
         } catch (error) {
           this.settle(job, asConnectionError(error))
           continue
         }
-        this.stream = stream
         job.written = true
         this.inFlight.push(job)
-        if (!this.reading) void this.readLoop(stream)
-      } else if (this.transport.write !== undefined) {
-        this.writing = true
-        this.transport.write(job.bytes, job.signal === undefined ? undefined : { signal: job.signal }).then(
+        if (this.stream !== stream) this.attachStream(stream)
+        if (this.pushStream === undefined && !this.reading) void this.readLoop(stream)
+      } else if (transport.write !== undefined) {
+        this.writingJob = job
+        const cancel = new AbortController()
+        job.cancel = cancel
+        transport.write(job.bytes, { signal: cancel.signal }).then(
           () => {
-            this.writing = false
+            this.writingJob = undefined
+            job.written = true
             this.settle(job, undefined)
             this.pump()
           },
           (error: unknown) => {
-            this.writing = false
-            this.settle(job, error instanceof AbortError ? error : asConnectionError(error))
+            this.writingJob = undefined
+            this.settle(job, job.cancelError ?? (error instanceof AbortError ? error : asConnectionError(error)))
             this.pump()
           },
         )
         return
       } else {
         try {
-          this.transport.request(job.bytes)
+          transport.request(job.bytes)
+          job.written = true
           this.settle(job, undefined)
         } catch (error) {
           this.settle(job, asConnectionError(error))
@@ -298,66 +456,193 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     }
   }
 
+  /** Start reading a connection's stream: from its data event when possible. */
+  private attachStream(stream: AsyncIterator<Uint8Array>): void {
+    this.detachStream()
+    this.stream = stream
+    if (this.decoder !== undefined && stream instanceof ByteStream && stream.pushMode && stream.onData === undefined) {
+      this.pushStream = stream
+      stream.onData = this.onData
+    }
+  }
+
+  private detachStream(): void {
+    const push = this.pushStream
+    if (push !== undefined && push.onData === this.onData) push.onData = undefined
+    this.pushStream = undefined
+    this.stream = undefined
+  }
+
+  /** The fast path: decode replies from what the connection has buffered, from its data event. */
+  private readonly onData = (): void => {
+    const stream = this.pushStream
+    const decoder = this.decoder
+    if (stream === undefined || decoder === undefined) return
+    for (;;) {
+      if (this.failure !== undefined || this.pushStream !== stream) return
+      if (stream.bufferedLength === 0 && !stream.ended) return
+      let frame: Res | typeof NEED_MORE
+      try {
+        frame = decoder.decode(stream)
+      } catch (error) {
+        if (!this.frameError(error)) return
+        continue
+      }
+      if (frame === NEED_MORE) {
+        if (stream.ended) this.connectionLost(stream.closedError(decoder.describePartial?.(stream)))
+        else stream.wantMore()
+        return
+      }
+      this.delivered(frame)
+    }
+  }
+
+  /** A reply (or an unsolicited frame) was read. */
+  private delivered(frame: Res): void {
+    const job = this.inFlight.shift()
+    if (job === undefined) {
+      this.unsolicited(frame)
+      return
+    }
+    if (job.settled) logDebug(this.logger, () => [{}, 'late reply discarded'])
+    else this.settle(job, undefined, frame)
+    if (this.waiting.length > 0) this.pump()
+  }
+
+  private unsolicited(frame: Res): void {
+    const handler = this.settings.onUnsolicited
+    if (handler === undefined) {
+      this.logger.warn({ target: this.target, message: frame }, 'unsolicited message dropped (no request was waiting for a reply)')
+      return
+    }
+    try {
+      handler(frame)
+    } catch (error) {
+      this.logger.error({ err: error }, 'onUnsolicited handler failed')
+    }
+  }
+
+  /** Before writing a request with nothing in flight: anything buffered is not its reply. */
+  private dropUnsolicited(): void {
+    const stream = this.stream === undefined ? undefined : byteStreamOf(this.stream)
+    if (stream === undefined || stream.bufferedLength === 0 || this.reading) return
+    if (this.pushStream !== undefined) {
+      // The data event decodes whole frames at once; what is left is the start of one.
+      this.logger.warn({ target: this.target, bytes: stream.bufferedLength }, 'unsolicited partial frame dropped before a new request')
+    } else {
+      this.logger.warn({ target: this.target, bytes: stream.bufferedLength }, 'unsolicited bytes dropped before a new request')
+    }
+    stream.discardBuffered()
+    stream.decoderState = undefined
+  }
+
+  /** A framing error while reading replies: true when the stream is still in step (only that call fails). */
+  private frameError(error: unknown): boolean {
+    if ((error instanceof FrameTooLargeError && error.resynchronised) || (error instanceof FramingError && (error as { recoverable?: boolean }).recoverable === true)) {
+      const job = this.inFlight.shift()
+      if (job === undefined) this.logger.warn({ target: this.target, err: error }, 'bad unsolicited frame skipped')
+      else this.settle(job, error)
+      if (this.waiting.length > 0) this.pump()
+      return true
+    }
+    this.readFailed(error)
+    return false
+  }
+
   private async readLoop(stream: AsyncIterator<Uint8Array>): Promise<void> {
     this.reading = true
     try {
-      while (this.inFlight.length > 0) {
-        const job = this.inFlight.peek() as Job<Res>
+      while (this.inFlight.length > 0 && this.stream === stream) {
+        const job = this.inFlight.peek() as Job<Req, Res>
         let response: Res
         try {
           const result = this.responseUnmarshaller(stream)
           response = result instanceof Promise ? await result : result
         } catch (error) {
-          if (error instanceof FrameTooLargeError && error.resynchronised) {
-            // The framer skipped this oversized reply and is at the next one: only this call fails.
-            this.inFlight.shift()
-            this.settle(job, error)
-            if (this.waiting.length > 0) this.pump()
-            continue
-          }
+          if (this.stream !== stream) return
           if (error instanceof TimeoutError) {
             // The transport's read timeout: this caller gives up, its reply (if it comes) is discarded.
             this.settle(job, error)
             if (this.closed) return
             continue
           }
-          this.onReadFailure(error)
-          return
+          if (!this.frameError(error)) return
+          continue
         }
-        this.inFlight.shift()
-        if (job.settled) {
-          logDebug(this.logger, () => [{}, 'late reply discarded'])
-        } else {
-          this.settle(job, undefined, response)
-        }
-        if (this.waiting.length > 0) this.pump()
+        if (this.stream !== stream) return
+        this.delivered(response)
       }
     } finally {
       this.reading = false
     }
   }
 
-  private onReadFailure(error: unknown): void {
-    const head = this.inFlight.shift()
+  /** The reply stream broke: the connection is lost (or the session is closed). */
+  private readFailed(error: unknown): void {
     let failure: LabwireError
-    if (error instanceof ConnectionClosedError || error instanceof ConnectionError || error instanceof FramingError || error instanceof AbortError) {
-      failure = error
-    } else if (isLabwireError(error)) {
-      failure = error
-    } else {
-      failure = new FramingError(`response unmarshaller failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
-    }
+    if (isLabwireError(error)) failure = error
+    else failure = new FramingError(`response unmarshaller failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
+    this.connectionLost(failure)
+  }
+
+  private connectionLost(failure: LabwireError): void {
+    if (this.closed || this.failure !== undefined) return
+    const head = this.inFlight.shift()
     if (head !== undefined) this.settle(head, failure)
-    if (!this.closed && (!(failure instanceof ConnectionClosedError) || failure.partial.length > 0)) {
-      this.logger.warn({ err: failure }, 'response stream failed; closing the session')
+    const reconnect = this.settings.reconnect
+    const broken = !(failure instanceof ConnectionClosedError) || failure.partial.length > 0
+    if (broken && !(failure instanceof TimeoutError)) this.logger.warn({ err: failure, target: this.target }, reconnect === undefined ? 'response stream failed; closing the session' : 'response stream failed; reconnecting')
+    const old = this.transport
+    this.detachStream()
+    if (reconnect === undefined || this.settings.connect === undefined || failure instanceof FramingError) {
+      this.failure = failure
+      this.fail(
+        failure instanceof ConnectionClosedError
+          ? new ConnectionClosedError(`${this.target} closed the connection before the response`, { cause: failure })
+          : new ConnectionError(`session failed: ${failure.message}`, { cause: failure }),
+      )
+      void old?.close()
+      return
     }
-    this.failure = failure
-    this.fail(
-      failure instanceof ConnectionClosedError
-        ? new ConnectionClosedError('connection closed before the response', { cause: failure })
-        : new ConnectionError(`session failed: ${failure.message}`, { cause: failure }),
-    )
-    void this.transport.close()
+    // Written requests lost their replies with the connection; queued ones wait for the next one.
+    for (const job of this.inFlight.drain()) {
+      this.settle(job, new ConnectionClosedError(`connection to ${this.target} lost before the response (${failure.message}); reconnecting`, { cause: failure }))
+    }
+    this.transport = undefined
+    void old?.close()
+    this.scheduleReconnect(reconnect)
+  }
+
+  private scheduleReconnect(policy: ResolvedReconnect): void {
+    if (this.closed) return
+    if (this.reconnectAttempts >= policy.retries) {
+      const error = new ConnectionError(`could not reconnect to ${this.target} after ${this.reconnectAttempts} attempts`)
+      this.failure = error
+      this.fail(error)
+      return
+    }
+    const delay = Math.min(policy.maxDelay, policy.minDelay * 2 ** this.reconnectAttempts)
+    this.reconnectAttempts++
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined
+      const connect = this.settings.connect as (options?: AbortOptions) => Promise<TransportClientSession>
+      connect().then(
+        (session) => {
+          if (this.closed) {
+            void session.close()
+            return
+          }
+          logDebug(this.logger, () => [{ target: this.target, attempts: this.reconnectAttempts }, 'reconnected'])
+          this.reconnectAttempts = 0
+          this.transport = session
+          this.pump()
+        },
+        (error: unknown) => {
+          logDebug(this.logger, () => [{ err: error, attempt: this.reconnectAttempts }, 'reconnect failed'])
+          this.scheduleReconnect(policy)
+        },
+      )
+    }, clampDelay(delay))
   }
 
   private fail(error: LabwireError): void {
@@ -365,7 +650,10 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     this.timer = undefined
     this.timerAt = Infinity
     for (const job of this.inFlight.drain()) this.settle(job, error)
+    const writing = this.writingJob
+    if (writing !== undefined) this.abandon(writing, () => error)
     for (const job of this.waiting.drain()) this.settle(job, error)
+    this.settledWaiting = 0
   }
 }
 
@@ -374,7 +662,12 @@ function asConnectionError(error: unknown): LabwireError {
   return new ConnectionError(`write failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
 }
 
-function normaliseTimeout(timeout: number): number | undefined {
-  if (typeof timeout !== 'number' || Number.isNaN(timeout) || timeout < 0) throw new RangeError(`timeout must be a non-negative number of milliseconds, got ${timeout}`)
-  return timeout === 0 || !Number.isFinite(timeout) ? undefined : timeout
+/** A short printable form of a request for error messages: `'*IDN?'`, or `12 bytes`. */
+function describeRequest(request: unknown): string {
+  if (typeof request === 'string') return `'${request.length > 40 ? `${request.slice(0, 40)}…` : request}'`
+  if (request instanceof Uint8Array) {
+    const printable = request.length <= 40 && request.every((b) => (b >= 0x20 && b < 0x7f) || b === 0x0a || b === 0x0d)
+    return printable ? `'${new TextDecoder().decode(request).replace(/\r/g, '\\r').replace(/\n/g, '\\n')}'` : `a request of ${request.length} bytes`
+  }
+  return 'the request'
 }

@@ -1,5 +1,4 @@
 import { Buffer } from 'node:buffer'
-import { asUint8Array } from './bytes.js'
 import { ConnectionClosedError, ConnectionError, FrameTooLargeError, TimeoutError, isLabwireError, type LabwireError } from './errors.js'
 import { decodeFrom, delimiterDecoder, exactDecoder } from './decoder.js'
 import { clampDelay } from './validate.js'
@@ -307,7 +306,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     const n = Math.min(length, this.length)
     if (n === 0) return EMPTY
     const headChunk = this.chunks[this.head] as Uint8Array
-    if (headChunk.length >= n) return headChunk.subarray(0, n)
+    if (headChunk.length >= n) return new Uint8Array(headChunk.buffer, headChunk.byteOffset, n)
     const out = new Uint8Array(n)
     let offset = 0
     for (let i = this.head; offset < n; i++) {
@@ -333,6 +332,28 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     if (n === 0) return EMPTY
     const out = this.takeUnchecked(n)
     this.consumedNow(n)
+    return out
+  }
+
+  /**
+   * Remove the first `n + drop` buffered bytes and return the first `n` (a frame and its
+   * terminator, say): `take(n)` then `skip(drop)` in one step.
+   */
+  takeFrame(n: number, drop: number): Uint8Array {
+    const total = n + drop
+    if (total > this.length) throw new RangeError(`takeFrame(${n}, ${drop}) with ${this.length} bytes buffered`)
+    const headChunk = this.chunks[this.head] as Uint8Array
+    if (headChunk.length >= total) {
+      // The common case, a whole frame in the first chunk: one view, no copy.
+      const out = n === 0 ? EMPTY : new Uint8Array(headChunk.buffer, headChunk.byteOffset, n)
+      this.length -= total
+      if (headChunk.length === total) this.shiftChunk()
+      else this.replaceHead(headChunk.subarray(total))
+      this.consumedNow(total)
+      return out
+    }
+    const out = this.take(n)
+    this.skip(drop)
     return out
   }
 
@@ -556,7 +577,10 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
       if (n === chunk.length) return
       chunk = chunk.subarray(n)
     }
-    if (chunk.length < SMALL_CHUNK) {
+    // Into an empty buffer a chunk goes as it is (the usual case: it holds whole frames); small
+    // chunks that follow unread bytes are copied into a slab, so a frame arriving a byte at a time
+    // costs bytes, not objects.
+    if (chunk.length < SMALL_CHUNK && this.length > chunk.length) {
       const last = this.chunks.length - 1
       let slab = this.slab
       if (slab !== undefined && this.tailView !== undefined && last >= this.head && this.chunks[last] === this.tailView && this.slabUsed + chunk.length <= slab.length) {
@@ -577,7 +601,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
       this.chunks.push(this.tailView)
       return
     }
-    this.chunks.push(asUint8Array(chunk))
+    this.chunks.push(chunk)
   }
 
   private takeUnchecked(n: number): Uint8Array {
@@ -585,11 +609,11 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     this.length -= n
     if (headChunk.length === n) {
       this.shiftChunk()
-      return headChunk
+      return headChunk.constructor === Uint8Array ? headChunk : new Uint8Array(headChunk.buffer, headChunk.byteOffset, n)
     }
     if (headChunk.length > n) {
       this.replaceHead(headChunk.subarray(n))
-      return headChunk.subarray(0, n)
+      return new Uint8Array(headChunk.buffer, headChunk.byteOffset, n)
     }
     const out = new Uint8Array(n)
     let offset = 0

@@ -29,3 +29,26 @@ export function concatBytes(chunks: readonly Uint8Array[], length?: number): Uin
 export function asUint8Array(bytes: Uint8Array): Uint8Array {
   return bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
+
+const SLAB_BYTES = 16 * 1024
+const SMALL_ALLOC = 1024
+let slab = new ArrayBuffer(SLAB_BYTES)
+let slabUsed = 0
+
+/**
+ * A new `Uint8Array` of `length` bytes for a frame a marshaller is about to fill completely (its
+ * contents are zero, but callers should not rely on it). Small ones are carved from a shared slab (a
+ * bump allocator: a region is never handed out twice), which is much cheaper than a typed array
+ * with its own backing store; large ones are allocated on their own.
+ */
+export function allocFrame(length: number): Uint8Array {
+  if (length > SMALL_ALLOC) return new Uint8Array(length)
+  if (slabUsed + length > SLAB_BYTES) {
+    slab = new ArrayBuffer(SLAB_BYTES)
+    slabUsed = 0
+  }
+  const out = new Uint8Array(slab, slabUsed, length)
+  // Keep regions 8-byte aligned so a caller can view them as wider typed arrays.
+  slabUsed += (length + 7) & ~7
+  return out
+}

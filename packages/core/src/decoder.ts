@@ -108,9 +108,7 @@ export function delimiterDecoder(delimiter: Uint8Array, options: ReadUntilOption
       const index = single >= 0 ? stream.indexOf(single, stream.scanOffset) : stream.indexOf(delimiter, stream.scanOffset)
       if (index >= 0) {
         if (index > maxLength) return overLimit(stream, delimiter, maxLength, skip)
-        const frame = stream.take(index)
-        stream.skip(dl)
-        return frame
+        return stream.takeFrame(index, dl)
       }
       const buffered = stream.bufferedLength
       if (buffered - dl + 1 > maxLength) return overLimit(stream, delimiter, maxLength, skip)

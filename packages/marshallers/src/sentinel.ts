@@ -1,4 +1,4 @@
-import { decodeFrom, delimiterDecoder, DEFAULT_MAX_LENGTH, logDebug, silentLogger, toBytes, type FrameDecoder, type Logger } from '@labwire/core'
+import { allocFrame, decodeFrom, delimiterDecoder, DEFAULT_MAX_LENGTH, logDebug, silentLogger, toBytes, type FrameDecoder, type Logger } from '@labwire/core'
 
 /** Options for {@link SentinelBytesMarshaller}. */
 export interface SentinelBytesMarshallerOptions {
@@ -51,7 +51,7 @@ export class SentinelBytesMarshaller {
   /** The payload followed by the sentinel. */
   readonly marshall = (payload: Uint8Array): Uint8Array => {
     if (!(payload instanceof Uint8Array)) throw bytesExpected(payload)
-    const out = new Uint8Array(payload.length + this.sentinel.length)
+    const out = allocFrame(payload.length + this.sentinel.length)
     out.set(payload, 0)
     out.set(this.sentinel, payload.length)
     return out
