@@ -39,3 +39,4 @@ export type {
 export { pyFormat, formatValue } from './python/format.js'
 export { Parser as StringParser } from './python/stringparser.js'
 export type { PyValue } from './python/values.js'
+export { bundledDevice, BUNDLED_DEVICES, type BundledDeviceName } from './bundled.js'
