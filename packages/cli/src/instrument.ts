@@ -1,9 +1,9 @@
 import { ApplicationClient, type ApplicationClientSession } from '@labwire/application'
-import { traceTransport, type TransportClient } from '@labwire/core'
+import { composeFilters, traceFilter, type ConnectionFilterFactory, type TransportClient } from '@labwire/core'
 import { SentinelBytesMarshaller } from '@labwire/marshallers'
 import { TcpClient } from '@labwire/transport-tcp'
+import { telnetClientFilter } from '@labwire/transport-telnet'
 import { readBlock } from './block.js'
-import { UnavailableError } from './exit-codes.js'
 import type { Resource } from './resource.js'
 import { formatTerminator } from './resource.js'
 
@@ -51,10 +51,9 @@ export class Instrument implements AsyncDisposable {
     readonly resource: Resource,
     readonly settings: InstrumentSettings,
   ) {
-    const transport = traceTransport(transportFor(resource, settings.timeout), {
-      label: resource.text,
-      sink: (line) => settings.traceSink(line),
-      enabled: () => settings.trace,
+    const transport = transportFor(resource, {
+      timeout: settings.timeout,
+      trace: traceFilter({ label: resource.text, sink: (line) => settings.traceSink(line), enabled: () => settings.trace }),
     })
     this.client = new ApplicationClient<Uint8Array, Uint8Array>(
       transport,
@@ -145,9 +144,14 @@ export class Instrument implements AsyncDisposable {
   }
 }
 
-/** The transport for a resource. */
-export function transportFor(resource: Resource, timeout: number): TransportClient {
-  const connectTimeout = timeout === 0 ? 0 : timeout
-  if (resource.scheme === 'tcp') return new TcpClient({ host: resource.host, port: resource.port, connectTimeout })
-  throw new UnavailableError(`${resource.text}: telnet support needs @labwire/transport-telnet, which is not in this build`)
+/**
+ * The transport for a resource: `TcpClient` for `tcp://` and VISA SOCKET resources; for
+ * `telnet://`, `TcpClient` with labwire's Telnet filter (what `TelnetClient` does), so that a
+ * trace filter placed next to the socket sees the raw wire bytes, IAC negotiation included.
+ */
+export function transportFor(resource: Resource, options: { timeout: number; trace?: ConnectionFilterFactory }): TransportClient {
+  const base = { host: resource.host, port: resource.port, connectTimeout: options.timeout }
+  if (resource.scheme === 'tcp') return new TcpClient(options.trace === undefined ? base : { ...base, filter: options.trace })
+  const telnet = telnetClientFilter({ mode: 'plain' })
+  return new TcpClient({ ...base, filter: options.trace === undefined ? telnet : composeFilters(options.trace, telnet) })
 }

@@ -1,10 +1,11 @@
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { traceFilter, type ByteHandler, type ServerAddress } from '@labwire/core'
-import { loadDevices, SimulatorServer, type Device, type LoadedDevices } from '@labwire/simulator'
+import { composeFilters, traceFilter, type ServerAddress } from '@labwire/core'
+import { ControlServer, loadDevices, SimulatorServer, type Device, type LoadedDevices } from '@labwire/simulator'
 import { TcpServer } from '@labwire/transport-tcp'
-import { DeviceFileError, ExitCode, UnavailableError, UsageError, type ExitCodeValue } from './exit-codes.js'
+import { TelnetServer, telnetServerFilter } from '@labwire/transport-telnet'
+import { DeviceFileError, ExitCode, UsageError, type ExitCodeValue } from './exit-codes.js'
 import { parseListenPort } from './resource.js'
 import { styleFor, type Io } from './style.js'
 
@@ -83,22 +84,51 @@ export async function sim(args: string[], io: Io): Promise<ExitCodeValue> {
   const port = values.port === undefined ? undefined : parseListenPort(values.port, '--port')
   const telnetPort = values['telnet-port'] === undefined ? undefined : parseListenPort(values['telnet-port'], '--telnet-port')
   const controlPort = values['control-port'] === undefined ? undefined : parseListenPort(values['control-port'], '--control-port')
-  if (telnetPort !== undefined) throw new UnavailableError('--telnet-port needs @labwire/transport-telnet, which is not in this build yet')
-  if (controlPort !== undefined) throw new UnavailableError('--control-port needs the simulator control channel, which is not in this build yet')
   const err = styleFor(io.stderr, io.env)
   const info = (line: string): void => {
     if (!values.quiet) io.stderr.write(`${err.dim(line)}\n`)
   }
+  const trace = values.trace ? traceFilter({ sink: (line) => io.stderr.write(`${err.dim(line)}\n`) }) : undefined
 
   const plans = MODULE.test(file) ? [await moduleDevice(file, port, values)] : await filePlans(file, port, values)
+  if (telnetPort !== undefined && telnetPort !== 0 && plans.length > 1) {
+    throw new UsageError(`--telnet-port ${telnetPort} with ${plans.length} devices to serve: use --telnet-port 0 (one ephemeral port each) or --device NAME`)
+  }
 
   const servers: { close(): Promise<void> }[] = []
+  const simulators: SimulatorServer[] = []
   const closeAll = (): Promise<unknown> => Promise.allSettled(servers.map((server) => server.close()))
+  const announce = (scheme: string, address: ServerAddress, what: string): void => {
+    const url = `${scheme}://${formatHost(address.host)}:${address.port}`
+    io.stdout.write(`listening ${url}\n`)
+    info(`serving ${what} on ${url}`)
+  }
   try {
     for (const plan of plans) {
-      const address = await listen(plan.device, { host: values.host, port: plan.port, trace: values.trace, io, servers, label: plan.what })
-      io.stdout.write(`listening tcp://${formatHost(address.host)}:${address.port}\n`)
-      info(`serving ${plan.what} on tcp://${formatHost(address.host)}:${address.port}`)
+      const simulator = new SimulatorServer({ device: plan.device, host: values.host, port: plan.port })
+      simulators.push(simulator)
+      if (trace === undefined) {
+        servers.push(simulator)
+        announce('tcp', await simulator.listen(), plan.what)
+      } else {
+        // SimulatorServer has no filter hook: with --trace the device's handler is served on a
+        // TcpServer with the trace filter (socket-level faults degrade as on any transport server).
+        const server = new TcpServer({ host: values.host, port: plan.port, callback: plan.device.handler(), filter: trace })
+        servers.push(server, { close: () => Promise.resolve(plan.device.stop()) })
+        plan.device.start()
+        announce('tcp', await server.listen(), plan.what)
+      }
+      if (telnetPort !== undefined) {
+        const options = { host: values.host, port: telnetPort, callback: plan.device.handler() }
+        const server = trace === undefined ? new TelnetServer(options) : new TcpServer({ ...options, filter: composeFilters(trace, telnetServerFilter({})) })
+        servers.push(server)
+        announce('telnet', await server.listen(), plan.what)
+      }
+    }
+    if (controlPort !== undefined) {
+      const control = new ControlServer({ servers: simulators, host: values.host, port: controlPort })
+      servers.push(control)
+      announce('http', await control.listen(), 'the control channel')
     }
   } catch (error) {
     await closeAll()
@@ -119,26 +149,6 @@ export async function sim(args: string[], io: Io): Promise<ExitCodeValue> {
   await closeAll()
   info('stopped')
   return ExitCode.ok
-}
-
-async function listen(
-  device: AnyDevice,
-  options: { host: string; port: number; trace: boolean; io: Io; servers: { close(): Promise<void> }[]; label: string },
-): Promise<ServerAddress> {
-  if (options.trace) {
-    // SimulatorServer has no filter hook: serve the device's handler on a TcpServer with the trace filter.
-    const err = styleFor(options.io.stderr, options.io.env)
-    const handler: ByteHandler = device.handler()
-    const server = new TcpServer({ host: options.host, port: options.port, callback: handler, filter: traceFilter({ sink: (line) => options.io.stderr.write(`${err.dim(line)}\n`) }) })
-    options.servers.push({ close: () => server.close() })
-    device.start()
-    const address = await server.listen()
-    options.servers.push({ close: () => Promise.resolve(device.stop()) })
-    return address
-  }
-  const server = new SimulatorServer({ device, host: options.host, port: options.port })
-  options.servers.push(server)
-  return server.listen()
 }
 
 /** The devices of a device file, and their ports. */

@@ -135,6 +135,75 @@ describe('labwire sim + labwire query over TCP (both built binaries)', () => {
   })
 })
 
+const PSU = fileURLToPath(new URL('../../simulator/devices/scpi-psu.yaml', import.meta.url))
+
+describe('labwire sim + labwire query over Telnet', () => {
+  it('serves the device on TCP and Telnet at once (one shared state), and the control channel over HTTP', async () => {
+    const sim = await startSimUrls([PSU, '--port', '0', '--telnet-port', '0', '--control-port', '0'], 3)
+    const tcp = sim.urls.find((u) => u.startsWith('tcp://')) as string
+    const telnet = sim.urls.find((u) => u.startsWith('telnet://')) as string
+    const http = sim.urls.find((u) => u.startsWith('http://')) as string
+    const viaTelnet = await run(['query', telnet, '*IDN?', 'VOLT 4.25', 'VOLT?'])
+    expect(viaTelnet.stderr).toBe('')
+    expect(viaTelnet.stdout).toBe('labwire,SIM-PSU,0001,0.1.0\n4.250\n')
+    expect(viaTelnet.code).toBe(0)
+    // Same device behind both listeners: the TCP client sees the setpoint made over Telnet.
+    expect((await run(['query', tcp, 'VOLT?'])).stdout).toBe('4.250\n')
+    const devices = (await (await fetch(`${http}/devices`, { signal: AbortSignal.timeout(5_000) })).json()) as { name: string }[]
+    expect(devices.map((d) => d.name)).toEqual(['scpi-psu'])
+    // The wire trace over Telnet shows the IAC negotiation as well as the data.
+    const traced = await run(['query', telnet, '*IDN?', '--trace'])
+    expect(traced.stdout).toBe('labwire,SIM-PSU,0001,0.1.0\n')
+    expect(traced.stderr).toMatch(/telnet:\/\/127\.0\.0\.1:\d+ -> 3 B {2}ff f[bd] /)
+    expect(traced.stderr).toMatch(/-> 6 B {2}2a 49 44 4e 3f 0a/)
+    sim.child.kill('SIGINT')
+    expect((await sim.done).code).toBe(0)
+  })
+
+  it('--trace on the Telnet listener shows the negotiation bytes', async () => {
+    const sim = await startSimUrls([PSU, '--port', '0', '--telnet-port', '0', '--trace'], 2)
+    const telnet = sim.urls.find((u) => u.startsWith('telnet://')) as string
+    expect((await run(['query', telnet, '*IDN?'])).stdout).toBe('labwire,SIM-PSU,0001,0.1.0\n')
+    sim.child.kill('SIGINT')
+    const result = await sim.done
+    expect(result.stderr).toMatch(/<- 3 B {2}ff f[bd] /)
+    expect(result.stderr).toMatch(/-> 27 B {2}6c 61 62 .*"labwire,SIM-PSU,0001,0\.1\.0\\n"/)
+  })
+
+  it('the shell works over Telnet with piped stdin', async () => {
+    const sim = await startSimUrls([PSU, '--port', '0', '--telnet-port', '0'], 2)
+    const telnet = sim.urls.find((u) => u.startsWith('telnet://')) as string
+    const result = await run(['shell', telnet], { input: '*IDN?\nCURR 0.5\nCURR?\n' })
+    expect(result.stdout).toBe('labwire,SIM-PSU,0001,0.1.0\n0.500\n')
+    expect(result.code).toBe(0)
+    sim.child.kill('SIGINT')
+    await sim.done
+  })
+})
+
+/** Like startSim, for any listener scheme: resolves with the URLs printed. */
+async function startSimUrls(args: string[], listeners: number): Promise<{ child: ChildProcess; urls: string[]; done: Promise<RunResult> }> {
+  const child = spawnCli(['sim', ...args])
+  running.add(child)
+  let buffer = ''
+  const urls: string[] = []
+  const ready = new Promise<void>((resolve) => {
+    const onData = (chunk: Buffer): void => {
+      buffer += chunk.toString()
+      const found = [...buffer.matchAll(/^listening (\S+)$/gm)].map((m) => m[1] as string)
+      if (found.length >= listeners) {
+        urls.push(...found)
+        child.stdout?.off('data', onData)
+        resolve()
+      }
+    }
+    child.stdout?.on('data', onData)
+  })
+  const done = finished(child, 20_000)
+  await Promise.race([ready, done.then((r) => Promise.reject(new Error(`labwire sim exited ${r.code}: ${r.stderr}`)))])
+  return { child, urls, done }
+}
+
 /** The Debian python3 first (it has python3-pyvisa-py), then whatever python3 is on PATH. */
 const python = ['/usr/bin/python3', 'python3'].find((candidate) => spawnSync(candidate, ['-c', 'import pyvisa, pyvisa_py'], { timeout: 20_000 }).status === 0)
 const hasPyvisa = python !== undefined
