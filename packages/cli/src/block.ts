@@ -1,16 +1,15 @@
-import type { Marshaller } from '@labwire/marshallers'
-import { UnavailableError } from './exit-codes.js'
+import { IeeeBlockMarshaller } from '@labwire/marshallers'
+import { formatTerminator } from './resource.js'
 
-/** The IEEE 488.2 block reader, when this build has one. */
-const blockMarshaller: Pick<Marshaller<Uint8Array>, 'unmarshall'> | undefined = undefined
+const blocks = new Map<string, IeeeBlockMarshaller>()
 
-/** Throw `UnavailableError` unless IEEE block support is in this build. */
-export function requireBinary(): void {
-  if (blockMarshaller === undefined) throw new UnavailableError('--binary needs IeeeBlockMarshaller from @labwire/marshallers, which is not in this build yet')
-}
-
-/** Read one IEEE 488.2 block. */
-export function readBlock(bytes: AsyncIterator<Uint8Array>): Promise<Uint8Array> {
-  if (blockMarshaller === undefined) return Promise.reject(new UnavailableError('IEEE block support is not in this build'))
-  return blockMarshaller.unmarshall(bytes)
+/** Read one IEEE 488.2 block (`#<n><len><data>` or `#0<data>`) followed by `terminator`. */
+export function readBlock(bytes: AsyncIterator<Uint8Array>, terminator: Uint8Array, maxLength: number): Promise<Uint8Array> {
+  const key = `${formatTerminator(terminator)} ${maxLength}`
+  let block = blocks.get(key)
+  if (block === undefined) {
+    block = new IeeeBlockMarshaller({ terminator, maxLength })
+    blocks.set(key, block)
+  }
+  return block.unmarshall(bytes)
 }

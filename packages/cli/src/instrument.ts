@@ -64,7 +64,7 @@ export class Instrument implements AsyncDisposable {
         out.set(term, command.length)
         return out
       },
-      (bytes) => (this.settings.binary ? readBlock(bytes) : this.lineFramer().unmarshall(bytes)),
+      (bytes) => (this.settings.binary ? readBlock(bytes, this.settings.readTerm, this.settings.maxLength ?? MAX_REPLY) : this.lineFramer().unmarshall(bytes)),
       { timeout: 0 },
     )
   }

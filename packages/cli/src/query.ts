@@ -1,7 +1,6 @@
 import { parseArgs } from 'node:util'
 import { hexOf, toText } from '@labwire/core'
-import { requireBinary } from './block.js'
-import { decodeValues, formatValue, parseDataType, type DataType } from './binary.js'
+import { decodeValues, parseDataType, type DataType } from './binary.js'
 import { ExitCode, UsageError, exitCodeName, exitCodeOf, type ExitCodeValue } from './exit-codes.js'
 import { Instrument, MAX_REPLY, isQuery } from './instrument.js'
 import { parseMilliseconds, parseResource, parseTerminator, type Resource } from './resource.js'
@@ -17,9 +16,10 @@ Options:
   --timeout MS        limit for connecting and for each reply, in ms (default 5000; 0 = none)
   --read-term TERM    reply terminator (default \\n); escapes \\n \\r \\t \\0 \\xNN, or LF, CR, CRLF
   --write-term TERM   appended to each command (default \\n)
-  --binary            read each reply as an IEEE 488.2 block (#<n><length><data>); print it as hex
-  --datatype TYPE     with --binary: print the block as values: int8 uint8 int16 uint16 int32
-                      uint32 int64 uint64 float32 float64 (little-endian unless --big-endian)
+  --binary            read each query's reply as an IEEE 488.2 block (#<n><length><data> or
+                      #0<data>, then the read terminator); print the data as hex
+  --datatype TYPE     with --binary: print the block as comma-separated values: int8 uint8
+                      int16 uint16 int32 uint32 float32 float64 (little-endian unless --big-endian)
   --big-endian        with --datatype: values are big-endian
   --max-length BYTES  longest reply accepted (default 67108864); longer is a framing error
   --hex               print text replies as hex bytes
@@ -47,8 +47,8 @@ export interface QueryResult {
   kind: 'query' | 'write'
   /** The reply as text (queries; `null` for writes). With `--binary`: the hex of the block. */
   reply: string | null
-  /** With `--binary --datatype`: the values (64-bit integers as strings). */
-  values?: (number | string)[]
+  /** With `--binary --datatype`: the values. */
+  values?: number[]
   /** Milliseconds from sending the command to its reply (or the write being accepted). */
   elapsedMs: number
 }
@@ -107,7 +107,6 @@ export async function query(args: string[], io: Io): Promise<ExitCodeValue> {
   if (commands.length === 0) throw new UsageError('query needs at least one COMMAND after the resource (labwire query --help)')
   const resource = parseResource(resourceText)
   const flags = clientFlags(resource, values)
-  if (values.binary) requireBinary()
   let datatype: DataType = 'hex'
   if (values.datatype !== undefined) {
     if (!values.binary) throw new UsageError('--datatype needs --binary')
@@ -139,13 +138,13 @@ export async function query(args: string[], io: Io): Promise<ExitCodeValue> {
       const result: QueryResult = { command, kind: 'query', reply: '', elapsedMs: round(performance.now() - started) }
       if (values.binary) {
         result.reply = hexOf(reply)
-        if (datatype !== 'hex') result.values = decodeValues(reply, datatype, values['big-endian']).map((v) => (typeof v === 'bigint' ? v.toString() : v))
+        if (datatype !== 'hex') result.values = decodeValues(reply, datatype, values['big-endian'])
       } else {
         result.reply = values.hex ? hexOf(reply) : toText(reply)
       }
       results.push(result)
       if (!values.json) {
-        const shown = result.values !== undefined ? result.values.map((v) => (typeof v === 'string' ? v : formatValue(v))).join(',') : (result.reply ?? '')
+        const shown = result.values !== undefined ? result.values.join(',') : (result.reply ?? '')
         io.stdout.write(`${shown}\n`)
       }
     }

@@ -1,12 +1,11 @@
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { hexOf, toText } from '@labwire/core'
-import { decodeValues, formatValue, parseDataType, type DataType } from './binary.js'
+import { decodeValues, parseDataType, type DataType } from './binary.js'
 import { ExitCode, UsageError, exitCodeOf, type ExitCodeValue } from './exit-codes.js'
 import { Instrument, isQuery } from './instrument.js'
 import { parseMilliseconds, parseResource, parseTerminator } from './resource.js'
 import { clientFlags, describeFailure } from './query.js'
-import { requireBinary } from './block.js'
 import { oneLine, styleFor, type Io } from './style.js'
 
 export const SHELL_HELP = `Usage: labwire shell RESOURCE [options]
@@ -21,7 +20,8 @@ printed. Any other line is a write. Lines starting with ":" are shell commands:
   :hex                   toggle showing replies as hex bytes
   :trace                 toggle the wire trace (every byte each way, on stderr)
   :binary [TYPE]         toggle reading query replies as IEEE 488.2 blocks; TYPE prints values
-                         (int8 ... float64, see labwire query --help), otherwise hex
+                         (int8 uint8 int16 uint16 int32 uint32 float32 float64, little-endian),
+                         otherwise hex
   :help                  this list
   :quit                  leave (also :exit, Ctrl-D)
 
@@ -133,10 +133,8 @@ export async function shell(args: string[], io: Io): Promise<ExitCodeValue> {
       case 'binary':
         if (rest[0] !== undefined) {
           state.datatype = parseDataType(rest[0])
-          requireBinary()
           settings.binary = true
         } else {
-          if (!settings.binary) requireBinary()
           settings.binary = !settings.binary
           state.datatype = 'hex'
         }
@@ -168,7 +166,7 @@ export async function shell(args: string[], io: Io): Promise<ExitCodeValue> {
       }
       const reply = await instrument.query(text, running.signal)
       let shown: string
-      if (instrument.settings.binary) shown = state.datatype === 'hex' ? hexOf(reply) : decodeValues(reply, state.datatype).map(formatValue).join(',')
+      if (instrument.settings.binary) shown = state.datatype === 'hex' ? hexOf(reply) : decodeValues(reply, state.datatype).join(',')
       else shown = state.hex ? hexOf(reply) : toText(reply)
       io.stdout.write(`${shown}\n`)
     } finally {

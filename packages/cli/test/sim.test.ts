@@ -135,6 +135,37 @@ describe('labwire sim + labwire query over TCP (both built binaries)', () => {
   })
 })
 
+const DMM = fileURLToPath(new URL('../../simulator/devices/dmm.yaml', import.meta.url))
+
+describe('labwire query --binary against the simulated DMM (IEEE 488.2 blocks)', () => {
+  it('prints a block as hex, as values with --datatype, and as JSON values; a non-block reply is a framing error (exit 5)', async () => {
+    const sim = await startSim([DMM, '--port', '0', '--quiet'])
+    const resource = `TCPIP::127.0.0.1::${sim.ports[0]}::SOCKET`
+    const hex = await run(['query', resource, 'WAV:RAMP?', '--binary'])
+    expect(hex.stdout).toBe('00 00 00 01 00 02 00 03 00 04 00 05 00 06 00 07\n')
+    const values = await run(['query', resource, 'WAV:RAMP?', '--binary', '--datatype', 'int16', '--big-endian'])
+    expect(values.stdout).toBe('0,1,2,3,4,5,6,7\n')
+    const json = await run(['query', resource, 'WAV:DATA?', '--binary', '--datatype', 'float32', '--json'])
+    const parsed = JSON.parse(json.stdout) as { results: { values: number[] }[] }
+    const sine = parsed.results[0]?.values ?? []
+    expect(sine).toHaveLength(1000)
+    expect(Math.max(...sine)).toBeCloseTo(1.5, 2)
+    expect(Math.min(...sine)).toBeCloseTo(-1.5, 2)
+    const notBlock = await run(['query', resource, '*IDN?', '--binary'])
+    expect(notBlock.code).toBe(5)
+    expect(notBlock.stderr).toContain(`${resource}: framing error (command "*IDN?")`)
+    const usage = await run(['query', resource, 'WAV:RAMP?', '--datatype', 'int16'])
+    expect(usage.code).toBe(2)
+    expect(usage.stderr).toContain('--datatype needs --binary')
+    const shell = await run(['shell', resource], { input: ':binary int16\nWAV:RAMP?\n:binary\n*IDN?\n' })
+    expect(shell.stdout).toContain('binary block replies on (int16)')
+    expect(shell.stdout).toContain('0,256,512,768,1024,1280,1536,1792\n') // little-endian view of big-endian data
+    expect(shell.stdout).toMatch(/binary block replies off\n.*DMM/)
+    sim.child.kill('SIGINT')
+    expect((await sim.done).code).toBe(0)
+  })
+})
+
 const PSU = fileURLToPath(new URL('../../simulator/devices/scpi-psu.yaml', import.meta.url))
 
 describe('labwire sim + labwire query over Telnet', () => {
@@ -166,7 +197,7 @@ describe('labwire sim + labwire query over Telnet', () => {
     expect((await run(['query', telnet, '*IDN?'])).stdout).toBe('labwire,SIM-PSU,0001,0.1.0\n')
     sim.child.kill('SIGINT')
     const result = await sim.done
-    expect(result.stderr).toMatch(/<- 3 B {2}ff f[bd] /)
+    expect(result.stderr).toMatch(/<- \d+ B {2}ff f[bd] /)
     expect(result.stderr).toMatch(/-> 27 B {2}6c 61 62 .*"labwire,SIM-PSU,0001,0\.1\.0\\n"/)
   })
 
