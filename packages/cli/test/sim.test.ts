@@ -185,7 +185,7 @@ describe('labwire sim + labwire query over Telnet', () => {
     // The wire trace over Telnet shows the IAC negotiation as well as the data.
     const traced = await run(['query', telnet, '*IDN?', '--trace'])
     expect(traced.stdout).toBe('labwire,SIM-PSU,0001,0.1.0\n')
-    expect(traced.stderr).toMatch(/telnet:\/\/127\.0\.0\.1:\d+ -> 3 B {2}ff f[bd] /)
+    expect(traced.stderr).toMatch(/telnet:\/\/127\.0\.0\.1:\d+ -> \d+ B {2}ff f[bd] /)
     expect(traced.stderr).toMatch(/-> 6 B {2}2a 49 44 4e 3f 0a/)
     sim.child.kill('SIGINT')
     expect((await sim.done).code).toBe(0)
