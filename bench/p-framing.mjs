@@ -19,7 +19,7 @@ import {
   StartStopBytesMarshaller,
   decoderOf,
 } from './labwire.mjs'
-import { MiB, emit, median, round } from './lib.mjs'
+import { MiB, emit, round } from './lib.mjs'
 
 const REPS = Number(process.env.LABWIRE_BENCH_REPS ?? 5)
 const MAX = 300 * MiB
@@ -48,97 +48,117 @@ function chunksOf(wire, chunkSize) {
   return chunks
 }
 
-/** Push the chunks one by one, decoding after each, as a data event would (`times` frames, each on a fresh stream); returns ms. */
-function decodeRun(decoder, chunks, size, times) {
+/** CPU time (user + system) of this process, in ms. */
+function cpuMs() {
+  const { user, system } = process.cpuUsage()
+  return (user + system) / 1000
+}
+
+/** Run `fn` and return its wall and CPU time in ms. */
+function timed(fn) {
+  const cpu = cpuMs()
   const start = performance.now()
-  for (let t = 0; t < times; t++) {
-    const stream = new ByteStream(undefined, { highWaterMark: MAX })
-    let frame = NEED_MORE
-    for (const chunk of chunks) {
-      stream.push(chunk)
-      frame = decoder.decode(stream)
+  fn()
+  return { wall: performance.now() - start, cpu: cpuMs() - cpu }
+}
+
+/** Push the chunks one by one, decoding after each, as a data event would (`times` frames, each on a fresh stream). */
+function decodeRun(decoder, chunks, size, times) {
+  return timed(() => {
+    for (let t = 0; t < times; t++) {
+      const stream = new ByteStream(undefined, { highWaterMark: MAX })
+      let frame = NEED_MORE
+      for (const chunk of chunks) {
+        stream.push(chunk)
+        frame = decoder.decode(stream)
+      }
+      if (frame === NEED_MORE || frame.length !== size) throw new Error(`decoder did not deliver the ${size}-byte frame`)
     }
-    if (frame === NEED_MORE || frame.length !== size) throw new Error(`decoder did not deliver the ${size}-byte frame`)
-  }
-  return performance.now() - start
+  })
 }
 
 /** The baseline: keep the chunks, Buffer.concat them once (`times` times). */
 function concatRun(chunks, size, times) {
-  const start = performance.now()
-  for (let t = 0; t < times; t++) {
-    const kept = []
-    for (const chunk of chunks) kept.push(chunk)
-    const out = Buffer.concat(kept)
-    if (out.length < size) throw new Error('concat lost bytes')
-  }
-  return performance.now() - start
+  return timed(() => {
+    for (let t = 0; t < times; t++) {
+      const kept = []
+      for (const chunk of chunks) kept.push(chunk)
+      const out = Buffer.concat(kept)
+      if (out.length < size) throw new Error('concat lost bytes')
+    }
+  })
 }
 
-function shape(size, chunkSize, times) {
-  const payload = payloadOf(size)
-  const rows = {}
-  for (const [name, make] of Object.entries(framers)) {
-    const m = make(size)
-    const decoder = decoderOf(m.unmarshall)
-    const chunks = chunksOf(m.marshall(payload), chunkSize)
-    // Warm-up, then interleaved repetitions against the baseline on the same chunks.
-    decodeRun(decoder, chunks, size, times)
-    concatRun(chunks, size, times)
-    const framed = []
-    const plain = []
-    for (let rep = 0; rep < REPS; rep++) {
-      if (rep % 2 === 0) {
-        framed.push(decodeRun(decoder, chunks, size, times))
-        plain.push(concatRun(chunks, size, times))
-      } else {
-        plain.push(concatRun(chunks, size, times))
-        framed.push(decodeRun(decoder, chunks, size, times))
-      }
-    }
-    // Best of the repetitions: on a shared machine the minimum is the least disturbed run (medians also shown).
-    const ms = Math.min(...framed) / times
-    const concatMs = Math.min(...plain) / times
-    rows[name] = {
-      ms: round(ms, 2),
-      mib_per_s: round(size / MiB / (ms / 1000), 0),
-      concat_ms: round(concatMs, 2),
-      ratio_to_concat: round(concatMs / ms),
-      median_ms: round(median(framed) / times, 2),
-      median_concat_ms: round(median(plain) / times, 2),
+const best = (runs, key) => Math.min(...runs.map((r) => r[key]))
+
+/**
+ * One framer at `size` and `2 * size`, all four runs (framer and concat at both sizes) interleaved
+ * in each repetition so that load on a shared machine falls on all of them alike.
+ */
+function pair(name, size, chunkSize, times) {
+  const sides = [1, 2].map((k) => {
+    const m = framers[name](k * size)
+    const chunks = chunksOf(m.marshall(payloadOf(k * size)), chunkSize)
+    return { k, size: k * size, decoder: decoderOf(m.unmarshall), chunks, framed: [], plain: [] }
+  })
+  for (const s of sides) {
+    decodeRun(s.decoder, s.chunks, s.size, times)
+    concatRun(s.chunks, s.size, times)
+  }
+  for (let rep = 0; rep < REPS; rep++) {
+    const order = rep % 2 === 0 ? sides : [...sides].reverse()
+    for (const s of order) {
+      s.framed.push(decodeRun(s.decoder, s.chunks, s.size, times))
+      s.plain.push(concatRun(s.chunks, s.size, times))
     }
   }
-  return rows
+  const row = (s) => {
+    // Best of the repetitions: on a shared machine the least disturbed run.
+    const ms = best(s.framed, 'wall') / times
+    const concatMs = best(s.plain, 'wall') / times
+    return {
+      ms: round(ms, 2),
+      mib_per_s: round(s.size / MiB / (ms / 1000), 0),
+      concat_ms: round(concatMs, 2),
+      ratio_to_concat: round(concatMs / ms),
+      cpu_ms: round(best(s.framed, 'cpu') / times, 2),
+    }
+  }
+  const [one, two] = sides
+  return {
+    one: row(one),
+    two: row(two),
+    doubling: { wall: round(best(two.framed, 'wall') / best(one.framed, 'wall'), 2), cpu: round(best(two.framed, 'cpu') / best(one.framed, 'cpu'), 2) },
+  }
 }
 
 export async function framing() {
   const shapes = [
     { label: '64MiB_in_64KiB', size: 64 * MiB, chunk: 64 * 1024, times: 1 },
-    { label: '128MiB_in_64KiB', size: 128 * MiB, chunk: 64 * 1024, times: 1 },
-    // Small frames are timed over several frames per repetition (per-frame figures are shown).
+    // Small frames are timed over several frames per repetition (figures are per frame).
     { label: '1MiB_in_64B', size: MiB, chunk: 64, times: 8 },
-    { label: '2MiB_in_64B', size: 2 * MiB, chunk: 64, times: 8 },
   ]
-  const results = {}
-  for (const s of shapes) {
-    results[s.label] = shape(s.size, s.chunk, s.times)
-    await new Promise((resolve) => setImmediate(resolve))
-  }
-  // Time for 2x the bytes over time for 1x: linear framing gives about 2.
+  const out = {}
   const doubling = {}
-  for (const name of Object.keys(framers)) {
-    doubling[name] = {
-      '64KiB_chunks': round(results['128MiB_in_64KiB'][name].ms / results['64MiB_in_64KiB'][name].ms, 2),
-      '64B_chunks': round(results['2MiB_in_64B'][name].ms / results['1MiB_in_64B'][name].ms, 2),
+  for (const s of shapes) {
+    const twice = s.label.replace(/^\d+/, (n) => String(2 * Number(n)))
+    out[s.label] = {}
+    out[twice] = {}
+    for (const name of Object.keys(framers)) {
+      const result = pair(name, s.size, s.chunk, s.times)
+      out[s.label][name] = result.one
+      out[twice][name] = result.two
+      ;(doubling[name] ??= {})[s.label.replace(/^\d+MiB_in_/, '') + '_chunks'] = result.doubling
+      await new Promise((resolve) => setImmediate(resolve))
     }
   }
-  const worst = Math.max(...Object.values(doubling).flatMap((d) => Object.values(d)))
+  const worstCpu = Math.max(...Object.values(doubling).flatMap((d) => Object.values(d).map((x) => x.cpu)))
   emit({
     figure: 'FRAMING',
-    what: 'one frame through each framer decoder, pushed chunk by chunk and decoded after each chunk; ratio_to_concat = Buffer.concat time / framer time on the same chunks (1.0 = as cheap as concatenating); ms = best of reps per frame',
+    what: 'one frame through each framer decoder, pushed chunk by chunk and decoded after each chunk; ms = best of reps, per frame; ratio_to_concat = Buffer.concat time / framer time on the same chunks (1.0 = as cheap as concatenating); doubling = time for 2x the bytes / time for 1x (linear = 2)',
     reps: REPS,
-    ...results,
+    ...out,
     doubling_time_ratio: doubling,
-    linear: worst < 2.6,
+    linear: worstCpu < 2.6,
   })
 }
