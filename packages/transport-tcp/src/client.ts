@@ -145,6 +145,7 @@ export class TcpClientSession implements TransportClientSession {
   private corked = false
   private writesThisTick = 0
   private closing: Promise<void> | undefined
+  private drainWait: Promise<void> | undefined
   /** End of a tick in which something was written: send what was corked. */
   private readonly endTick = (): void => {
     this.writesThisTick = 0
@@ -271,21 +272,24 @@ export class TcpClientSession implements TransportClientSession {
     this.socket.uncork()
   }
 
+  /** One shared wait for drain (so many waiting writers add no listeners); rejects if the socket closes first. */
   private drained(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+    this.drainWait ??= new Promise<void>((resolve, reject) => {
       const socket = this.socket
       const done = (): void => {
-        socket.off('drain', done)
         socket.off('close', closed)
+        this.drainWait = undefined
         resolve()
       }
       const closed = (): void => {
         socket.off('drain', done)
+        this.drainWait = undefined
         reject(new ConnectionError(`connection to ${this.target} closed during a write`))
       }
       socket.once('drain', done)
       socket.once('close', closed)
     })
+    return this.drainWait
   }
 }
 
