@@ -241,7 +241,8 @@ describe('DelimitedBytesMarshaller', () => {
     let searched = 0
     let searches = 0
     const indexOf = stream.indexOf.bind(stream)
-    stream.indexOf = (pattern, from = 0) => {
+    stream.indexOf = (pattern, from) => {
+      from ??= 0
       searches++
       searched += stream.bufferedLength - from
       return indexOf(pattern, from)
@@ -668,7 +669,7 @@ describe('the README worked example: header byte, length, body, CRC-16/MODBUS, b
   it('a bad CRC or header fails that read only (recoverable, naming expected and actual); the next frame is read', async () => {
     const good = device.marshall(utf8('ok'))
     const badCrc = device.marshall(utf8('xy'))
-    badCrc[badCrc.length - 1] ^= 0xff
+    badCrc[badCrc.length - 1] = (badCrc[badCrc.length - 1] as number) ^ 0xff
     const badHeader = device.marshall(utf8('hd'))
     badHeader[0] = 0x5a
     const bytes = fromChunks(chunksOf(concat(badCrc, badHeader, good), [3]))
