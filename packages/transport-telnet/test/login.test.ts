@@ -198,6 +198,21 @@ describe('TelnetServer', () => {
   })
 })
 
+describe('TelnetServer passes TcpServer options through', () => {
+  it('maxConnections refuses the extra connection; idleTimeout closes an idle one', async () => {
+    const line = new SentinelBytesMarshaller('\n')
+    await using server = new TelnetServer({ port: 0, maxConnections: 1, idleTimeout: 150, callback: async (bytes) => line.marshall(await line.unmarshall(bytes)) })
+    const { port } = await server.listen()
+    const client = new TelnetClient({ host: '127.0.0.1', port, negotiationTimeout: 100 })
+    await using first = await client.connect()
+    expect(toText(await within(line.unmarshall(first.request(Buffer.from('a\n'))), WAIT, 'echo'))).toBe('a')
+    await using extra = await client.connect()
+    expect(await within(extra.stream.waitForData(), WAIT, 'extra connection closed')).toBe(false)
+    // Left idle, the first connection is closed by the server.
+    expect(await within(first.stream.waitForData(), WAIT, 'idle connection closed')).toBe(false)
+  })
+})
+
 describe('PromptStripper', () => {
   it('drops the prompt line, split anywhere, and keeps complete lines and a held tail that turns out to be data', () => {
     const s = new PromptStripper('sw1# ')
