@@ -539,7 +539,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
 
   /** A framing error while reading replies: true when the stream is still in step (only that call fails). */
   private frameError(error: unknown): boolean {
-    if ((error instanceof FrameTooLargeError && error.resynchronised) || (error instanceof FramingError && (error as { recoverable?: boolean }).recoverable === true)) {
+    if ((error instanceof FrameTooLargeError && error.resynchronised) || (error instanceof FramingError && error.recoverable)) {
       const job = this.inFlight.shift()
       if (job === undefined) this.logger.warn({ target: this.target, err: error }, 'bad unsolicited frame skipped')
       else this.settle(job, error)

@@ -82,10 +82,28 @@ export class AbortError extends LabwireError {
   }
 }
 
+/** Options for {@link FramingError}. */
+export interface FramingErrorOptions extends LabwireErrorOptions {
+  /** See {@link FramingError.recoverable}. Default false. */
+  recoverable?: boolean
+}
+
 /** The bytes do not form a valid frame: wrong length, bad checksum, malformed header. */
 export class FramingError extends LabwireError {
   override readonly name: string = 'FramingError'
   readonly code: 'ERR_FRAMING' | 'ERR_FRAME_TOO_LARGE' = 'ERR_FRAMING'
+  /**
+   * True when the framer consumed the whole bad frame (it was read whole and then failed its
+   * checksum or its codec, or an oversized frame was skipped through its end), so the stream is
+   * at the next frame: a server can log it and go on, a client fails only that call. False (the
+   * default): the frame boundary is lost and the connection cannot go on.
+   */
+  readonly recoverable: boolean
+
+  constructor(message?: string, options?: FramingErrorOptions) {
+    super(message ?? 'malformed frame', options)
+    this.recoverable = options?.recoverable ?? false
+  }
 }
 
 /** A frame grew past the framer's maximum length. Memory stays bounded: reading stops at the limit. */
@@ -102,7 +120,7 @@ export class FrameTooLargeError extends FramingError {
   readonly resynchronised: boolean
 
   constructor(maxLength: number, message?: string, options?: LabwireErrorOptions & { resynchronised?: boolean }) {
-    super(message ?? `frame exceeds the maximum length of ${maxLength} bytes`, options)
+    super(message ?? `frame exceeds the maximum length of ${maxLength} bytes`, { ...options, recoverable: options?.resynchronised ?? false })
     this.maxLength = maxLength
     this.resynchronised = options?.resynchronised ?? false
   }
