@@ -138,6 +138,13 @@ describe('TelnetClient login mode', () => {
   it('rejects bad options at construction', () => {
     expect(() => new TelnetClient({ host: '127.0.0.1', port: 23, mode: 'ssh' as 'plain' })).toThrow(RangeError)
     expect(() => new TelnetClient({ host: '127.0.0.1', port: 23, stripPrompt: true })).toThrow(RangeError)
+    expect(() => new TelnetClient({ host: '127.0.0.1', port: 23, negotiationTimeout: -1 })).toThrow(RangeError)
+    expect(() => new TelnetClient({ host: '127.0.0.1', port: 23, mode: 'login', loginTimeout: Number.NaN })).toThrow(RangeError)
+    expect(() => new TelnetClient({ host: '127.0.0.1', port: 23, windowSize: { columns: 70_000, rows: 24 } })).toThrow(RangeError)
+    expect(() => new TelnetClient({ host: '127.0.0.1', port: 23, terminalType: 'VT 100' })).toThrow(RangeError)
+    expect(() => new TelnetClient({ host: '127.0.0.1', port: 23, maxSubnegotiation: 1 })).toThrow(RangeError)
+    expect(() => new TelnetServer({ callback: () => undefined, maxSubnegotiation: 0 })).toThrow(RangeError)
+    expect(() => new TelnetServer({ callback: () => undefined, banner: 42 as unknown as string })).toThrow(TypeError)
   })
 })
 
