@@ -11,6 +11,7 @@ const figures = {
   p4: { load: () => import('./p4-scaling.mjs').then((m) => m.p4), limitMs: 600_000 },
   p5: { load: () => import('./p5-concurrent.mjs').then((m) => m.p5), limitMs: 600_000 },
   p6: { load: () => import('./p6-telnet.mjs').then((m) => m.p6), limitMs: 180_000 },
+  pws: { load: () => import('./p-ws.mjs').then((m) => m.pws), limitMs: 180_000 },
 }
 
 const wanted = process.argv.slice(2).map((name) => name.toLowerCase())
