@@ -10,6 +10,7 @@ const figures = {
   p3: { load: () => import('./p3-bulk.mjs').then((m) => m.p3), limitMs: 180_000 },
   p4: { load: () => import('./p4-scaling.mjs').then((m) => m.p4), limitMs: 600_000 },
   p5: { load: () => import('./p5-concurrent.mjs').then((m) => m.p5), limitMs: 600_000 },
+  p6: { load: () => import('./p6-telnet.mjs').then((m) => m.p6), limitMs: 180_000 },
   pws: { load: () => import('./p-ws.mjs').then((m) => m.pws), limitMs: 180_000 },
 }
 

@@ -206,6 +206,18 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
   }
 
   /**
+   * Push mode: make a pending `fill()` resolve now with `true` (a spurious wake-up: callers check
+   * the buffer and wait again), so a reader that stopped waiting for its own reason (an idle-gap
+   * timer fired) leaves no waiter behind. Pull mode: nothing to do (the next `fill()` shares the pending pull).
+   */
+  interruptWait(): void {
+    const waiter = this.waiter
+    if (waiter === undefined) return
+    this.waiter = undefined
+    waiter.resolve(true)
+  }
+
+  /**
    * A reader needs more bytes than are buffered (a decoder said "need more"): if the producer was
    * paused at the high-water mark, let it go on. `fill()` does this itself.
    */

@@ -84,7 +84,7 @@ export class AbortError extends LabwireError {
 
 /** Options for {@link FramingError}. */
 export interface FramingErrorOptions extends LabwireErrorOptions {
-  /** True when the bad frame was read whole and consumed, so the stream is still in step (see {@link FramingError.recoverable}). */
+  /** See {@link FramingError.recoverable}. Default false. */
   recoverable?: boolean
 }
 
@@ -93,14 +93,15 @@ export class FramingError extends LabwireError {
   override readonly name: string = 'FramingError'
   readonly code: 'ERR_FRAMING' | 'ERR_FRAME_TOO_LARGE' = 'ERR_FRAMING'
   /**
-   * True when the frame was read whole and then rejected (a bad checksum, a payload its codec
-   * cannot decode): the stream is still at a frame boundary, so a server logs it and goes on and a
-   * client fails only that call. False (default): the frame boundary is lost and the connection ends.
+   * True when the framer consumed the whole bad frame (it was read whole and then failed its
+   * checksum or its codec, or an oversized frame was skipped through its end), so the stream is
+   * at the next frame: a server can log it and go on, a client fails only that call. False (the
+   * default): the frame boundary is lost and the connection cannot go on.
    */
   readonly recoverable: boolean
 
-  constructor(message: string, options?: FramingErrorOptions) {
-    super(message, options)
+  constructor(message?: string, options?: FramingErrorOptions) {
+    super(message ?? 'malformed frame', options)
     this.recoverable = options?.recoverable ?? false
   }
 }

@@ -19,7 +19,8 @@ import {
   type ServedConnection,
   type ServerAddress,
 } from '@labwire/core'
-import { EMPTY_DATAGRAM, MAX_UDP_PAYLOAD, formatTarget } from './client.js'
+import { formatTarget } from './address.js'
+import { EMPTY_DATAGRAM, MAX_UDP_PAYLOAD } from './client.js'
 
 const CLOSE_FLUSH_MS = 1000
 

@@ -1,0 +1,103 @@
+import { TcpClient, type TcpClientOptions, type TcpClientSession } from '@labwire/transport-tcp'
+import type { AbortOptions, ByteStream, TransportClient, TransportClientSession } from '@labwire/core'
+import { telnetClientFilter, type TelnetClientFilterOptions } from './filter.js'
+
+/** Options for {@link TelnetClient}: the TCP options plus the Telnet ones. */
+export interface TelnetClientOptions extends Omit<TcpClientOptions, 'filter'>, Omit<TelnetClientFilterOptions, 'mode'> {
+  /**
+   * `'plain'` (default): a line protocol over Telnet (SCPI ports, serial-device servers); the
+   * session carries data bytes only, all 256 values. `'login'`: a CLI-style device; `connect()`
+   * answers the login and password prompts and resolves at the shell prompt.
+   */
+  mode?: 'plain' | 'login'
+}
+
+const TELNET_KEYS = [
+  'mode', 'binary', 'negotiationTimeout', 'terminalType', 'windowSize', 'stripPrompt', 'maxSubnegotiation',
+  'username', 'password', 'loginPrompt', 'passwordPrompt', 'shellPrompt', 'failedLoginMatch', 'loginTimeout',
+] as const
+
+/**
+ * Connects to a Telnet server: TCP (labwire's `TcpClient`) with labwire's IAC codec on the byte
+ * path. On connect it asks for BINARY both ways, answers the device's negotiation (accepting
+ * SUPPRESS-GO-AHEAD, ECHO from the server, TTYPE and NAWS; refusing the rest) and, in login
+ * mode, runs the login dialogue through `telnet-client`. No IAC byte ever reaches the session.
+ *
+ * @example
+ * ```ts
+ * const client = new TelnetClient({ host: '127.0.0.1', port: 2323 })
+ * await using session = await client.connect({ signal: AbortSignal.timeout(5_000) })
+ * const stream = session.request(new TextEncoder().encode('*IDN?\n'))
+ * ```
+ */
+export class TelnetClient implements TransportClient {
+  private readonly tcp: TcpClient
+
+  constructor(options: TelnetClientOptions) {
+    const mode = options.mode ?? 'plain'
+    if (mode !== 'plain' && mode !== 'login') throw new RangeError(`TelnetClient: mode must be 'plain' or 'login', got ${String(mode)}`)
+    if (mode === 'plain' && options.stripPrompt === true) throw new RangeError("TelnetClient: stripPrompt needs mode: 'login'")
+    const telnet: TelnetClientFilterOptions = { mode }
+    const tcp: Record<string, unknown> = {}
+    for (const [key, value] of Object.entries(options)) {
+      if (value === undefined) continue
+      if ((TELNET_KEYS as readonly string[]).includes(key)) (telnet as unknown as Record<string, unknown>)[key] = value
+      else tcp[key] = value
+    }
+    telnet.mode = mode
+    this.tcp = new TcpClient({ ...(tcp as unknown as TcpClientOptions), filter: telnetClientFilter(telnet) })
+  }
+
+  /** `host:port` of the peer. */
+  get target(): string {
+    return this.tcp.target
+  }
+
+  /**
+   * Connect, negotiate and (login mode) log in. Rejects with `ConnectionError` (refused,
+   * unreachable; a `TelnetLoginError` when the login fails), `TimeoutError` or `AbortError`.
+   */
+  async connect(options?: AbortOptions): Promise<TelnetClientSession> {
+    return new TelnetClientSession(await this.tcp.connect(options))
+  }
+}
+
+/** One Telnet connection; its stream carries data bytes only. Implements the transport contract's session. */
+export class TelnetClientSession implements TransportClientSession {
+  /** @internal Created by {@link TelnetClient.connect}. */
+  constructor(private readonly tcp: TcpClientSession) {}
+
+  /** The connection's incoming data byte stream (what `request()` returns). */
+  get stream(): ByteStream {
+    return this.tcp.stream
+  }
+
+  /** `host:port` of the peer. */
+  get target(): string {
+    return this.tcp.target
+  }
+
+  /** True once the session is closed or the connection is gone. */
+  get closed(): boolean {
+    return this.tcp.closed
+  }
+
+  /** Write `request` (0xFF escaped) and return the connection's data stream. Throws `ConnectionError` if the session is closed. */
+  request(request: Uint8Array): AsyncIterator<Uint8Array> {
+    return this.tcp.request(request)
+  }
+
+  /** Write `bytes`; resolves when the socket's write buffer has room again (backpressure). */
+  write(bytes: Uint8Array, options?: AbortOptions): Promise<void> {
+    return this.tcp.write(bytes, options)
+  }
+
+  /** Close the connection. Idempotent. */
+  close(): Promise<void> {
+    return this.tcp.close()
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close()
+  }
+}
