@@ -12,6 +12,7 @@ const figures = {
   p5: { load: () => import('./p5-concurrent.mjs').then((m) => m.p5), limitMs: 600_000 },
   p6: { load: () => import('./p6-telnet.mjs').then((m) => m.p6), limitMs: 180_000 },
   pws: { load: () => import('./p-ws.mjs').then((m) => m.pws), limitMs: 180_000 },
+  sim: { load: () => import('./p-sim.mjs').then((m) => m.pSim), limitMs: 180_000 },
 }
 
 const wanted = process.argv.slice(2).map((name) => name.toLowerCase())
