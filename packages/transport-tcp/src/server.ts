@@ -88,8 +88,8 @@ export class TcpServer implements AsyncDisposable {
   private readonly path: string | undefined
   private readonly mode: number | undefined
   private readonly tls: boolean
-  /** TLS connections still in their handshake (not yet in `sockets`). */
-  private readonly handshaking = new Set<Socket>()
+  /** TLS: the raw TCP socket of every open connection, so close() also ends those still in their handshake (not yet in `sockets`). */
+  private readonly rawSockets = new Set<Socket>()
   /** Inode of the socket file this server bound, so close() removes its own file only. */
   private boundInode: number | undefined
   private readonly bufferSize: number
@@ -145,16 +145,13 @@ export class TcpServer implements AsyncDisposable {
           noDelay: true,
           allowHalfOpen: true,
         },
-        (socket) => {
-          this.handshaking.delete(socket)
-          this.accept(socket)
-        },
+        (socket) => this.accept(socket),
       )
       server.on('connection', (socket: Socket) => {
         // The raw TCP socket; the TLS socket wrapping it is what reaches secureConnection. Track it
         // so close() does not wait for a handshake in progress.
-        this.handshaking.add(socket)
-        socket.once('close', () => this.handshaking.delete(socket))
+        this.rawSockets.add(socket)
+        socket.once('close', () => this.rawSockets.delete(socket))
       })
       server.on('tlsClientError', (error: Error, socket: Socket) => {
         const peer = this.peerOf(socket)
@@ -329,7 +326,7 @@ export class TcpServer implements AsyncDisposable {
     this.closing ??= (async () => {
       const starting = this.listening
       if (starting !== undefined) await starting.then(() => undefined, () => undefined)
-      const closed = [...this.sockets, ...this.handshaking].map(
+      const closed = [...this.sockets, ...this.rawSockets].map(
         (socket) =>
           new Promise<void>((resolve) => {
             if (socket.destroyed) resolve()
@@ -339,7 +336,7 @@ export class TcpServer implements AsyncDisposable {
       )
       await Promise.all([...closed, this.stopListening()])
       this.sockets.clear()
-      this.handshaking.clear()
+      this.rawSockets.clear()
       await this.removeSocketFile()
     })()
     return this.closing
