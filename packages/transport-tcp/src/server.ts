@@ -276,8 +276,11 @@ export class TcpServer implements AsyncDisposable {
    */
   private async removeStaleSocket(path: string, inUse: Error): Promise<void> {
     let isSocket: boolean
+    let inode: number
     try {
-      isSocket = (await lstat(path)).isSocket()
+      const stats = await lstat(path)
+      isSocket = stats.isSocket()
+      inode = stats.ino
     } catch (error) {
       // Gone meanwhile: the retry binds it.
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
@@ -302,8 +305,10 @@ export class TcpServer implements AsyncDisposable {
       })
     })
     if (live) throw new ConnectionError(`could not listen on ${path}: address in use (a server is listening on it)`, { cause: inUse })
-    this.logger.warn({ path }, 'removing a stale Unix socket file left by a server that is gone')
     try {
+      // Remove the very file probed: another server starting at the same time may have replaced it.
+      if ((await lstat(path)).ino !== inode) return
+      this.logger.warn({ path }, 'removing a stale Unix socket file left by a server that is gone')
       await unlink(path)
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw this.listenFailure(error)
