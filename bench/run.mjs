@@ -12,6 +12,8 @@ const figures = {
   p4: { load: () => import('./p4-scaling.mjs').then((m) => m.p4), limitMs: 600_000 },
   p5: { load: () => import('./p5-concurrent.mjs').then((m) => m.p5), limitMs: 600_000 },
   p6: { load: () => import('./p6-telnet.mjs').then((m) => m.p6), limitMs: 180_000 },
+  pws: { load: () => import('./p-ws.mjs').then((m) => m.pws), limitMs: 180_000 },
+  sim: { load: () => import('./p-sim.mjs').then((m) => m.pSim), limitMs: 180_000 },
   tls: { load: () => import('./p-tls.mjs').then((m) => m.pTls), limitMs: 180_000 },
   uds: { load: () => import('./p-uds.mjs').then((m) => m.pUds), limitMs: 180_000 },
 }

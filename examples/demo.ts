@@ -1,13 +1,14 @@
 /**
- * The labwire demo: start a simulated SCPI power supply on a loopback TCP port, talk to it with
- * an ApplicationClient, print the conversation, shut everything down. Run it with `npm run demo`.
+ * The labwire demo: serve the simulated SCPI power supply (a pyvisa-sim device file shipped with
+ * @labwire/simulator, packages/simulator/devices/scpi-psu.yaml) on a loopback TCP port, talk to it
+ * with an ApplicationClient, print the conversation, shut everything down. Run it with `npm run demo`.
  *
  * @module
  */
 import { ApplicationClient } from '@labwire/application'
 import { SentinelBytesMarshaller, textMarshaller } from '@labwire/marshallers'
+import { bundledDevice, loadDevice, serveDevice } from '@labwire/simulator'
 import { TcpClient } from '@labwire/transport-tcp'
-import { startScpiPsu } from './scpi-psu.js'
 
 /** The conversation: commands without `?` get no reply, queries get one line each. */
 const CONVERSATION = [
@@ -15,27 +16,28 @@ const CONVERSATION = [
   '*RST',
   'VOLT 5',
   'CURR 0.2',
-  'OUTP ON',
+  'OUTP 1',
   'OUTP?',
-  'MEAS:VOLT?', // 5 V into 10 ohm wants 0.5 A: the 0.2 A limit holds it at 2 V
-  'MEAS:CURR?',
-  'CURR 1',
-  'VOLT?;CURR?;MEAS:VOLT?;MEAS:CURR?',
-  'VOLT 99', // out of range: queued as -222
-  'FOO:BAR 1', // unknown: queued as -113
+  'VOLT?',
+  'CURR?',
+  'VOLT 99', // out of range (0 to 30 V): queued as a command error
+  'FOO:BAR 1', // unknown: queued as a command error
   'SYST:ERR?',
   'SYST:ERR?',
   'SYST:ERR?',
-  'OUTP OFF',
-  'MEAS:VOLT?',
+  '*ESR?', // the command-error bit (32) of the event status register
+  'OUTP 0',
+  'OUTP?',
 ]
 
 async function main(): Promise<void> {
-  await using psu = await startScpiPsu()
-  console.log(`simulated power supply listening on ${psu.host}:${psu.port}`)
+  const device = await loadDevice(bundledDevice('scpi-psu'), { eom: 'TCPIP SOCKET' })
+  await using psu = await serveDevice(device, { host: '127.0.0.1', port: 0 })
+  const { host, port } = psu.address ?? { host: '127.0.0.1', port: 0 }
+  console.log(`simulated power supply listening on ${host}:${port}`)
 
   const scpi = textMarshaller(new SentinelBytesMarshaller('\n'))
-  const client = new ApplicationClient(new TcpClient({ host: psu.host, port: psu.port }), scpi.marshall, scpi.unmarshall, {
+  const client = new ApplicationClient(new TcpClient({ host, port }), scpi.marshall, scpi.unmarshall, {
     timeout: 2_000,
   })
   await using session = await client.connect({ signal: AbortSignal.timeout(5_000) })

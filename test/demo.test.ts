@@ -42,7 +42,7 @@ function runExample(name: string, args: string[] = []): Promise<Exit> {
 }
 
 describe('the demo (examples/dist/demo.js)', () => {
-  it('talks to the simulated supply, prints the conversation and exits 0', async () => {
+  it('serves the YAML power supply (packages/simulator/devices/scpi-psu.yaml), prints the conversation and exits 0', async () => {
     const { code, stdout, stderr } = await runExample('demo')
     expect(stderr).toBe('')
     expect(code).toBe(0)
@@ -54,27 +54,26 @@ describe('the demo (examples/dist/demo.js)', () => {
       '> *RST',
       '> VOLT 5',
       '> CURR 0.2',
-      '> OUTP ON',
+      '> OUTP 1',
       '> OUTP?',
       '< 1',
-      '> MEAS:VOLT?',
-      '< 2.000',
-      '> MEAS:CURR?',
+      '> VOLT?',
+      '< 5.000',
+      '> CURR?',
       '< 0.200',
-      '> CURR 1',
-      '> VOLT?;CURR?;MEAS:VOLT?;MEAS:CURR?',
-      '< 5.000;1.000;5.000;0.500',
       '> VOLT 99',
       '> FOO:BAR 1',
       '> SYST:ERR?',
-      '< -222,"Data out of range"',
+      '< -100,"Command error"',
       '> SYST:ERR?',
-      '< -113,"Undefined header"',
+      '< -100,"Command error"',
       '> SYST:ERR?',
       '< 0,"No error"',
-      '> OUTP OFF',
-      '> MEAS:VOLT?',
-      '< 0.000',
+      '> *ESR?',
+      '< 32',
+      '> OUTP 0',
+      '> OUTP?',
+      '< 0',
       'demo finished',
     ])
   })

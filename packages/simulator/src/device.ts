@@ -1,0 +1,612 @@
+/**
+ * The device engine: state, an ordered command table (pattern → handler → optional reply), error
+ * handling, faults, a tick loop and unsolicited messages. pyvisa-sim device files and the
+ * programmatic API both build a {@link Device}.
+ *
+ * @module
+ */
+import { ApplicationServer } from '@labwire/application'
+import { silentLogger, type ByteHandlerObject, type ByteStream, type Logger } from '@labwire/core'
+import { SentinelBytesMarshaller } from '@labwire/marshallers'
+import { concatBytes, splitBytes, utf8 } from './bytes.js'
+import { FaultSet, type Fault, type FaultSpec } from './faults.js'
+import { Parser } from './python/stringparser.js'
+import type { PyValue } from './python/values.js'
+
+/** What a command handler may return: text or bytes to send (the response terminator is added), or nothing. */
+// eslint-disable-next-line @typescript-eslint/no-invalid-void-type -- handlers that return nothing are the common case
+export type Reply = string | Uint8Array | undefined | void
+
+/** Returned by a command's `run` when it does not handle the query: the next command is tried. */
+export const NOT_MATCHED: unique symbol = Symbol('labwire.simulator.notMatched')
+/** Returned by a command's `run` when it handled the query and sends nothing. */
+export const NO_REPLY: unique symbol = Symbol('labwire.simulator.noReply')
+
+/** The outcome of one command: reply bytes (terminator not yet added), no reply, or not matched. */
+export type Outcome = Uint8Array | typeof NO_REPLY | typeof NOT_MATCHED
+
+/** One entry of a device's command table. */
+export interface Command {
+  /** Shown in listings and logs, e.g. the pattern. */
+  readonly label: string
+  /** Milliseconds to wait before the reply (labwire extension `delay`). */
+  delay?: number
+  /** Handle `query` (one `delimiter`-separated unit, decoded as UTF-8; `raw` is its bytes). */
+  run(query: string, raw: Uint8Array, context: CommandContext): Outcome | Promise<Outcome>
+}
+
+/** What a handler sees besides its arguments. */
+export interface CommandContext {
+  /** The connection the request came on, when the server tracks connections. */
+  readonly connection: SimConnection | undefined
+  /** Per-connection scratch state (one object per client connection). */
+  readonly session: Record<string, unknown>
+}
+
+/**
+ * A per-connection login dialogue in front of the device (CLI-style devices; labwire extension
+ * `labwire.login`). On connect the server sends `banner` and `loginPrompt`; the first line is the
+ * user name, the second the password; then every reply is followed by `prompt`.
+ */
+export interface LoginDef {
+  username: string
+  password: string
+  /** Sent on connect, before the login prompt. */
+  banner: string
+  loginPrompt: string
+  passwordPrompt: string
+  /** Sent after the login and after every command. */
+  prompt: string
+  /** Sent (with a line end) after a wrong user name or password, before a new login prompt. */
+  failure: string
+}
+
+/** A client connection as the simulator sees it (tracked by {@link SimulatorServer}). */
+export interface SimConnection {
+  readonly id: number
+  readonly peer: string
+  /** Write bytes now (unsolicited messages, reply fragments). */
+  write(bytes: Uint8Array): void
+  /** Close the connection now. */
+  destroy(): void
+  readonly closed: boolean
+}
+
+const connectionsByStream = new WeakMap<object, SimConnection>()
+
+/** Tell the engine which connection a transport's byte stream belongs to (servers that own sockets call this). */
+export function registerConnection(bytes: AsyncIterator<Uint8Array>, connection: SimConnection): void {
+  connectionsByStream.set(bytes, connection)
+}
+
+/** Thrown by a handler served on a plain transport server when a `disconnect` fault fires: the transport closes the connection. */
+export class SimulatedDisconnect extends Error {
+  override readonly name = 'SimulatedDisconnect'
+}
+
+/** Typed placeholder values of a command template such as `'VOLT {value:f}'`. */
+export type TemplateArgs<T extends string> = T extends `${string}{${infer Field}}${infer Rest}` ? FieldArg<Field> & TemplateArgs<Rest> : unknown
+
+type FieldArg<F extends string> = F extends `${infer Name}:${infer Spec}` ? NamedArg<Name, SpecType<Spec>> : NamedArg<F, string>
+type NamedArg<Name extends string, V> = Name extends '' | '_' ? unknown : { [K in Name]: V }
+type SpecType<S extends string> = S extends `${string}${'d' | 'b' | 'o' | 'x' | 'X' | 'e' | 'E' | 'f' | 'F' | 'g' | 'G' | '%'}` ? number : string
+
+/** A command handler of the programmatic API. */
+export type CommandHandler<S, A> = (args: A, device: Device<S>, context: CommandContext) => Reply | Promise<Reply>
+
+/** Options of one programmatic command. */
+export interface CommandOptions {
+  /** Milliseconds to wait before replying. */
+  delay?: number
+}
+
+/** Options for {@link Device}. */
+export interface DeviceOptions<S> {
+  /** The device's name (control channel, logs). */
+  name: string
+  /** Initial state; handlers read and change `device.state`. */
+  state: S
+  /** Request terminator (pyvisa-sim's eom `q`). Default `'\n'`. */
+  requestTerminator?: string | Uint8Array
+  /** Response terminator (pyvisa-sim's eom `r`). Default `'\n'`. */
+  responseTerminator?: string | Uint8Array
+  /** Several commands per message separated by this (pyvisa-sim's `delimiter`); `null` for none. Default `null`. */
+  delimiter?: string | Uint8Array | null
+  /**
+   * What an unknown command answers (pyvisa-sim's `error`): text or bytes, or a function.
+   * Default: no reply.
+   */
+  unknownCommand?: Reply | ((query: string, device: Device<S>) => Reply)
+  /** Maximum request length in bytes. Default 64 KiB. */
+  maxRequestLength?: number
+  logger?: Logger
+  /** Read and write state as JSON for the control channel; default: the `state` object's own fields. */
+  stateAccess?: StateAccess
+}
+
+/** How the control channel reads and changes a device's state. */
+export interface StateAccess {
+  get(): Record<string, unknown>
+  /** Set one field; throw a `TypeError`/`RangeError` with a message for a bad value. */
+  set(key: string, value: unknown): void
+}
+
+/** A method callable through the control channel. */
+export type DeviceMethod<S> = (device: Device<S>, ...args: unknown[]) => unknown
+
+/**
+ * A simulated device. Requests are framed by `requestTerminator`, split by `delimiter`, and each
+ * unit goes through the command table in order; the first command that matches answers. An
+ * unmatched unit answers `unknownCommand`. Each reply is followed by `responseTerminator`.
+ *
+ * @example
+ * ```ts
+ * const psu = new Device({ name: 'psu', state: { volts: 0 } })
+ *   .command('VOLT {v:f}', ({ v }, d) => { d.state.volts = v })
+ *   .command('VOLT?', (_, d) => d.state.volts.toFixed(3))
+ * const server = new SimulatorServer({ device: psu })
+ * ```
+ */
+export class Device<S = Record<string, unknown>> {
+  readonly name: string
+  /** The device state, shared by every connection. */
+  state: S
+  readonly requestTerminator: Uint8Array
+  readonly responseTerminator: Uint8Array
+  readonly delimiter: Uint8Array | undefined
+  /** The command table, tried in order. */
+  readonly commands: Command[] = []
+  /** Faults, switchable at run time. */
+  readonly faults = new FaultSet()
+  readonly methods = new Map<string, DeviceMethod<S>>()
+  readonly logger: Logger
+  readonly maxRequestLength: number
+  /** True after a `quiet` fault fired, until {@link Device.reset}. */
+  quiet = false
+  /** A login dialogue per connection (CLI devices), or undefined. */
+  login: LoginDef | undefined
+  private readonly unknownCommand: ((query: string) => Outcome) | undefined
+  private readonly stateAccess: StateAccess | undefined
+  private readonly tickers: { interval: number; fn: (device: Device<S>, elapsed: number) => void }[] = []
+  private readonly timers: ReturnType<typeof setInterval>[] = []
+  private readonly connections = new Set<SimConnection>()
+  private readonly listeners = new Set<(event: DeviceEvent) => void>()
+
+  constructor(options: DeviceOptions<S>) {
+    this.name = options.name
+    this.state = options.state
+    this.requestTerminator = utf8(options.requestTerminator ?? '\n')
+    if (this.requestTerminator.length === 0) throw new RangeError('requestTerminator must not be empty')
+    this.responseTerminator = utf8(options.responseTerminator ?? '\n')
+    const delimiter = options.delimiter ?? null
+    this.delimiter = delimiter === null || delimiter.length === 0 ? undefined : utf8(delimiter)
+    this.logger = options.logger ?? silentLogger
+    this.maxRequestLength = options.maxRequestLength ?? 64 * 1024
+    this.stateAccess = options.stateAccess
+    const unknown = options.unknownCommand
+    if (typeof unknown === 'function') this.unknownCommand = (query) => toOutcome(unknown(query, this))
+    else if (unknown !== undefined) this.unknownCommand = () => toOutcome(unknown)
+  }
+
+  /**
+   * Add a command. `pattern` is exact text, a template with typed placeholders (`'VOLT {value:f}'`:
+   * `:d :f :e :g :x …` give numbers, `{name}`/`:s` strings; stringparser rules), or a RegExp (the
+   * handler gets the match). Returns the device, for chaining.
+   */
+  command<T extends string>(pattern: T, handler: CommandHandler<S, TemplateArgs<T>>, options?: CommandOptions): this
+  command(pattern: RegExp, handler: CommandHandler<S, RegExpExecArray>, options?: CommandOptions): this
+  command(pattern: string | RegExp, handler: CommandHandler<S, never>, options: CommandOptions = {}): this {
+    const run = handler as unknown as CommandHandler<S, unknown>
+    let match: (query: string) => unknown
+    if (pattern instanceof RegExp) {
+      match = (query) => {
+        pattern.lastIndex = 0
+        return pattern.exec(query) ?? undefined
+      }
+    } else if (pattern.includes('{')) {
+      const parser = new Parser(pattern)
+      match = (query) => {
+        const values = parser.fieldValues(query)
+        if (values === undefined) return undefined
+        const args: Record<string, unknown> = {}
+        for (const [key, value] of values) args[key] = typeof value === 'bigint' ? Number(value) : value
+        return args
+      }
+    } else {
+      match = (query) => (query === pattern ? {} : undefined)
+    }
+    const command: Command = {
+      label: String(pattern),
+      run: (query, _raw, context) => {
+        const args = match(query)
+        if (args === undefined) return NOT_MATCHED
+        const reply = run(args, this, context)
+        return reply instanceof Promise ? reply.then(toOutcome) : toOutcome(reply)
+      },
+    }
+    if (options.delay !== undefined) command.delay = options.delay
+    this.commands.push(command)
+    return this
+  }
+
+  /** Add a method the control channel can call (`POST /devices/<name>/methods/<method>`). */
+  method(name: string, fn: DeviceMethod<S>): this {
+    this.methods.set(name, fn)
+    return this
+  }
+
+  /** Call `fn` every `interval` ms while the device is served (drift, ramps); `elapsed` is the time since the last tick. */
+  onTick(interval: number, fn: (device: Device<S>, elapsed: number) => void): this {
+    this.tickers.push({ interval, fn })
+    return this
+  }
+
+  /** Start the tick loops (servers call this; idempotent). Timers do not keep the process alive. */
+  start(): void {
+    if (this.timers.length > 0) return
+    for (const ticker of this.tickers) {
+      let last = performance.now()
+      const timer = setInterval(() => {
+        const now = performance.now()
+        try {
+          ticker.fn(this, now - last)
+        } catch (error) {
+          this.logger.error({ err: error, device: this.name }, 'tick failed')
+        }
+        last = now
+      }, ticker.interval)
+      timer.unref()
+      this.timers.push(timer)
+    }
+  }
+
+  /** Stop the tick loops. */
+  stop(): void {
+    for (const timer of this.timers.splice(0)) clearInterval(timer)
+  }
+
+  /** Leave `quiet` mode (the "reset" that a quiet device waits for). */
+  reset(): void {
+    this.quiet = false
+    this.emit({ type: 'reset' })
+  }
+
+  /** Add a fault (shorthand for `device.faults.add`). */
+  fault(spec: FaultSpec): Fault {
+    return this.faults.add(spec)
+  }
+
+  /**
+   * Send an unsolicited message (the response terminator is added) to every connected client, or
+   * to the connection with id `to`. Returns the number of connections written to.
+   */
+  broadcast(message: string | Uint8Array, options: { to?: number } = {}): number {
+    const bytes = concatBytes([utf8(message), this.responseTerminator])
+    let count = 0
+    for (const connection of this.connections) {
+      if (connection.closed || (options.to !== undefined && connection.id !== options.to)) continue
+      connection.write(bytes)
+      count++
+    }
+    return count
+  }
+
+  /** Connections currently attached to this device. */
+  get connectionList(): readonly SimConnection[] {
+    return [...this.connections].filter((c) => !c.closed)
+  }
+
+  /** Attach a connection (servers call this). */
+  attach(connection: SimConnection): void {
+    this.connections.add(connection)
+    this.emit({ type: 'connect', connection })
+  }
+
+  /** Detach a connection (servers call this). */
+  detach(connection: SimConnection): void {
+    if (this.connections.delete(connection)) this.emit({ type: 'disconnect', connection })
+  }
+
+  /** Subscribe to device events. Returns the unsubscribe function. */
+  on(listener: (event: DeviceEvent) => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+
+  private emit(event: DeviceEvent): void {
+    if (this.listeners.size === 0) return
+    for (const listener of this.listeners) listener(event)
+  }
+
+  /** The state as JSON (control channel). */
+  getState(): Record<string, unknown> {
+    if (this.stateAccess !== undefined) return this.stateAccess.get()
+    return JSON.parse(JSON.stringify(this.state, (_k, v: unknown) => (typeof v === 'bigint' ? Number(v) : v))) as Record<string, unknown>
+  }
+
+  /** Change state fields (control channel). Unknown fields and wrongly typed values throw `TypeError`. */
+  setState(patch: Record<string, unknown>): void {
+    for (const [key, value] of Object.entries(patch)) {
+      if (this.stateAccess !== undefined) {
+        this.stateAccess.set(key, value)
+        continue
+      }
+      const state = this.state as Record<string, unknown>
+      if (state === null || typeof state !== 'object' || !Object.hasOwn(state, key)) throw new TypeError(`${key}: no such state field`)
+      const current = state[key]
+      if (current !== null && current !== undefined && typeof current !== typeof value)
+        throw new TypeError(`${key}: expected ${typeof current}, got ${value === null ? 'null' : typeof value}`)
+      state[key] = value
+    }
+  }
+
+  /**
+   * Execute one request message (terminator removed): split by the delimiter, run each unit,
+   * return the replies, each followed by the response terminator. Synchronous when every
+   * command that ran was.
+   */
+  execute(message: Uint8Array, context: CommandContext = { connection: undefined, session: {} }): Uint8Array[] | Promise<Uint8Array[]> {
+    const units = this.delimiter === undefined ? [message] : splitBytes(message, this.delimiter)
+    const replies: Uint8Array[] = []
+    for (let i = 0; i < units.length; i++) {
+      const raw = units[i] as Uint8Array
+      const outcome = this.runUnit(raw, context)
+      if (outcome instanceof Promise) return this.executeAsync(units, i, outcome, replies, context)
+      if (outcome === CRASH) break
+      if (outcome !== NO_REPLY) replies.push(concatBytes([outcome, this.responseTerminator]))
+    }
+    return replies
+  }
+
+  private async executeAsync(
+    units: Uint8Array[],
+    from: number,
+    pending: Promise<Outcome | typeof CRASH>,
+    replies: Uint8Array[],
+    context: CommandContext,
+  ): Promise<Uint8Array[]> {
+    let outcome = await pending
+    for (let i = from; ; ) {
+      if (outcome === CRASH) break
+      if (outcome !== NO_REPLY) replies.push(concatBytes([outcome as Uint8Array, this.responseTerminator]))
+      i++
+      if (i >= units.length) break
+      outcome = await this.runUnit(units[i] as Uint8Array, context)
+    }
+    return replies
+  }
+
+  private runUnit(raw: Uint8Array, context: CommandContext): Exclude<Outcome, typeof NOT_MATCHED> | typeof CRASH | Promise<Exclude<Outcome, typeof NOT_MATCHED> | typeof CRASH> {
+    const query = decoder.decode(raw)
+    for (let index = 0; index < this.commands.length; index++) {
+      const command = this.commands[index] as Command
+      let outcome: Outcome | Promise<Outcome>
+      try {
+        outcome = command.run(query, raw, context)
+      } catch (error) {
+        return this.crashed(error, query)
+      }
+      if (outcome instanceof Promise) return this.continueAsync(outcome, index, query, raw, context)
+      if (outcome === NOT_MATCHED) continue
+      if (command.delay !== undefined && command.delay > 0) return delay(command.delay).then(() => outcome)
+      return outcome
+    }
+    return this.unmatched(query)
+  }
+
+  private async continueAsync(
+    pending: Promise<Outcome>,
+    index: number,
+    query: string,
+    raw: Uint8Array,
+    context: CommandContext,
+  ): Promise<Exclude<Outcome, typeof NOT_MATCHED> | typeof CRASH> {
+    let outcome: Outcome
+    try {
+      outcome = await pending
+    } catch (error) {
+      return this.crashed(error, query)
+    }
+    let command = this.commands[index] as Command
+    while (outcome === NOT_MATCHED) {
+      index++
+      if (index >= this.commands.length) return this.unmatched(query)
+      command = this.commands[index] as Command
+      try {
+        outcome = await command.run(query, raw, context)
+      } catch (error) {
+        return this.crashed(error, query)
+      }
+    }
+    if (command.delay !== undefined && command.delay > 0) await delay(command.delay)
+    return outcome
+  }
+
+  private unmatched(query: string): Exclude<Outcome, typeof NOT_MATCHED> | typeof CRASH {
+    if (this.unknownCommand === undefined) return NO_REPLY
+    try {
+      const outcome = this.unknownCommand(query)
+      return outcome === NOT_MATCHED ? NO_REPLY : outcome
+    } catch (error) {
+      return this.crashed(error, query)
+    }
+  }
+
+  private crashed(error: unknown, query: string): typeof CRASH {
+    // Like an exception inside pyvisa-sim's Device.write: the rest of the message is dropped.
+    this.logger.error({ err: error, device: this.name, query }, 'command failed; the rest of the message is dropped')
+    this.emit({ type: 'error', error, query })
+    return CRASH
+  }
+
+  /**
+   * This device as a `ByteHandler` for any transport server (`TcpServer`, `TelnetServer`, …): an
+   * `ApplicationServer` framing requests by the request terminator. Faults that need the socket
+   * (`fragment`, `cable-cut`) work fully under {@link SimulatorServer}; on other servers `fragment`
+   * degrades to one delayed write and `disconnect`/`cable-cut` close only the current connection.
+   */
+  handler(): ByteHandlerObject {
+    const framer = new SentinelBytesMarshaller(this.requestTerminator, { maxLength: this.maxRequestLength })
+    const apps = new WeakMap<object, ApplicationServer<Uint8Array, Uint8Array>>()
+    const appFor = (bytes: object): ApplicationServer<Uint8Array, Uint8Array> => {
+      let app = apps.get(bytes)
+      if (app === undefined) {
+        const connection = connectionsByStream.get(bytes)
+        const context: CommandContext = { connection, session: {} }
+        app = new ApplicationServer<Uint8Array, Uint8Array>(framer.unmarshall, identity, (message) => this.respond(message, context))
+        apps.set(bytes, app)
+      }
+      return app
+    }
+    return {
+      handle: (bytes) => appFor(bytes).handle(bytes),
+      // The synchronous fast path of labwire's servers: decode and answer what is buffered without awaiting.
+      handleBuffered: (stream: ByteStream) => {
+        const app = appFor(stream)
+        return app.handleBuffered === undefined ? app.handle(stream) : app.handleBuffered(stream)
+      },
+    }
+  }
+
+  /** One request message in, the bytes to send (or undefined) out, with faults applied. */
+  respond(message: Uint8Array, context: CommandContext): Uint8Array | undefined | Promise<Uint8Array | undefined> {
+    if (this.listeners.size > 0) this.emit({ type: 'request', message, connection: context.connection })
+    if (this.quiet) return undefined
+    if (this.login !== undefined) return this.respondWithLogin(this.login, message, context)
+    if (!this.faults.active) {
+      const replies = this.execute(message, context)
+      return replies instanceof Promise ? replies.then(joinReplies) : joinReplies(replies)
+    }
+    return this.respondWithFaults(message, context)
+  }
+
+  /** The greeting a login device sends when a client connects (banner and login prompt). */
+  greeting(): Uint8Array | undefined {
+    if (this.login === undefined) return undefined
+    return utf8(this.login.banner + this.login.loginPrompt)
+  }
+
+  private async respondWithLogin(login: LoginDef, message: Uint8Array, context: CommandContext): Promise<Uint8Array | undefined> {
+    const session = context.session
+    const line = decoder.decode(message).replace(/\r$/, '')
+    const stage = (session.loginStage as string | undefined) ?? 'user'
+    if (stage === 'user') {
+      session.loginUser = line
+      session.loginStage = 'password'
+      return utf8(login.passwordPrompt)
+    }
+    if (stage === 'password') {
+      if (session.loginUser === login.username && line === login.password) {
+        session.loginStage = 'shell'
+        return utf8(login.prompt)
+      }
+      session.loginStage = 'user'
+      return utf8(`${login.failure}\r\n${login.loginPrompt}`)
+    }
+    const stripped = message.length > 0 && message[message.length - 1] === 0x0d ? message.subarray(0, -1) : message
+    const reply = this.faults.active ? await this.respondWithFaults(stripped, context) : joinReplies(await this.execute(stripped, context))
+    return concatBytes([reply ?? new Uint8Array(0), utf8(login.prompt)])
+  }
+
+  private async respondWithFaults(message: Uint8Array, context: CommandContext): Promise<Uint8Array | undefined> {
+    const units = this.delimiter === undefined ? [message] : splitBytes(message, this.delimiter)
+    const faults = this.faults.triggered(units.map((unit) => decoder.decode(unit)))
+    if (faults.some((f) => f.kind === 'quiet')) {
+      this.quiet = true
+      this.emit({ type: 'fault', fault: 'quiet' })
+      return undefined
+    }
+    let reply = joinReplies(await this.execute(message, context))
+    for (const fault of faults) {
+      this.emit({ type: 'fault', fault: fault.kind })
+      switch (fault.kind) {
+        case 'latency': {
+          const jitter = fault.jitter ?? 0
+          const wait = Math.max(0, (fault.latency ?? 100) + (jitter === 0 ? 0 : (this.faults.random() * 2 - 1) * jitter))
+          await delay(wait)
+          break
+        }
+        case 'no-reply':
+          reply = undefined
+          break
+        case 'disconnect':
+        case 'cable-cut':
+          if (fault.kind === 'cable-cut') this.emit({ type: 'cable-cut' })
+          if (context.connection === undefined) throw new SimulatedDisconnect(`${fault.kind} fault`)
+          context.connection.destroy()
+          return undefined
+        case 'junk': {
+          const junk = fault.junk === undefined ? randomJunk(16, this.responseTerminator, this.faults.random) : utf8(fault.junk)
+          reply = fault.replace === true || reply === undefined ? junk : concatBytes([junk, reply])
+          break
+        }
+        case 'truncate':
+          if (reply !== undefined) reply = reply.subarray(0, Math.min(reply.length - 1, fault.keep ?? Math.floor(reply.length / 2)))
+          break
+        case 'fragment':
+          if (reply !== undefined) {
+            const pieces = Math.max(1, Math.floor(fault.fragments ?? 3))
+            const gap = fault.fragmentDelay ?? 20
+            const size = Math.max(1, Math.ceil(reply.length / pieces))
+            if (context.connection === undefined) {
+              await delay(gap * (pieces - 1))
+              break
+            }
+            for (let at = 0; at < reply.length; at += size) {
+              if (at > 0) await delay(gap)
+              if (context.connection.closed) return undefined
+              context.connection.write(reply.subarray(at, at + size))
+            }
+            reply = undefined
+          }
+          break
+        case 'quiet':
+          break
+      }
+    }
+    return reply
+  }
+}
+
+/** Something that happened on a device (for logs, traces, the control channel). */
+export type DeviceEvent =
+  | { type: 'request'; message: Uint8Array; connection: SimConnection | undefined }
+  | { type: 'connect' | 'disconnect'; connection: SimConnection }
+  | { type: 'fault'; fault: string }
+  | { type: 'cable-cut' }
+  | { type: 'reset' }
+  | { type: 'error'; error: unknown; query: string }
+
+const CRASH: unique symbol = Symbol('labwire.simulator.crash')
+const decoder = new TextDecoder()
+const identity = (bytes: Uint8Array): Uint8Array => bytes
+
+function joinReplies(replies: Uint8Array[]): Uint8Array | undefined {
+  if (replies.length === 0) return undefined
+  return concatBytes(replies)
+}
+
+function toOutcome(reply: Reply | Outcome): Outcome {
+  if (reply === undefined) return NO_REPLY
+  if (typeof reply === 'string') return utf8(reply)
+  return reply
+}
+
+function randomJunk(length: number, avoid: Uint8Array, random: () => number): Uint8Array {
+  const out = new Uint8Array(length)
+  for (let i = 0; i < length; i++) {
+    let byte: number
+    do byte = 0x21 + Math.floor(random() * 0x5e)
+    while (avoid.includes(byte))
+    out[i] = byte
+  }
+  return out
+}
+
+/** Resolve after `ms` milliseconds. */
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** A Python value for templates: pass through (used by the pyvisa-sim loader). */
+export type { PyValue }
