@@ -1,0 +1,183 @@
+import { UsageError } from './exit-codes.js'
+
+/** The transports a resource string can name. */
+export type ResourceScheme = 'tcp' | 'telnet'
+
+/** A parsed resource string. */
+export interface Resource {
+  /** `'tcp'` for VISA `::SOCKET` and `tcp://`, `'telnet'` for `telnet://`. */
+  readonly scheme: ResourceScheme
+  readonly host: string
+  readonly port: number
+  /** VISA board number (`TCPIP1::…` → 1); 0 for URIs. */
+  readonly board: number
+  /** Terminators and timeout given in a URI query (`?read_term=%0A&write_term=%0D%0A&timeout=2000`). */
+  readonly readTerm?: Uint8Array
+  readonly writeTerm?: Uint8Array
+  readonly timeout?: number
+  /** The string as given, for messages. */
+  readonly text: string
+}
+
+/** The accepted resource forms, as shown in errors and `--help`. */
+export const RESOURCE_FORMS = [
+  'TCPIP[board]::host::port::SOCKET   e.g. TCPIP0::127.0.0.1::5025::SOCKET',
+  'tcp://host[:port][?read_term=…&write_term=…&timeout=ms]   e.g. tcp://127.0.0.1:5025 (port 5025 by default)',
+  'telnet://host[:port][?…]   e.g. telnet://127.0.0.1:2323?read_term=%0D%0A (port 23 by default)',
+] as const
+
+/** Thrown for a resource string that is not one of {@link RESOURCE_FORMS}. Exit code 2. */
+export class ResourceError extends UsageError {
+  override readonly name = 'ResourceError'
+  override readonly code = 'ERR_RESOURCE'
+
+  constructor(text: string, reason: string) {
+    super(`invalid resource "${text}": ${reason}; accepted forms:\n${RESOURCE_FORMS.map((form) => `  ${form}`).join('\n')}`)
+  }
+}
+
+const VISA_SOCKET = /^TCPIP(\d*)::(\[[^\]]*\]|[^:]+)::([^:]*)::SOCKET$/i
+const DEFAULT_PORT: Record<ResourceScheme, number> = { tcp: 5025, telnet: 23 }
+const URI_PARAMS = new Set(['read_term', 'write_term', 'timeout'])
+
+/**
+ * Parse a resource string: a VISA `TCPIP[board]::host::port::SOCKET` or a `tcp://` / `telnet://`
+ * URI with optional `read_term`, `write_term` (percent-encoded bytes, or escapes like `\n`) and
+ * `timeout` (ms) query parameters. Throws {@link ResourceError} naming the accepted forms.
+ *
+ * @example
+ * ```ts
+ * parseResource('TCPIP0::127.0.0.1::5025::SOCKET') // { scheme: 'tcp', host: '127.0.0.1', port: 5025, board: 0, … }
+ * parseResource('telnet://10.0.0.5:2323?read_term=%0D%0A')
+ * ```
+ */
+export function parseResource(text: string): Resource {
+  const trimmed = text.trim()
+  if (trimmed.length === 0) throw new ResourceError(text, 'empty')
+  if (/^TCPIP\d*::/i.test(trimmed)) return parseVisa(text, trimmed)
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(trimmed)?.[1]?.toLowerCase()
+  if (scheme === undefined) throw new ResourceError(text, 'not a VISA resource or a URI')
+  if (scheme !== 'tcp' && scheme !== 'telnet') throw new ResourceError(text, `unsupported scheme "${scheme}://"`)
+  let url: URL
+  try {
+    url = new URL(trimmed)
+  } catch {
+    throw new ResourceError(text, 'malformed URI')
+  }
+  if (url.username !== '' || url.password !== '') throw new ResourceError(text, 'user names and passwords do not belong in the resource')
+  if (url.pathname !== '' && url.pathname !== '/') throw new ResourceError(text, `unexpected path "${url.pathname}"`)
+  if (url.hash !== '') throw new ResourceError(text, 'unexpected "#" fragment')
+  const host = stripBrackets(url.hostname)
+  if (host === '') throw new ResourceError(text, 'missing host')
+  const port = url.port === '' ? DEFAULT_PORT[scheme] : parsePort(text, url.port)
+  let readTerm: Uint8Array | undefined
+  let writeTerm: Uint8Array | undefined
+  let timeout: number | undefined
+  for (const key of new Set(url.searchParams.keys())) {
+    if (!URI_PARAMS.has(key)) throw new ResourceError(text, `unknown query parameter "${key}" (known: ${[...URI_PARAMS].join(', ')})`)
+  }
+  for (const [key, value] of url.searchParams) {
+    try {
+      if (key === 'read_term') readTerm = parseTerminator(value)
+      else if (key === 'write_term') writeTerm = parseTerminator(value)
+      else timeout = parseMilliseconds(value, 'timeout')
+    } catch (error) {
+      throw new ResourceError(text, error instanceof Error ? error.message : String(error))
+    }
+  }
+  return {
+    scheme,
+    host,
+    port,
+    board: 0,
+    text: trimmed,
+    ...(readTerm === undefined ? {} : { readTerm }),
+    ...(writeTerm === undefined ? {} : { writeTerm }),
+    ...(timeout === undefined ? {} : { timeout }),
+  }
+}
+
+function parseVisa(text: string, trimmed: string): Resource {
+  const match = VISA_SOCKET.exec(trimmed)
+  if (match === null) {
+    if (/::INSTR$/i.test(trimmed)) throw new ResourceError(text, 'VXI-11/HiSLIP ::INSTR resources are not supported; give the raw socket port: TCPIP::host::port::SOCKET')
+    throw new ResourceError(text, 'a VISA TCPIP resource needs the form TCPIP[board]::host::port::SOCKET')
+  }
+  const [, boardText = '', hostText = '', portText = ''] = match
+  const host = stripBrackets(hostText)
+  if (host === '') throw new ResourceError(text, 'missing host')
+  return { scheme: 'tcp', host, port: parsePort(text, portText), board: boardText === '' ? 0 : Number(boardText), text: trimmed }
+}
+
+function stripBrackets(host: string): string {
+  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host
+}
+
+function parsePort(text: string, port: string): number {
+  if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) throw new ResourceError(text, `invalid port "${port}" (1-65535)`)
+  return Number(port)
+}
+
+const NAMED_TERMINATORS: Record<string, string> = { lf: '\n', cr: '\r', crlf: '\r\n', lfcr: '\n\r', nul: '\0', none: '' }
+
+/**
+ * Parse a terminator as written on a command line or in a URI: C escapes (`\n`, `\r\n`, `\t`,
+ * `\0`, `\xNN`), names (`LF`, `CR`, `CRLF`, `NUL`), or literal characters. A URI's percent-encoding
+ * (`%0A`) is decoded before this. Throws `UsageError` for an empty or malformed terminator.
+ */
+export function parseTerminator(value: string): Uint8Array {
+  const named = NAMED_TERMINATORS[value.toLowerCase()]
+  if (named !== undefined) {
+    if (named === '') throw new UsageError('a terminator cannot be empty ("none" is not supported: framing needs a terminator)')
+    return new TextEncoder().encode(named)
+  }
+  const out: number[] = []
+  for (let i = 0; i < value.length; i++) {
+    const ch = value[i] as string
+    if (ch !== '\\') {
+      out.push(...new TextEncoder().encode(ch))
+      continue
+    }
+    const next = value[++i]
+    if (next === 'n') out.push(0x0a)
+    else if (next === 'r') out.push(0x0d)
+    else if (next === 't') out.push(0x09)
+    else if (next === '0') out.push(0x00)
+    else if (next === '\\') out.push(0x5c)
+    else if (next === 'x') {
+      const hex = value.slice(i + 1, i + 3)
+      if (!/^[0-9a-f]{2}$/i.test(hex)) throw new UsageError(`bad escape "\\x${hex}" in terminator "${value}" (expected \\xNN)`)
+      out.push(parseInt(hex, 16))
+      i += 2
+    } else throw new UsageError(`bad escape "\\${next ?? ''}" in terminator "${value}" (known: \\n \\r \\t \\0 \\\\ \\xNN)`)
+  }
+  if (out.length === 0) throw new UsageError('a terminator cannot be empty')
+  return Uint8Array.from(out)
+}
+
+/** A terminator written back as escapes: `\r\n`. */
+export function formatTerminator(bytes: Uint8Array): string {
+  let out = ''
+  for (const byte of bytes) {
+    if (byte === 0x0a) out += '\\n'
+    else if (byte === 0x0d) out += '\\r'
+    else if (byte === 0x09) out += '\\t'
+    else if (byte === 0x00) out += '\\0'
+    else if (byte === 0x5c) out += '\\\\'
+    else if (byte >= 0x20 && byte < 0x7f) out += String.fromCharCode(byte)
+    else out += `\\x${byte.toString(16).padStart(2, '0')}`
+  }
+  return out
+}
+
+/** A non-negative whole number of milliseconds (0 = no limit). Throws `UsageError`. */
+export function parseMilliseconds(value: string, what: string): number {
+  if (!/^\d+$/.test(value.trim())) throw new UsageError(`${what} must be a whole number of milliseconds, got "${value}"`)
+  return Number(value.trim())
+}
+
+/** A port number 0-65535 for a listener (0 = ephemeral). Throws `UsageError`. */
+export function parseListenPort(value: string, what: string): number {
+  if (!/^\d{1,5}$/.test(value.trim()) || Number(value) > 65535) throw new UsageError(`${what} must be a port number 0-65535, got "${value}"`)
+  return Number(value.trim())
+}
