@@ -248,6 +248,8 @@ export class TcpServer implements AsyncDisposable {
       if (this.mode !== undefined) await chmod(path, this.mode)
     } catch (error) {
       await this.stopListening()
+      // Gone right after our bind: another server starting at the same moment removed it as stale and took the path.
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new ConnectionError(`could not listen on ${path}: address in use (another server took the path while this one was starting)`, { cause: error })
       throw new ConnectionError(`could not set up the socket file ${path}: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
     }
   }
