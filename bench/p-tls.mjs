@@ -2,6 +2,7 @@
 // (TcpServer({ tls }) + ApplicationServer, ApplicationClient over TcpClient({ tls })) vs a bare
 // node:tls byte echo of 8 MiB, in the same run. Each repetition echoes the payload ECHOES times on one connection
 // (the handshake is outside the timing). Certificate: made by openssl at run time (bench/certs.mjs).
+// Diagnostic (no target): a bare node:tls store-and-forward echo, the shape of work of labwire's server.
 import { connect as tlsConnect } from 'node:tls'
 import { ApplicationClient, FixedLengthBytesMarshaller, TcpClient } from './labwire.mjs'
 import { HOST, MiB, bounded, bareClose, compare, emit, forkChild, interleave, measure, median, round } from './lib.mjs'
@@ -30,6 +31,7 @@ export async function pTls() {
   const certificate = makeBenchCertificate()
   const labwireServer = await forkChild('servers/labwire-tls-fixed-echo.mjs', [LENGTH, certificate.certFile, certificate.keyFile])
   const bareServer = await forkChild('servers/bare-tls-echo.mjs', [certificate.certFile, certificate.keyFile])
+  const storeServer = await forkChild('servers/bare-tls-echo.mjs', [certificate.certFile, certificate.keyFile, LENGTH])
   try {
     const payload = makePayload(LENGTH)
     const fixed = new FixedLengthBytesMarshaller(LENGTH)
@@ -39,6 +41,14 @@ export async function pTls() {
       fixed.unmarshall,
       { timeout: 0 },
     )
+    const bareSide = (server) => async () => {
+      const socket = await bareTlsConnect(server.info.port, certificate.cert)
+      const result = await measure(server, async () => {
+        for (let i = 0; i < ECHOES; i++) await bareEcho(socket, payload)
+      })
+      await bareClose(socket)
+      return result
+    }
     const samples = await interleave({
       labwire: async () => {
         const session = await client.connect()
@@ -48,14 +58,8 @@ export async function pTls() {
         await session.close()
         return result
       },
-      bare: async () => {
-        const socket = await bareTlsConnect(bareServer.info.port, certificate.cert)
-        const result = await measure(bareServer, async () => {
-          for (let i = 0; i < ECHOES; i++) await bareEcho(socket, payload)
-        })
-        await bareClose(socket)
-        return result
-      },
+      bare: bareSide(bareServer),
+      bare_store_and_forward: bareSide(storeServer),
     })
     const { ratio, paired, out } = compare(samples, 'labwire', 'bare', (ECHOES * LENGTH) / MiB)
     const mibPerS = (side) => (ECHOES * LENGTH) / MiB / (median(samples[side].map((s) => s.ms)) / 1000)
@@ -68,11 +72,13 @@ export async function pTls() {
       pass: paired >= 0.7,
       labwire_mib_per_s: round(mibPerS('labwire'), 1),
       bare_mib_per_s: round(mibPerS('bare'), 1),
+      bare_store_and_forward_mib_per_s: round(mibPerS('bare_store_and_forward'), 1),
+      ratio_vs_bare_store_and_forward: round(median(samples.bare_store_and_forward.map((s) => s.ms)) / median(samples.labwire.map((s) => s.ms))),
       cpu_note: 'cpu_us_per_op figures are per MiB echoed',
       ...out,
     })
   } finally {
-    await Promise.all([labwireServer.close(), bareServer.close()])
+    await Promise.all([labwireServer.close(), bareServer.close(), storeServer.close()])
     certificate.remove()
   }
 }

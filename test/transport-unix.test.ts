@@ -108,6 +108,20 @@ describe('TcpServer on a Unix socket', () => {
     expect(await roundTrip(path, 'still mine')).toBe('STILL MINE')
   })
 
+  it('two servers starting at once on a stale path: exactly one wins, the other is refused, and the winner keeps its file', async () => {
+    const path = socketPath()
+    staleSocketFile(path)
+    await using a = new TcpServer({ path, callback: upperLines })
+    await using b = new TcpServer({ path, callback: upperLines })
+    const results = await Promise.allSettled([a.listen(), b.listen()])
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1)
+    const refused = results.find((r) => r.status === 'rejected')
+    expect(refused?.reason).toBeInstanceOf(ConnectionError)
+    expect((refused?.reason as ConnectionError).message).toContain('address in use')
+    expect(lstatSync(path).isSocket()).toBe(true)
+    expect(await roundTrip(path, 'one winner')).toBe('ONE WINNER')
+  })
+
   it('refuses a path that is a regular file, and leaves the file alone', async () => {
     const path = socketPath()
     writeFileSync(path, 'precious data')

@@ -1,7 +1,9 @@
 /**
  * @packageDocumentation
  * labwire's TCP transport: {@link TcpClient} / {@link TcpClientSession} for talking to devices
- * (SCPI on port 5025 and the like) and {@link TcpServer} for simulating them.
+ * (SCPI on port 5025 and the like) and {@link TcpServer} for simulating them. The same classes
+ * speak TLS (the `tls` option: server certificate, mutual TLS, `servername`) and run over Unix
+ * domain sockets (`path` instead of `host` + `port`).
  *
  * @example
  * ```ts

@@ -88,8 +88,8 @@ export class TcpServer implements AsyncDisposable {
   private readonly path: string | undefined
   private readonly mode: number | undefined
   private readonly tls: boolean
-  /** TLS connections still in their handshake (not yet in `sockets`). */
-  private readonly handshaking = new Set<Socket>()
+  /** TLS: the raw TCP socket of every open connection, so close() also ends those still in their handshake (not yet in `sockets`). */
+  private readonly rawSockets = new Set<Socket>()
   /** Inode of the socket file this server bound, so close() removes its own file only. */
   private boundInode: number | undefined
   private readonly bufferSize: number
@@ -145,16 +145,13 @@ export class TcpServer implements AsyncDisposable {
           noDelay: true,
           allowHalfOpen: true,
         },
-        (socket) => {
-          this.handshaking.delete(socket)
-          this.accept(socket)
-        },
+        (socket) => this.accept(socket),
       )
       server.on('connection', (socket: Socket) => {
         // The raw TCP socket; the TLS socket wrapping it is what reaches secureConnection. Track it
         // so close() does not wait for a handshake in progress.
-        this.handshaking.add(socket)
-        socket.once('close', () => this.handshaking.delete(socket))
+        this.rawSockets.add(socket)
+        socket.once('close', () => this.rawSockets.delete(socket))
       })
       server.on('tlsClientError', (error: Error, socket: Socket) => {
         const peer = this.peerOf(socket)
@@ -251,6 +248,8 @@ export class TcpServer implements AsyncDisposable {
       if (this.mode !== undefined) await chmod(path, this.mode)
     } catch (error) {
       await this.stopListening()
+      // Gone right after our bind: another server starting at the same moment removed it as stale and took the path.
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new ConnectionError(`could not listen on ${path}: address in use (another server took the path while this one was starting)`, { cause: error })
       throw new ConnectionError(`could not set up the socket file ${path}: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
     }
   }
@@ -279,8 +278,11 @@ export class TcpServer implements AsyncDisposable {
    */
   private async removeStaleSocket(path: string, inUse: Error): Promise<void> {
     let isSocket: boolean
+    let inode: number
     try {
-      isSocket = (await lstat(path)).isSocket()
+      const stats = await lstat(path)
+      isSocket = stats.isSocket()
+      inode = stats.ino
     } catch (error) {
       // Gone meanwhile: the retry binds it.
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
@@ -305,8 +307,10 @@ export class TcpServer implements AsyncDisposable {
       })
     })
     if (live) throw new ConnectionError(`could not listen on ${path}: address in use (a server is listening on it)`, { cause: inUse })
-    this.logger.warn({ path }, 'removing a stale Unix socket file left by a server that is gone')
     try {
+      // Remove the very file probed: another server starting at the same time may have replaced it.
+      if ((await lstat(path)).ino !== inode) return
+      this.logger.warn({ path }, 'removing a stale Unix socket file left by a server that is gone')
       await unlink(path)
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw this.listenFailure(error)
@@ -329,7 +333,7 @@ export class TcpServer implements AsyncDisposable {
     this.closing ??= (async () => {
       const starting = this.listening
       if (starting !== undefined) await starting.then(() => undefined, () => undefined)
-      const closed = [...this.sockets, ...this.handshaking].map(
+      const closed = [...this.sockets, ...this.rawSockets].map(
         (socket) =>
           new Promise<void>((resolve) => {
             if (socket.destroyed) resolve()
@@ -339,7 +343,7 @@ export class TcpServer implements AsyncDisposable {
       )
       await Promise.all([...closed, this.stopListening()])
       this.sockets.clear()
-      this.handshaking.clear()
+      this.rawSockets.clear()
       await this.removeSocketFile()
     })()
     return this.closing
