@@ -30,6 +30,12 @@ export interface ReliabilityOptions extends ComplianceOptions {
   churnCycles?: number
   /** Sessions at once in the fd churn case (default 50). */
   churnConcurrency?: number
+  /**
+   * Bytes a relay between client and server may absorb (pipes, a relay process's buffers) before
+   * the server's close reaches the client, added to what the flood case allows the client to write.
+   * Default 0 (the client talks to the server directly).
+   */
+  relayBuffer?: number
 }
 
 const KiB = 1024
@@ -92,7 +98,7 @@ export function reliabilityCases(setup: ReliabilitySetup, options: ReliabilityOp
       expect(await within(framer.unmarshall(stream), 5_000, 'reply to first')).toEqual(bytes('FIRST'))
       // 4 KiB chunks, no newline, far past maxLength, until the server closes the connection.
       const chunk = new Uint8Array(4 * KiB).fill(0x61)
-      const attempted = 4 * 1024 * KiB
+      const attempted = 4 * 1024 * KiB + (options.relayBuffer ?? 0)
       let written = 0
       const ended = rejectionOf(framer.unmarshall(stream), 10_000)
       let closedByServer = false

@@ -5,4 +5,4 @@
 import { reliabilityCases } from '../../../test/reliability/transport-cases.js'
 import { startRelayed } from './relay-setup.js'
 
-reliabilityCases({ name: 'stdio (child process)', start: (handler, logger) => startRelayed(handler, logger) }, { churnCycles: 60, churnConcurrency: 10 })
+reliabilityCases({ name: 'stdio (child process)', start: (handler, logger) => startRelayed(handler, logger) }, { churnCycles: 60, churnConcurrency: 10, relayBuffer: 16 * 1024 * 1024 })
