@@ -105,3 +105,65 @@ export function barePipelined(socket, lines, count) {
     }
   })
 }
+
+/**
+ * Bare lockstep with one promise per call: the shape of any promise-based client API over a raw
+ * socket (write, `await` a promise the data handler resolves with the CRLF-terminated reply, check
+ * it). A second reference for P1/P5: what a promise per request costs by itself.
+ */
+export async function bareLockstepPromise(socket, lines, count) {
+  let buffered = null
+  let waiting = null
+  const onData = (chunk) => {
+    buffered = buffered === null ? chunk : Buffer.concat([buffered, chunk])
+    const end = buffered.indexOf(10)
+    if (end === -1 || waiting === null) return
+    const reply = buffered.subarray(0, end + 1)
+    buffered = end + 1 === buffered.length ? null : buffered.subarray(end + 1)
+    const resolve = waiting
+    waiting = null
+    resolve(reply)
+  }
+  socket.on('data', onData)
+  try {
+    for (let i = 0; i < count; i++) {
+      const request = lines.subarray(i * 18, i * 18 + 18)
+      const reply = await new Promise((resolve) => {
+        waiting = resolve
+        socket.write(request)
+      })
+      if (!reply.equals(request)) throw new Error(`bare promise lockstep: wrong response to request ${i}`)
+    }
+  } finally {
+    socket.off('data', onData)
+  }
+}
+
+/**
+ * Bare pipelined that matches each reply to its request, as labwire does: writes every line at
+ * once, then splits the echo into CRLF-terminated lines and checks each against its request.
+ * The ratio against it measures labwire's overhead, not per-reply work the plain count skips.
+ */
+export function barePipelinedMatched(socket, lines, count) {
+  return socketExchange(socket, 'bare pipelined (matched)', () => socket.write(lines), (finish) => {
+    let i = 0
+    let buffered = null
+    return (chunk) => {
+      buffered = buffered === null ? chunk : Buffer.concat([buffered, chunk])
+      let start = 0
+      let end = buffered.indexOf(10, start)
+      while (end !== -1) {
+        const reply = buffered.subarray(start, end + 1)
+        if (!reply.equals(lines.subarray(i * 18, i * 18 + 18))) {
+          finish(new Error(`bare pipelined (matched): wrong response to request ${i}`))
+          return
+        }
+        i++
+        start = end + 1
+        end = buffered.indexOf(10, start)
+      }
+      buffered = start === buffered.length ? null : buffered.subarray(start)
+      if (i === count) finish()
+    }
+  })
+}

@@ -6,7 +6,7 @@
 // server is measured too, for context.
 import { execFileSync } from 'node:child_process'
 import { bareClose, bareConnect, bounded, compare, emit, forkChild, inBatches, interleave, makeLines, median, round } from './lib.mjs'
-import { bareLockstep, labwireClient, labwireLockstep } from './line-clients.mjs'
+import { bareLockstep, bareLockstepPromise, labwireClient, labwireLockstep } from './line-clients.mjs'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -90,11 +90,19 @@ export async function p5() {
           (socket, i) => bareLockstep(socket, perClient[i].lines, REQUESTS),
           (socket) => bareClose(socket),
         ),
+      bare_promise: () =>
+        concurrent(
+          bareServer,
+          () => bareConnect(bareServer.info.port, 30_000),
+          (socket, i) => bareLockstepPromise(socket, perClient[i].lines, REQUESTS),
+          (socket) => bareClose(socket),
+        ),
     })
   } finally {
     await Promise.all([labwireServer.close(), bareServer.close()])
   }
   const { ratio, paired, out } = compare(samples, 'labwire', 'bare', CLIENTS * REQUESTS)
+  const promiseRef = compare(samples, 'labwire', 'bare_promise', CLIENTS * REQUESTS)
   const idleLabwire = await idleCost('servers/labwire-line-echo.mjs')
   const idleBare = await idleCost('servers/bare-line-echo.mjs')
   const KiB = 1024
@@ -108,6 +116,8 @@ export async function p5() {
     pass: paired >= 0.8 && idleLabwire.rss <= 16 * KiB,
     labwire_ops_per_s: Math.round((CLIENTS * REQUESTS * 1000) / out.labwire_ms),
     bare_ops_per_s: Math.round((CLIENTS * REQUESTS * 1000) / out.bare_ms),
+    ratio_vs_bare_promise: promiseRef.out.ratio,
+    paired_ratio_vs_bare_promise: promiseRef.out.paired_ratio,
     labwire_connect_ms: round(median(samples.labwire.map((s) => s.connectMs)), 1),
     bare_connect_ms: round(median(samples.bare.map((s) => s.connectMs)), 1),
     labwire_heap_per_idle_connection_kib: round(idleLabwire.heap / KiB, 2),

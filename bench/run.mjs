@@ -1,4 +1,5 @@
-// Run the benchmarks: `node bench/run.mjs` runs all, `node bench/run.mjs p1 p3` runs some.
+// Run the benchmarks: `node bench/run.mjs` runs all, `node bench/run.mjs p1 p3` runs some
+// (`tls`: TLS bulk vs bare node:tls; `uds`: Unix socket vs TCP lockstep).
 // Each figure prints one JSON line (its ratio against bare node:net measured in the same run).
 import process from 'node:process'
 import { setTimeout, clearTimeout } from 'node:timers'
@@ -11,6 +12,10 @@ const figures = {
   p4: { load: () => import('./p4-scaling.mjs').then((m) => m.p4), limitMs: 600_000 },
   p5: { load: () => import('./p5-concurrent.mjs').then((m) => m.p5), limitMs: 600_000 },
   p6: { load: () => import('./p6-telnet.mjs').then((m) => m.p6), limitMs: 180_000 },
+  pws: { load: () => import('./p-ws.mjs').then((m) => m.pws), limitMs: 180_000 },
+  sim: { load: () => import('./p-sim.mjs').then((m) => m.pSim), limitMs: 180_000 },
+  tls: { load: () => import('./p-tls.mjs').then((m) => m.pTls), limitMs: 180_000 },
+  uds: { load: () => import('./p-uds.mjs').then((m) => m.pUds), limitMs: 180_000 },
 }
 
 const wanted = process.argv.slice(2).map((name) => name.toLowerCase())

@@ -26,7 +26,7 @@ describe('README code blocks are the example files, verbatim', () => {
     ['packages/core/README.md', ['examples/core.ts']],
     ['packages/marshallers/README.md', ['examples/marshallers.ts']],
     ['packages/application/README.md', ['examples/application.ts']],
-    ['packages/transport-tcp/README.md', ['examples/transport-tcp.ts']],
+    ['packages/transport-tcp/README.md', ['examples/transport-tcp.ts', 'examples/transport-tls.ts', 'examples/transport-unix.ts']],
   ]
   for (const [readme, examples] of cases) {
     it(`${readme} shows ${examples.join(', ')}`, () => {

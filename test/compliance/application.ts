@@ -2,7 +2,7 @@
  * The application compliance suite: ApplicationClient / ApplicationServer over any transport.
  * Run it from a transport's test file with `applicationCompliance(setup)`.
  */
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect } from 'vitest'
 import { ApplicationClient, ApplicationServer, type ApplicationClientOptions } from '@labwire/application'
 import {
   AbortError,
@@ -18,6 +18,7 @@ import {
 } from '@labwire/core'
 import { SentinelBytesMarshaller, textMarshaller } from '@labwire/marshallers'
 import { bytes, deferred, delay, rejectionOf, text, within, type TransportFixture, type TransportSetup } from '../helpers/fixtures.js'
+import { caseRunner, type ComplianceOptions } from './cases.js'
 
 const WAIT = 5_000
 const framer = new SentinelBytesMarshaller('\n')
@@ -112,8 +113,9 @@ function recordingLogger(): Logger & { entries: { level: string; context: object
   return { entries, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }
 }
 
-export function applicationCompliance(setup: TransportSetup): void {
+export function applicationCompliance(setup: TransportSetup, options: ComplianceOptions = {}): void {
   describe(`application compliance: ${setup.name}`, () => {
+    const it = caseRunner(`application compliance: ${setup.name}`, options)
     let running: TransportFixture[] = []
     const gates: (() => void)[] = []
     afterEach(async () => {
@@ -389,5 +391,6 @@ export function applicationCompliance(setup: TransportSetup): void {
       }
       expect(await rejectionOf(kept.sendReceive('y'))).toBeInstanceOf(ConnectionError)
     })
+    it.done()
   })
 }

@@ -2,7 +2,7 @@
  * The transport compliance suite: what every `TransportClient` + server pair must do. Run it from
  * a transport's test file with `transportCompliance(setup)`.
  */
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect } from 'vitest'
 import {
   AbortError,
   ConnectionClosedError,
@@ -12,6 +12,7 @@ import {
 } from '@labwire/core'
 import { FixedLengthBytesMarshaller, SentinelBytesMarshaller } from '@labwire/marshallers'
 import { bytes, deferred, delay, rejectionOf, text, within, type TransportFixture, type TransportSetup } from '../helpers/fixtures.js'
+import { caseRunner, type ComplianceOptions } from './cases.js'
 
 const line = new SentinelBytesMarshaller('\n')
 const WAIT = 5_000
@@ -48,8 +49,9 @@ async function requestFailure(session: TransportClientSession, request: Uint8Arr
   return rejectionOf(within(line.unmarshall(stream), WAIT, 'reading after close'))
 }
 
-export function transportCompliance(setup: TransportSetup): void {
+export function transportCompliance(setup: TransportSetup, options: ComplianceOptions = {}): void {
   describe(`transport compliance: ${setup.name}`, () => {
+    const it = caseRunner(`transport compliance: ${setup.name}`, options)
     let running: TransportFixture[] = []
     const start = async (answer: (request: string) => string | undefined | Promise<string | undefined> = defaultAnswer): Promise<TransportFixture> => {
       const fixture = await setup.start(lineHandler(answer))
@@ -233,5 +235,6 @@ export function transportCompliance(setup: TransportSetup): void {
       expect(error).toBeInstanceOf(AbortError)
       expect((error as AbortError).cause).toBe(reason)
     })
+    it.done()
   })
 }

@@ -303,6 +303,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
       const listener = (): void => {
         this.signals.delete(signal)
         for (const each of jobs) this.abandon(each, () => abortErrorFrom(signal, 'request'))
+        this.compactWaiting()
       }
       watch = { jobs, listener }
       this.signals.set(signal, watch)
@@ -346,6 +347,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     for (const job of this.inFlight) check(job)
     if (this.writingJob !== undefined) check(this.writingJob)
     for (const job of this.waiting) check(job)
+    this.compactWaiting()
     if (next < Infinity && !this.closed) this.armTimer(next)
     // A reply that never came holds its slot; with reconnect on, start afresh instead.
     if (lostReply && this.settings.reconnect !== undefined && !this.closed && this.failure === undefined) {
@@ -368,7 +370,6 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     if (!job.written) {
       this.settle(job, makeError(new Uint8Array(0), true))
       this.settledWaiting++
-      this.compactWaiting()
       return
     }
     const isHead = this.inFlight.peek() === job
@@ -377,7 +378,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     logDebug(this.logger, () => [{ inFlight: this.inFlight.length }, 'request abandoned; its late reply will be discarded'])
   }
 
-  /** Settled calls leave the waiting queue (so abandoned calls cannot pile up behind a silent device). */
+  /** Settled calls leave the waiting queue (so abandoned calls cannot pile up behind a silent device). Never call it while iterating the queue. */
   private compactWaiting(): void {
     if (this.settledWaiting < 64 || this.settledWaiting * 2 < this.waiting.length) return
     const live = this.waiting.drain().filter((job) => !job.settled)
@@ -538,7 +539,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
 
   /** A framing error while reading replies: true when the stream is still in step (only that call fails). */
   private frameError(error: unknown): boolean {
-    if ((error instanceof FrameTooLargeError && error.resynchronised) || (error instanceof FramingError && (error as { recoverable?: boolean }).recoverable === true)) {
+    if ((error instanceof FrameTooLargeError && error.resynchronised) || (error instanceof FramingError && error.recoverable)) {
       const job = this.inFlight.shift()
       if (job === undefined) this.logger.warn({ target: this.target, err: error }, 'bad unsolicited frame skipped')
       else this.settle(job, error)

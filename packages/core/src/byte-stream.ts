@@ -132,6 +132,11 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     return this.length
   }
 
+  /** Diagnostic: how many separate chunks hold the buffered bytes (small chunks are coalesced, so this stays far below the number received). */
+  get chunkCount(): number {
+    return this.chunks.length - this.head
+  }
+
   /** Total bytes consumed from this stream so far (a handler that consumes nothing makes no progress). */
   get consumed(): number {
     return this.consumedTotal

@@ -243,7 +243,7 @@ class ConnectionLoop {
 
   /** A handler error: true when the connection can go on (the framer is back in step). */
   private recover(error: unknown): boolean {
-    if ((error instanceof FrameTooLargeError && error.resynchronised) || (error instanceof FramingError && (error as { recoverable?: boolean }).recoverable === true)) {
+    if ((error instanceof FrameTooLargeError && error.resynchronised) || (error instanceof FramingError && error.recoverable)) {
       this.clearRequestTimer()
       this.logger.warn({ peer: this.conn.peer, err: error }, error instanceof FrameTooLargeError ? 'oversized request skipped' : 'bad request frame skipped')
       return true

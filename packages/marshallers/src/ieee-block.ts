@@ -79,7 +79,8 @@ function blockDecoder(terminator: Uint8Array | null, maxLength: number): FrameDe
     decode(stream) {
       const buffered = stream.bufferedLength
       const scanned = stream.scanOffset
-      const hash = stream.indexOf(HASH, scanned)
+      // Once a block has started at 0, scanOffset belongs to the block's own terminator search.
+      const hash = stream.byteAt(0) === HASH ? 0 : stream.indexOf(HASH, scanned)
       // A terminated line before any '#' is text, not a block (searched only while no block has started).
       const text = hash === 0 ? -1 : terminatorBefore(stream, Math.max(0, scanned - tl + 1), hash < 0 ? buffered : hash)
       if (text >= 0) {

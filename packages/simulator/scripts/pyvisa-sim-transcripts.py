@@ -56,7 +56,10 @@ def main() -> int:
     version = os.environ.get("PYVISA_SIM_VERSION") or getattr(pyvisa_sim, "__version__", "unknown")
     with open(os.path.join(FIXTURES, "scenarios.json"), encoding="utf-8") as fp:
         scenarios = json.load(fp)
-    os.makedirs(os.path.join(FIXTURES, "transcripts"), exist_ok=True)
+    # PYVISA_SIM_COMPAT=0.7 writes to transcripts-0.7/ (later releases differ in a few places).
+    compat = os.environ.get("PYVISA_SIM_COMPAT", "0.5")
+    out_dir = os.path.join(FIXTURES, "transcripts" if compat == "0.5" else "transcripts-" + compat)
+    os.makedirs(out_dir, exist_ok=True)
     for scenario in scenarios:
         devices = get_devices(os.path.join(FIXTURES, scenario["file"]), False)
         device = find_device(devices, scenario["resource"])
@@ -82,7 +85,8 @@ def main() -> int:
             "responseTerminator": latin1(device._response_eom),
             "steps": steps,
         }
-        path = os.path.join(FIXTURES, "transcripts", scenario["name"] + ".json")
+        out["compat"] = compat
+        path = os.path.join(out_dir, scenario["name"] + ".json")
         with open(path, "w", encoding="utf-8") as fp:
             json.dump(out, fp, indent=1, ensure_ascii=True)
             fp.write("\n")

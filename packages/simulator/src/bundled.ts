@@ -12,7 +12,7 @@ export type BundledDeviceName = (typeof BUNDLED_DEVICES)[number]
  * block), `cli-switch` (CLI device with a login and a prompt).
  */
 export function bundledDevice(name: BundledDeviceName): string {
-  if (!BUNDLED_DEVICES.includes(name)) throw new RangeError(`no bundled device '${String(name)}'; there are: ${BUNDLED_DEVICES.join(', ')}`)
+  if (!BUNDLED_DEVICES.includes(name)) throw new RangeError(`no bundled device '${name as string}'; there are: ${BUNDLED_DEVICES.join(', ')}`)
   // dist/index.js and src/bundled.ts both sit one level below the package root.
   return fileURLToPath(new URL(`../devices/${name}.yaml`, import.meta.url))
 }

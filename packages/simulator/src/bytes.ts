@@ -44,6 +44,7 @@ export function endsWith(bytes: Uint8Array, suffix: Uint8Array): boolean {
 /** Split `bytes` at every occurrence of `delimiter` (like Python's `bytes.split`). */
 export function splitBytes(bytes: Uint8Array, delimiter: Uint8Array): Uint8Array[] {
   if (delimiter.length === 0) return [bytes]
+  if (delimiter.length === 1 && !bytes.includes(delimiter[0] as number)) return [bytes]
   const parts: Uint8Array[] = []
   let start = 0
   outer: for (let i = 0; i + delimiter.length <= bytes.length; ) {

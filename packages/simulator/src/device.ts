@@ -6,7 +6,7 @@
  * @module
  */
 import { ApplicationServer } from '@labwire/application'
-import { silentLogger, type ByteHandlerObject, type Logger } from '@labwire/core'
+import { silentLogger, type ByteHandlerObject, type ByteStream, type Logger } from '@labwire/core'
 import { SentinelBytesMarshaller } from '@labwire/marshallers'
 import { concatBytes, splitBytes, utf8 } from './bytes.js'
 import { FaultSet, type Fault, type FaultSpec } from './faults.js'
@@ -14,6 +14,7 @@ import { Parser } from './python/stringparser.js'
 import type { PyValue } from './python/values.js'
 
 /** What a command handler may return: text or bytes to send (the response terminator is added), or nothing. */
+// eslint-disable-next-line @typescript-eslint/no-invalid-void-type -- handlers that return nothing are the common case
 export type Reply = string | Uint8Array | undefined | void
 
 /** Returned by a command's `run` when it does not handle the query: the next command is tried. */
@@ -313,6 +314,7 @@ export class Device<S = Record<string, unknown>> {
   }
 
   private emit(event: DeviceEvent): void {
+    if (this.listeners.size === 0) return
     for (const listener of this.listeners) listener(event)
   }
 
@@ -446,23 +448,29 @@ export class Device<S = Record<string, unknown>> {
   handler(): ByteHandlerObject {
     const framer = new SentinelBytesMarshaller(this.requestTerminator, { maxLength: this.maxRequestLength })
     const apps = new WeakMap<object, ApplicationServer<Uint8Array, Uint8Array>>()
+    const appFor = (bytes: object): ApplicationServer<Uint8Array, Uint8Array> => {
+      let app = apps.get(bytes)
+      if (app === undefined) {
+        const connection = connectionsByStream.get(bytes)
+        const context: CommandContext = { connection, session: {} }
+        app = new ApplicationServer<Uint8Array, Uint8Array>(framer.unmarshall, identity, (message) => this.respond(message, context))
+        apps.set(bytes, app)
+      }
+      return app
+    }
     return {
-      handle: (bytes) => {
-        let app = apps.get(bytes)
-        if (app === undefined) {
-          const connection = connectionsByStream.get(bytes)
-          const context: CommandContext = { connection, session: {} }
-          app = new ApplicationServer<Uint8Array, Uint8Array>(framer.unmarshall, identity, (message) => this.respond(message, context))
-          apps.set(bytes, app)
-        }
-        return app.handle(bytes)
+      handle: (bytes) => appFor(bytes).handle(bytes),
+      // The synchronous fast path of labwire's servers: decode and answer what is buffered without awaiting.
+      handleBuffered: (stream: ByteStream) => {
+        const app = appFor(stream)
+        return app.handleBuffered === undefined ? app.handle(stream) : app.handleBuffered(stream)
       },
     }
   }
 
   /** One request message in, the bytes to send (or undefined) out, with faults applied. */
   respond(message: Uint8Array, context: CommandContext): Uint8Array | undefined | Promise<Uint8Array | undefined> {
-    this.emit({ type: 'request', message, connection: context.connection })
+    if (this.listeners.size > 0) this.emit({ type: 'request', message, connection: context.connection })
     if (this.quiet) return undefined
     if (this.login !== undefined) return this.respondWithLogin(this.login, message, context)
     if (!this.faults.active) {

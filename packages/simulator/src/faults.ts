@@ -84,7 +84,7 @@ export function validateFaultSpec(input: unknown): FaultSpec {
   }
   if (spec.commands !== undefined) {
     if (!Array.isArray(spec.commands) || !spec.commands.every((c) => typeof c === 'string')) throw new TypeError('commands: must be a list of strings')
-    out.commands = spec.commands as string[]
+    out.commands = spec.commands
   }
   for (const key of Object.keys(spec)) {
     if (!['kind', 'probability', 'latency', 'jitter', 'keep', 'fragments', 'fragmentDelay', 'enabled', 'replace', 'junk', 'commands'].includes(key))

@@ -6,7 +6,6 @@
  */
 import { createServer, type Server, type Socket } from 'node:net'
 import {
-  ByteQueue,
   ByteStream,
   ConnectionError,
   logDebug,
@@ -181,7 +180,12 @@ export class SimulatorServer implements AsyncDisposable {
     }
     socket.setNoDelay(true)
     const id = this.nextId++
-    const queue = new ByteQueue({ highWaterMark: this.bufferSize, onPause: () => socket.pause(), onResume: () => socket.resume() })
+    const stream = new ByteStream(undefined, {
+      highWaterMark: this.bufferSize,
+      onPause: () => socket.pause(),
+      onResume: () => socket.resume(),
+      label: peer,
+    })
     const tracked: Tracked = {
       id,
       peer,
@@ -194,29 +198,37 @@ export class SimulatorServer implements AsyncDisposable {
         if (!socket.destroyed && socket.writable) socket.write(bytes)
       },
       destroy: () => {
-        queue.end()
+        stream.end()
         socket.destroy()
       },
     }
     this.tracked.set(id, tracked)
-    socket.on('data', (chunk: Buffer) => queue.push(chunk))
-    socket.on('end', () => queue.end())
+    socket.on('data', (chunk: Buffer) => stream.push(chunk))
+    socket.on('end', () => stream.end())
     socket.on('close', () => {
-      queue.end()
+      stream.end()
       this.tracked.delete(id)
       this.device.detach(tracked)
     })
-    const stream = new ByteStream(queue)
     registerConnection(stream, tracked)
     this.device.attach(tracked)
     const greeting = this.device.greeting()
     if (greeting !== undefined) socket.write(greeting)
+    let corked = false
     const conn: ServedConnection = {
       peer,
       busy: false,
       write(bytes) {
         if (socket.destroyed || !socket.writable) return undefined
+        // Pipelined requests already buffered: cork so their replies leave together (released
+        // when the loop waits for input or at the end of this tick).
+        if (!corked && stream.bufferedLength > 0) {
+          corked = true
+          socket.cork()
+          process.nextTick(() => conn.flush())
+        }
         if (socket.write(bytes)) return undefined
+        conn.flush()
         return new Promise<void>((resolve) => {
           const done = (): void => {
             socket.off('drain', done)
@@ -228,11 +240,14 @@ export class SimulatorServer implements AsyncDisposable {
         })
       },
       flush() {
-        // writes are not corked
+        if (corked) {
+          corked = false
+          socket.uncork()
+        }
       },
       close() {
         if (socket.destroyed) return
-        queue.end()
+        stream.end()
         socket.end()
         const timer = setTimeout(() => socket.destroy(), 1000)
         timer.unref()

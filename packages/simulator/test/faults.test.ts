@@ -156,7 +156,7 @@ describe('faults, as an ApplicationClient sees them', () => {
     expect(await session.sendReceive('WAV?')).toBe('A'.repeat(40))
     // the same over a bare socket: several separate chunks
     const raw = await RawClient.open(port)
-    cleanups.push(async () => raw.destroy())
+    cleanups.push(() => Promise.resolve(raw.destroy()))
     const chunks: number[] = []
     raw.socket.on('data', (c: Buffer) => chunks.push(c.length))
     raw.write('WAV?\n')

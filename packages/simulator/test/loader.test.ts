@@ -89,6 +89,7 @@ describe('device files: errors name the file, the line and the field', () => {
     const byResource = await loadDevice(path, { device: 'TCPIP::localhost::5025::SOCKET' })
     expect(byResource.name).toBe('dev')
     expect(Buffer.from(byResource.requestTerminator).toString()).toBe('\n') // TCPIP INSTR, as TCPIP SOCKET is absent
+    expect((await loadDevice(path, { device: 'tcpip0::localhost::5025::SOCKET' })).name).toBe('dev')
     const gpib = await loadDevice(path, { eom: 'GPIB INSTR' })
     expect(Buffer.from(gpib.responseTerminator).toString()).toBe('\r\n')
     await expect(loadDevice(path, { eom: 'USB RAW' })).rejects.toThrow(/no eom entry 'USB RAW'/)

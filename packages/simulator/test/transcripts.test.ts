@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { loadDevice, SimulatorServer } from '../src/index.js'
-import { findPython, runPythonJson } from './python.js'
+import { findPython } from './python.js'
 import { RawClient } from './raw-client.js'
 
 // Transcripts recorded from pyvisa-sim itself (scripts/pyvisa-sim-transcripts.py) replayed against
@@ -19,9 +19,14 @@ interface Transcript {
   steps: { send: string; reply: string; error?: string }[]
 }
 
-const transcripts = readdirSync(`${fixtures}transcripts`)
-  .filter((name) => name.endsWith('.json'))
-  .map((name) => ({ name: name.replace(/\.json$/, ''), transcript: JSON.parse(readFileSync(`${fixtures}transcripts/${name}`, 'utf8')) as Transcript }))
+function read(dir: string): { name: string; transcript: Transcript }[] {
+  return readdirSync(`${fixtures}${dir}`)
+    .filter((name) => name.endsWith('.json'))
+    .map((name) => ({ name: name.replace(/\.json$/, ''), transcript: JSON.parse(readFileSync(`${fixtures}${dir}/${name}`, 'utf8')) as Transcript }))
+}
+// pyvisa-sim 0.5.1 (the default behaviour) and a later release (compat: '0.7')
+const transcripts = read('transcripts')
+const transcripts07 = read('transcripts-0.7')
 
 const latin1 = (text: string): Buffer => Buffer.from(text, 'latin1')
 const utf8Send = (text: string): Buffer => Buffer.from(text, 'utf8')
@@ -31,8 +36,8 @@ afterAll(async () => {
   await Promise.all(servers.map((s) => s.close()))
 })
 
-async function serve(t: Transcript): Promise<SimulatorServer> {
-  const device = await loadDevice(`${fixtures}${t.file}`, { device: t.resource, eom: t.eom })
+async function serve(t: Transcript, compat: '0.5' | '0.7' = '0.5'): Promise<SimulatorServer> {
+  const device = await loadDevice(`${fixtures}${t.file}`, { device: t.resource, eom: t.eom, compat })
   const server = new SimulatorServer({ device })
   servers.push(server)
   await server.listen()
@@ -43,9 +48,10 @@ describe('pyvisa-sim transcripts replayed over TCP (byte for byte)', () => {
   it('has transcripts', () => {
     expect(transcripts.length).toBeGreaterThanOrEqual(8)
   })
-  for (const { name, transcript } of transcripts) {
-    it(`${name} (${transcript.file}, ${transcript.resource}, ${transcript.steps.length} messages, pyvisa-sim ${transcript.pyvisaSim})`, async () => {
-      const server = await serve(transcript)
+  const all = [...transcripts.map((t) => ({ ...t, compat: '0.5' as const })), ...transcripts07.map((t) => ({ ...t, compat: '0.7' as const }))]
+  for (const { name, transcript, compat } of all) {
+    it(`${name} (${transcript.file}, ${transcript.resource}, ${transcript.steps.length} messages, pyvisa-sim ${transcript.pyvisaSim}, compat ${compat})`, async () => {
+      const server = await serve(transcript, compat)
       const client = await RawClient.open(server.address?.port ?? 0)
       let expected = Buffer.alloc(0)
       for (const step of transcript.steps) {
@@ -115,5 +121,4 @@ describe.skipIf(python === undefined)('pyvisa-py talks to the served devices as 
       expect(replies).toEqual(steps.map((s) => s.expected))
     })
   }
-  void runPythonJson
 })

@@ -1,4 +1,5 @@
-import { connect as netConnect, type Socket } from 'node:net'
+import { connect as netConnect, isIP, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import {
   ByteStream,
   ConnectionError,
@@ -20,11 +21,18 @@ import {
   type TransportClient,
   type TransportClientSession,
 } from '@labwire/core'
+import { connectFailure, describeTlsFailure, hasClientCertificate, watchVerdict, type TcpClientTlsOptions } from './tls.js'
 
 /** Options for {@link TcpClient}. */
 export interface TcpClientOptions {
-  host: string
-  port: number
+  /** Host to connect to (with `port`). Give either `host` + `port` or `path`. */
+  host?: string
+  /** Port to connect to (with `host`). */
+  port?: number
+  /** A Unix domain socket to connect to, instead of `host` + `port`. */
+  path?: string
+  /** Speak TLS: `true` for the defaults (system CAs, host name checked) or {@link TcpClientTlsOptions}. */
+  tls?: boolean | TcpClientTlsOptions
   /** Read inactivity limit in milliseconds: a read waiting this long for data rejects with `TimeoutError`. Default: none (0 = none; the application layer times calls). */
   timeout?: number
   /** Connect limit in milliseconds. Default 10 000 (0 = none). */
@@ -39,6 +47,8 @@ export interface TcpClientOptions {
 interface ResolvedOptions {
   host: string
   port: number
+  path: string | undefined
+  tls: TcpClientTlsOptions | undefined
   timeout: number | undefined
   connectTimeout: number | undefined
   bufferSize: number
@@ -61,12 +71,22 @@ export class TcpClient implements TransportClient {
   private readonly options: ResolvedOptions
 
   constructor(options: TcpClientOptions) {
-    if (typeof options !== 'object' || options === null) throw new TypeError('TcpClient: options { host, port } are required')
-    if (typeof options.host !== 'string' || options.host.length === 0) throw new TypeError(`TcpClient: host must be a non-empty string, got ${typeof options.host === 'string' ? "''" : typeof options.host}`)
+    if (typeof options !== 'object' || options === null) throw new TypeError('TcpClient: options { host, port } (or { path }) are required')
+    const path = options.path
+    if (path !== undefined) {
+      checkSocketPath('TcpClient', path)
+      if (options.host !== undefined || options.port !== undefined) throw new TypeError('TcpClient: give either path (a Unix socket) or host + port, not both')
+    } else if (typeof options.host !== 'string' || options.host.length === 0) {
+      throw new TypeError(`TcpClient: host must be a non-empty string (or give path for a Unix socket), got ${typeof options.host === 'string' ? "''" : typeof options.host}`)
+    }
     if (options.filter !== undefined && typeof options.filter !== 'function') throw new TypeError('TcpClient: filter must be a function (context) => ConnectionFilter')
+    const tls = options.tls
+    if (tls !== undefined && typeof tls !== 'boolean' && (typeof tls !== 'object' || tls === null)) throw new TypeError('TcpClient: tls must be true, false or an options object')
     this.options = {
-      host: options.host,
-      port: checkPort('TcpClient', options.port),
+      host: options.host ?? '',
+      port: path === undefined ? checkPort('TcpClient', options.port) : 0,
+      path,
+      tls: tls === true ? {} : tls === false || tls === undefined ? undefined : { ...tls },
       timeout: checkDuration('TcpClient', 'timeout', options.timeout),
       connectTimeout: checkDuration('TcpClient', 'connectTimeout', options.connectTimeout ?? 10_000),
       bufferSize: checkCount('TcpClient', 'bufferSize', options.bufferSize ?? 64 * 1024),
@@ -75,32 +95,53 @@ export class TcpClient implements TransportClient {
     }
   }
 
-  /** `host:port` of the peer. */
+  /** `host:port` of the peer, or the Unix socket's path. */
   get target(): string {
-    return formatTarget(this.options.host, this.options.port)
+    return this.options.path ?? formatTarget(this.options.host, this.options.port)
   }
 
-  /** Connect. Rejects with `ConnectionError` (refused, unreachable), `TimeoutError` or `AbortError`, each naming host:port. */
+  /**
+   * Connect (and, with `tls`, finish the TLS handshake). Rejects with `ConnectionError` (refused,
+   * unreachable, untrusted certificate, hostname mismatch…), `TimeoutError` or `AbortError`, each
+   * naming host:port (or the socket path).
+   */
   connect(options?: AbortOptions): Promise<TcpClientSession> {
-    const { host, port, connectTimeout, logger } = this.options
+    const { host, port, path, tls, connectTimeout, logger } = this.options
     const target = this.target
     // Reject (never throw synchronously) when the signal is already aborted.
     if (options?.signal?.aborted === true) return Promise.reject(abortErrorFrom(options.signal, `connect to ${target}`))
+    const servername = tls === undefined ? undefined : (tls.servername ?? (path === undefined && isIP(host) === 0 ? host : undefined))
     return new Promise<TcpClientSession>((resolve, reject) => {
-      const socket = netConnect({ host, port, noDelay: true })
+      const endpoint = path === undefined ? { host, port } : { path }
+      let socket: Socket
+      let verdict: ReturnType<typeof watchVerdict> | undefined
+      if (tls === undefined) {
+        socket = netConnect({ ...endpoint, noDelay: true })
+      } else {
+        const tlsSocket = tlsConnect({ ...tls, ...endpoint, ...(servername === undefined ? {} : { servername }), rejectUnauthorized: tls.rejectUnauthorized ?? true })
+        // Listen for session tickets from the start (Node sets up ticket callbacks when the first
+        // 'session' listener is added).
+        if (hasClientCertificate(tls)) verdict = watchVerdict(tlsSocket)
+        socket = tlsSocket
+      }
+      const connectEvent = tls === undefined ? 'connect' : 'secureConnect'
       const signal = options?.signal
       let timer: ReturnType<typeof setTimeout> | undefined
       const cleanup = (): void => {
         if (timer !== undefined) clearTimeout(timer)
-        socket.off('connect', onConnect)
+        socket.off(connectEvent, onConnect)
         socket.off('error', onError)
         signal?.removeEventListener('abort', onAbort)
       }
       const onConnect = (): void => {
         cleanup()
-        logDebug(logger, () => [{ target }, 'connected'])
-        const session = new TcpClientSession(socket, target, this.options)
-        const ready = session.filterReady(options)
+        if (tls !== undefined) socket.setNoDelay(true)
+        logDebug(logger, () => [{ target, tls: tls !== undefined }, 'connected'])
+        const session = new TcpClientSession(socket, target, { ...this.options, servername })
+        // TLS 1.3 with a client certificate: the server judges it after our side of the handshake
+        // is done, so wait (briefly) for its verdict before calling the session connected.
+        const accepted = verdict?.(target, servername)
+        const ready = accepted === undefined ? session.filterReady(options) : raceSignal(accepted, options?.signal, `connect to ${target}`).then(() => session.filterReady(options))
         if (ready === undefined) {
           resolve(session)
           return
@@ -116,21 +157,23 @@ export class TcpClient implements TransportClient {
       const onError = (error: Error): void => {
         cleanup()
         socket.destroy()
-        reject(new ConnectionError(`could not connect to ${target}: ${error.message}`, { cause: error }))
+        reject(connectFailure(error, target, servername))
       }
       const onAbort = (): void => {
         cleanup()
         socket.destroy()
         reject(abortErrorFrom(signal as AbortSignal, `connect to ${target}`))
       }
-      socket.once('connect', onConnect)
+      socket.once(connectEvent, onConnect)
       socket.once('error', onError)
       signal?.addEventListener('abort', onAbort, { once: true })
       if (connectTimeout !== undefined) {
         timer = setTimeout(() => {
           cleanup()
           socket.destroy()
-          reject(new TimeoutError(`connect to ${target} timed out after ${connectTimeout} ms`))
+          // TCP connected but no TLS session yet: the handshake is what took too long.
+          const stage = tls !== undefined && !socket.connecting ? 'TLS handshake with' : 'connect to'
+          reject(new TimeoutError(`${stage} ${target} timed out after ${connectTimeout} ms`))
         }, clampDelay(connectTimeout))
       }
     })
@@ -145,6 +188,7 @@ export class TcpClientSession implements TransportClientSession {
   private corked = false
   private writesThisTick = 0
   private closing: Promise<void> | undefined
+  private drainWait: Promise<void> | undefined
   /** End of a tick in which something was written: send what was corked. */
   private readonly endTick = (): void => {
     this.writesThisTick = 0
@@ -156,7 +200,7 @@ export class TcpClientSession implements TransportClientSession {
     private readonly socket: Socket,
     /** `host:port` of the peer. */
     readonly target: string,
-    options: { bufferSize: number; timeout: number | undefined; logger: Logger; filter?: ConnectionFilterFactory | undefined },
+    options: { bufferSize: number; timeout: number | undefined; logger: Logger; filter?: ConnectionFilterFactory | undefined; servername?: string | undefined },
   ) {
     const stream = new ByteStream(undefined, {
       highWaterMark: options.bufferSize,
@@ -192,7 +236,8 @@ export class TcpClientSession implements TransportClientSession {
     socket.on('end', () => stream.end())
     socket.on('error', (error: Error) => {
       logDebug(options.logger, () => [{ target, err: error }, 'socket error'])
-      stream.fail(new ConnectionError(`connection to ${target} failed: ${error.message}`, { cause: error }))
+      const tls = describeTlsFailure(error, target, options.servername)
+      stream.fail(new ConnectionError(tls === undefined ? `connection to ${target} failed: ${error.message}` : `TLS: ${tls}`, { cause: error }))
     })
     socket.on('close', () => {
       stream.end()
@@ -271,22 +316,37 @@ export class TcpClientSession implements TransportClientSession {
     this.socket.uncork()
   }
 
+  /** One shared wait for drain (so many waiting writers add no listeners); rejects if the socket closes first. */
   private drained(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+    this.drainWait ??= new Promise<void>((resolve, reject) => {
       const socket = this.socket
       const done = (): void => {
-        socket.off('drain', done)
         socket.off('close', closed)
+        this.drainWait = undefined
         resolve()
       }
       const closed = (): void => {
         socket.off('drain', done)
+        this.drainWait = undefined
         reject(new ConnectionError(`connection to ${this.target} closed during a write`))
       }
       socket.once('drain', done)
       socket.once('close', closed)
     })
+    return this.drainWait
   }
+}
+
+/** Longest Unix socket path Linux accepts, in bytes (sun_path is 108 bytes, NUL included). */
+const MAX_SOCKET_PATH = 107
+
+/** @internal A Unix socket path: a non-empty string that fits sun_path. */
+export function checkSocketPath(owner: string, path: unknown): string {
+  if (typeof path !== 'string' || path.length === 0) throw new TypeError(`${owner}: path must be a non-empty string (a Unix socket path), got ${typeof path === 'string' ? "''" : typeof path}`)
+  if (process.platform !== 'win32' && Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+    throw new RangeError(`${owner}: path is ${Buffer.byteLength(path)} bytes, longer than the ${MAX_SOCKET_PATH} a Unix socket path may have: ${path}`)
+  }
+  return path
 }
 
 /** `host:port`, with brackets around IPv6 hosts. */

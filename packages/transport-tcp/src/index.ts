@@ -14,5 +14,6 @@
  * await server.close()
  * ```
  */
-export * from './client.js'
+export { TcpClient, TcpClientSession, formatTarget, type TcpClientOptions } from './client.js'
 export * from './server.js'
+export type { TcpClientTlsOptions, TcpServerTlsOptions } from './tls.js'

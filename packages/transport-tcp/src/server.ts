@@ -1,7 +1,10 @@
-import { createServer, type Server, type Socket } from 'node:net'
+import { chmod, lstat, unlink } from 'node:fs/promises'
+import { connect as netConnect, createServer, type Server, type Socket } from 'node:net'
+import { createServer as createTlsServer } from 'node:tls'
 import {
   ByteStream,
   ConnectionError,
+  TimeoutError,
   checkCount,
   checkDuration,
   checkPort,
@@ -20,9 +23,18 @@ import {
   type ServedConnection,
   type ServerAddress,
 } from '@labwire/core'
-import { formatTarget } from './client.js'
+import { checkSocketPath, formatTarget } from './client.js'
+import { DEFAULT_TLS_HANDSHAKE_TIMEOUT, describeTlsFailure, type TcpServerTlsOptions } from './tls.js'
+
+/** A {@link TcpServer}'s bound address: `host` + `port`, and `path` when it listens on a Unix socket (then `host` is `''` and `port` 0). */
+export interface TcpServerAddress extends ServerAddress {
+  /** The Unix socket's path, when the server listens on one. */
+  path?: string
+}
 
 const CLOSE_LINGER_MS = 1000
+/** How long the stale-socket probe waits for a connect to a leftover socket file. */
+const STALE_PROBE_MS = 1000
 
 /** Options for {@link TcpServer}. */
 export interface TcpServerOptions {
@@ -30,6 +42,16 @@ export interface TcpServerOptions {
   host?: string
   /** Port to bind; 0 (default) picks a free one. */
   port?: number
+  /**
+   * Listen on a Unix domain socket at this path instead of `host` + `port`. A leftover socket file
+   * of a dead server is removed first; a live server's is not (`ConnectionError`, address in use).
+   * The file is removed again by `close()`.
+   */
+  path?: string
+  /** With `path`: the socket file's permission bits, applied right after bind (e.g. `0o660`). Default: the process umask's. */
+  mode?: number
+  /** Speak TLS: the server's certificate and key, and for mutual TLS `requestCert` + `ca`. See {@link TcpServerTlsOptions}. */
+  tls?: TcpServerTlsOptions
   /** Called per request with the connection's byte stream; an `ApplicationServer` fits. */
   callback: ByteHandler
   /** Unread bytes buffered per connection before its socket is paused. Default 64 KiB. */
@@ -63,6 +85,13 @@ export class TcpServer implements AsyncDisposable {
   private readonly handler: ServeHandler
   private readonly host: string
   private readonly port: number
+  private readonly path: string | undefined
+  private readonly mode: number | undefined
+  private readonly tls: boolean
+  /** TLS connections still in their handshake (not yet in `sockets`). */
+  private readonly handshaking = new Set<Socket>()
+  /** Inode of the socket file this server bound, so close() removes its own file only. */
+  private boundInode: number | undefined
   private readonly bufferSize: number
   private readonly logger: Logger
   private readonly maxConnections: number
@@ -70,8 +99,8 @@ export class TcpServer implements AsyncDisposable {
   private readonly requestTimeout: number | undefined
   private readonly filter: ConnectionFilterFactory | undefined
   private readonly sockets = new Set<Socket>()
-  private bound: ServerAddress | undefined
-  private listening: Promise<ServerAddress> | undefined
+  private bound: TcpServerAddress | undefined
+  private listening: Promise<TcpServerAddress> | undefined
   private closing: Promise<void> | undefined
 
   constructor(options: TcpServerOptions) {
@@ -79,7 +108,15 @@ export class TcpServer implements AsyncDisposable {
     if (options.callback === undefined) throw new TypeError('TcpServer: callback is required (a ByteHandler, e.g. an ApplicationServer)')
     this.handler = toHandlerFunction(options.callback)
     if (options.host !== undefined && (typeof options.host !== 'string' || options.host.length === 0)) throw new TypeError(`TcpServer: host must be a non-empty string, got ${typeof options.host === 'string' ? "''" : typeof options.host}`)
-    this.host = options.host ?? '127.0.0.1'
+    this.path = options.path === undefined ? undefined : checkSocketPath('TcpServer', options.path)
+    if (this.path !== undefined && (options.host !== undefined || options.port !== undefined)) throw new TypeError('TcpServer: give either path (a Unix socket) or host/port, not both')
+    if (options.mode !== undefined) {
+      if (this.path === undefined) throw new TypeError('TcpServer: mode applies to a Unix socket: give path too')
+      if (isAbstract(this.path)) throw new TypeError('TcpServer: mode does not apply to an abstract socket (a path starting with \\0): it has no file')
+      if (typeof options.mode !== 'number' || !Number.isInteger(options.mode) || options.mode < 0 || options.mode > 0o777) throw new RangeError(`TcpServer: mode must be permission bits from 0 to 0o777, got ${String(options.mode)}`)
+    }
+    this.mode = options.mode
+    this.host = this.path === undefined ? (options.host ?? '127.0.0.1') : ''
     this.port = checkPort('TcpServer', options.port ?? 0)
     this.bufferSize = checkCount('TcpServer', 'bufferSize', options.bufferSize ?? 64 * 1024)
     this.logger = options.logger ?? silentLogger
@@ -88,65 +125,211 @@ export class TcpServer implements AsyncDisposable {
     this.requestTimeout = checkDuration('TcpServer', 'requestTimeout', options.requestTimeout)
     if (options.filter !== undefined && typeof options.filter !== 'function') throw new TypeError('TcpServer: filter must be a function (context) => ConnectionFilter')
     this.filter = options.filter
+    const tls = options.tls
+    if (tls !== undefined) {
+      if (typeof tls !== 'object' || tls === null) throw new TypeError('TcpServer: tls must be an options object { cert, key, … }')
+      if ((tls.cert === undefined || tls.key === undefined) && tls.pfx === undefined && tls.SNICallback === undefined) throw new TypeError('TcpServer: tls needs the server certificate and key (tls.cert + tls.key, or tls.pfx)')
+      checkDuration('TcpServer', 'tls.handshakeTimeout', tls.handshakeTimeout)
+    }
+    this.tls = tls !== undefined
     // allowHalfOpen: a client that shuts its write side still gets the replies to what it sent.
-    this.server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket))
+    if (tls === undefined) {
+      this.server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket))
+    } else {
+      const handshakeTimeout = checkDuration('TcpServer', 'tls.handshakeTimeout', tls.handshakeTimeout ?? DEFAULT_TLS_HANDSHAKE_TIMEOUT)
+      const server = createTlsServer(
+        {
+          ...tls,
+          // Node's own handshake timer (default 120 s); 0 = none here, as everywhere in labwire.
+          handshakeTimeout: handshakeTimeout === undefined ? 0 : clampDelay(handshakeTimeout),
+          noDelay: true,
+          allowHalfOpen: true,
+        },
+        (socket) => {
+          this.handshaking.delete(socket)
+          this.accept(socket)
+        },
+      )
+      server.on('connection', (socket: Socket) => {
+        // The raw TCP socket; the TLS socket wrapping it is what reaches secureConnection. Track it
+        // so close() does not wait for a handshake in progress.
+        this.handshaking.add(socket)
+        socket.once('close', () => this.handshaking.delete(socket))
+      })
+      server.on('tlsClientError', (error: Error, socket: Socket) => {
+        const peer = this.peerOf(socket)
+        const code = (error as NodeJS.ErrnoException).code
+        const err =
+          code === 'ERR_TLS_HANDSHAKE_TIMEOUT'
+            ? new TimeoutError(`TLS handshake with ${peer} timed out after ${handshakeTimeout ?? 0} ms`, { cause: error })
+            : new ConnectionError(`TLS handshake with ${peer} failed: ${describeTlsFailure(error, peer) ?? error.message}`, { cause: error })
+        this.logger.warn({ peer, err }, 'TLS handshake failed; connection closed')
+        // Node leaves a timed-out handshake's socket open: close it.
+        socket.destroy()
+      })
+      this.server = server
+    }
     this.server.on('error', (error) => this.logger.error({ err: error }, 'server error'))
   }
 
+  /** `host:port` (or the socket path) this server binds, for messages. */
+  private get where(): string {
+    return this.path ?? formatTarget(this.host, this.port)
+  }
+
+  private peerOf(socket: Socket): string {
+    return this.path ?? formatTarget(socket.remoteAddress ?? '?', socket.remotePort ?? 0)
+  }
+
   /** The bound address once listening, else `undefined`. */
-  get address(): ServerAddress | undefined {
+  get address(): TcpServerAddress | undefined {
     return this.bound
   }
 
-  /** Open connections. */
+  /** Open connections (TLS: with the handshake done). */
   get connectionCount(): number {
     return this.sockets.size
   }
 
-  /** Start listening. Resolves with the bound address (the real port when `port` was 0). */
-  listen(options?: AbortOptions): Promise<ServerAddress> {
+  /**
+   * Start listening. Resolves with the bound address (the real port when `port` was 0; `path` for
+   * a Unix socket). Rejects with `ConnectionError` naming host:port or the path (address in use,
+   * permission denied…).
+   */
+  listen(options?: AbortOptions): Promise<TcpServerAddress> {
     try {
       throwIfAborted(options)
     } catch (error) {
       return Promise.reject(error)
     }
-    if (this.closing !== undefined) return Promise.reject(new ConnectionError(`server on ${formatTarget(this.host, this.port)} is closed`))
-    this.listening ??= new Promise<ServerAddress>((resolve, reject) => {
-      const onError = (error: Error): void => {
+    if (this.closing !== undefined) return Promise.reject(new ConnectionError(`server on ${this.where} is closed`))
+    this.listening ??= this.bind().then(
+      (address) => address,
+      (error: unknown) => {
         this.listening = undefined
-        reject(new ConnectionError(`could not listen on ${formatTarget(this.host, this.port)}: ${error.message}`, { cause: error }))
+        throw error
+      },
+    )
+    return this.listening
+  }
+
+  private async bind(): Promise<TcpServerAddress> {
+    try {
+      await this.listenOnce()
+    } catch (error) {
+      // A Unix socket file left by a server that died: remove it and bind again (once).
+      if (this.path === undefined || isAbstract(this.path) || (error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw this.listenFailure(error)
+      await this.removeStaleSocket(this.path, error as Error)
+      try {
+        await this.listenOnce()
+      } catch (again) {
+        throw this.listenFailure(again)
       }
+    }
+    if (this.closing !== undefined) {
+      // close() was called while listen() was in progress: do not stay bound.
+      await this.stopListening()
+      throw new ConnectionError(`server on ${this.where} was closed while it was starting`)
+    }
+    if (this.path !== undefined) {
+      if (!isAbstract(this.path)) await this.setUpSocketFile(this.path)
+      this.bound = { host: '', port: 0, path: this.path }
+    } else {
+      const address = this.server.address()
+      if (address === null || typeof address === 'string') throw new ConnectionError(`server on ${this.where} has no TCP address`)
+      this.bound = { host: address.address, port: address.port }
+    }
+    logDebug(this.logger, () => [{ ...this.bound, tls: this.tls }, 'listening'])
+    return this.bound
+  }
+
+  /** Note the socket file's inode (so close() removes our own file only) and apply `mode`. */
+  private async setUpSocketFile(path: string): Promise<void> {
+    try {
+      const stats = await lstat(path)
+      this.boundInode = stats.ino
+      if (this.mode !== undefined) await chmod(path, this.mode)
+    } catch (error) {
+      await this.stopListening()
+      throw new ConnectionError(`could not set up the socket file ${path}: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
+    }
+  }
+
+  private listenOnce(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onError = (error: Error): void => reject(error)
       this.server.once('error', onError)
-      this.server.listen({ host: this.host, port: this.port }, () => {
+      this.server.listen(this.path === undefined ? { host: this.host, port: this.port } : { path: this.path }, () => {
         this.server.off('error', onError)
-        if (this.closing !== undefined) {
-          // close() was called while listen() was in progress: do not stay bound.
-          this.server.close()
-          reject(new ConnectionError(`server on ${formatTarget(this.host, this.port)} was closed while it was starting`))
-          return
-        }
-        const address = this.server.address()
-        if (address === null || typeof address === 'string') {
-          reject(new ConnectionError('server has no TCP address'))
-          return
-        }
-        this.bound = { host: address.address, port: address.port }
-        logDebug(this.logger, () => [{ ...this.bound }, 'listening'])
-        resolve(this.bound)
+        resolve()
       })
     })
-    return this.listening
+  }
+
+  private listenFailure(error: unknown): ConnectionError {
+    if (error instanceof ConnectionError) return error
+    const code = (error as NodeJS.ErrnoException).code
+    const message = error instanceof Error ? error.message : String(error)
+    return new ConnectionError(`could not listen on ${this.where}: ${code === 'EADDRINUSE' ? 'address in use' : message}${code === 'EADDRINUSE' ? ` (${message})` : ''}`, { cause: error })
+  }
+
+  /**
+   * `path` is taken (EADDRINUSE). Remove it if it is a socket nobody listens on (a dead server's
+   * leftover); refuse if it is not a socket or a live server answers on it.
+   */
+  private async removeStaleSocket(path: string, inUse: Error): Promise<void> {
+    let isSocket: boolean
+    try {
+      isSocket = (await lstat(path)).isSocket()
+    } catch (error) {
+      // Gone meanwhile: the retry binds it.
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
+      throw this.listenFailure(error)
+    }
+    if (!isSocket) throw new ConnectionError(`could not listen on ${path}: the path exists and is not a socket (not removed)`, { cause: inUse })
+    const live = await new Promise<boolean>((resolve) => {
+      const probe = netConnect({ path })
+      const timer = setTimeout(() => {
+        probe.destroy()
+        resolve(true) // something holds it and does not refuse: treat as live
+      }, STALE_PROBE_MS)
+      probe.once('connect', () => {
+        clearTimeout(timer)
+        probe.destroy()
+        resolve(true)
+      })
+      probe.once('error', (error: NodeJS.ErrnoException) => {
+        clearTimeout(timer)
+        probe.destroy()
+        resolve(error.code !== 'ECONNREFUSED' && error.code !== 'ENOENT')
+      })
+    })
+    if (live) throw new ConnectionError(`could not listen on ${path}: address in use (a server is listening on it)`, { cause: inUse })
+    this.logger.warn({ path }, 'removing a stale Unix socket file left by a server that is gone')
+    try {
+      await unlink(path)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw this.listenFailure(error)
+    }
+  }
+
+  private stopListening(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (!this.server.listening) resolve()
+      else this.server.close(() => resolve())
+    })
   }
 
   /**
    * Stop listening and close every connection, idle or busy. Resolves once all are closed
-   * (`connectionCount` is 0 by then). Idempotent; also stops a `listen()` still in progress.
+   * (`connectionCount` is 0 by then) and a Unix socket file is removed. Idempotent; also stops a
+   * `listen()` still in progress.
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
       const starting = this.listening
       if (starting !== undefined) await starting.then(() => undefined, () => undefined)
-      const closed = [...this.sockets].map(
+      const closed = [...this.sockets, ...this.handshaking].map(
         (socket) =>
           new Promise<void>((resolve) => {
             if (socket.destroyed) resolve()
@@ -154,14 +337,26 @@ export class TcpServer implements AsyncDisposable {
             socket.destroy()
           }),
       )
-      const stopped = new Promise<void>((resolve) => {
-        if (!this.server.listening) resolve()
-        else this.server.close(() => resolve())
-      })
-      await Promise.all([...closed, stopped])
+      await Promise.all([...closed, this.stopListening()])
       this.sockets.clear()
+      this.handshaking.clear()
+      await this.removeSocketFile()
     })()
     return this.closing
+  }
+
+  /** Remove our own socket file (libuv usually has already; never another server's that took the path since). */
+  private async removeSocketFile(): Promise<void> {
+    const path = this.path
+    const inode = this.boundInode
+    if (path === undefined || inode === undefined) return
+    this.boundInode = undefined
+    try {
+      const stats = await lstat(path)
+      if (stats.isSocket() && stats.ino === inode) await unlink(path)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.logger.warn({ path, err: error }, 'could not remove the socket file')
+    }
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -169,7 +364,7 @@ export class TcpServer implements AsyncDisposable {
   }
 
   private accept(socket: Socket): void {
-    const peer = formatTarget(socket.remoteAddress ?? '?', socket.remotePort ?? 0)
+    const peer = this.peerOf(socket)
     socket.on('error', (error) => logDebug(this.logger, () => [{ peer, err: error }, 'socket error']))
     if (this.closing !== undefined || this.sockets.size >= this.maxConnections) {
       this.logger.warn({ peer, maxConnections: this.maxConnections }, 'connection refused: server at maxConnections or closing')
@@ -274,6 +469,11 @@ export class TcpServer implements AsyncDisposable {
     filter?.open?.()
     void serveConnection(stream, this.handler, conn, this.logger, { requestTimeout: this.requestTimeout })
   }
+}
+
+/** A Linux abstract socket name (leading NUL): no file on disk. */
+function isAbstract(path: string): boolean {
+  return path.startsWith('\0')
 }
 
 /**

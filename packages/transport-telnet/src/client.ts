@@ -3,7 +3,7 @@ import type { AbortOptions, ByteStream, TransportClient, TransportClientSession 
 import { telnetClientFilter, type TelnetClientFilterOptions } from './filter.js'
 
 /** Options for {@link TelnetClient}: the TCP options plus the Telnet ones. */
-export interface TelnetClientOptions extends TcpClientOptions, Omit<TelnetClientFilterOptions, 'mode'> {
+export interface TelnetClientOptions extends Omit<TcpClientOptions, 'filter'>, Omit<TelnetClientFilterOptions, 'mode'> {
   /**
    * `'plain'` (default): a line protocol over Telnet (SCPI ports, serial-device servers); the
    * session carries data bytes only, all 256 values. `'login'`: a CLI-style device; `connect()`

@@ -8,7 +8,7 @@
  */
 import { Duplex } from 'node:stream'
 import { Telnet } from 'telnet-client'
-import { ConnectionError, TimeoutError, abortErrorFrom, type AbortOptions } from '@labwire/core'
+import { ConnectionError, LabwireError, TimeoutError, abortErrorFrom, type AbortOptions } from '@labwire/core'
 
 /** What the login dialogue looks for and answers with. */
 export interface LoginOptions {
@@ -92,6 +92,8 @@ class LoginChannel extends Duplex {
 }
 
 const SEEN_LIMIT = 512
+/** How long telnet-client listens per call before labwire looks again (its timer cannot be cancelled). */
+const WINDOW_MS = 250
 
 /**
  * One connection's login dialogue. Feed it the device's data bytes with {@link LoginDialogue.feed};
@@ -152,7 +154,6 @@ export class LoginDialogue {
     const failed = toRegExp(o.failedLoginMatch ?? DEFAULT_FAILED_LOGIN)
     const any = new AnyOf([failed, shell, password, login])
     const limit = o.loginTimeout ?? 10_000
-    const deadline = performance.now() + limit
     const signal = options?.signal
     if (signal?.aborted === true) throw abortErrorFrom(signal, `login to ${this.target}`)
     if (this.closedReason !== undefined) throw this.closedReason
@@ -174,24 +175,28 @@ export class LoginDialogue {
     this.onClosed = (error) => stop?.(error)
     if (this.closedReason !== undefined) stop?.(this.closedReason)
     try {
+      /**
+       * Send `send`, then collect what the device says until one of the patterns matches. telnet-client
+       * listens in short windows (so its timer never outlives the dialogue by more than one window);
+       * labwire's own timer ends the whole dialogue at the deadline.
+       */
       const step = async (send: string): Promise<string> => {
-        // labwire's own timer (below) ends the dialogue at the deadline; telnet-client's is a backstop.
-        const remaining = Math.max(1, Math.round(deadline - performance.now())) + 1000
-        // telnet-client's write() starts listening before it returns; only then is held data released to it.
-        const reply = this.telnet.write(send, { waitFor: any, sendTimeout: remaining })
-        this.active = true
-        for (const chunk of this.held) this.channel.push(chunk)
-        this.held = []
-        try {
-          return await Promise.race([reply, stopped])
-        } catch (error) {
-          // telnet-client rejects with a plain Error ("response not received") when nothing came.
-          if (error instanceof Error && !(error instanceof ConnectionError) && error.name === 'Error') {
-            throw this.error('no-prompt', `no prompt within ${limit} ms`, error)
+        let text = ''
+        for (let first = true; ; first = false) {
+          // telnet-client's write() starts listening before it returns; only then is held data released to it.
+          const reply = this.telnet.write(first ? send : '', { waitFor: any, sendTimeout: WINDOW_MS })
+          this.active = true
+          for (const chunk of this.held) this.channel.push(chunk)
+          this.held = []
+          try {
+            text += await Promise.race([reply, stopped])
+            if (any.test(text)) return text
+          } catch (error) {
+            // A plain Error from telnet-client ("response not received"): nothing came in this window.
+            if (!(error instanceof Error) || error instanceof LabwireError || error.name !== 'Error') throw error
+          } finally {
+            this.active = false
           }
-          throw error
-        } finally {
-          this.active = false
         }
       }
       let sentUser = false

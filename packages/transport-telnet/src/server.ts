@@ -3,7 +3,7 @@ import { NEED_MORE, toBytes, toHandlerFunction, type AbortOptions, type Buffered
 import { telnetServerFilter, type TelnetServerFilterOptions } from './filter.js'
 
 /** Options for {@link TelnetServer}: those of `TcpServer` plus banner, prompt and the subnegotiation limit. */
-export interface TelnetServerOptions extends TcpServerOptions, TelnetServerFilterOptions {}
+export interface TelnetServerOptions extends Omit<TcpServerOptions, 'filter'>, TelnetServerFilterOptions {}
 
 /**
  * A Telnet server for simulators: `TcpServer` (same concurrency, `close()`, `idleTimeout`,

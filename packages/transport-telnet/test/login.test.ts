@@ -2,7 +2,10 @@
  * Login mode and plain-mode edge cases against scripted devices on 127.0.0.1 (node:net servers
  * speaking Telnet through labwire's codec), and prompt stripping.
  */
+import { spawn } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net'
+import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import { AbortError, TimeoutError, toText } from '@labwire/core'
 import { SentinelBytesMarshaller } from '@labwire/marshallers'
@@ -207,5 +210,24 @@ describe('PromptStripper', () => {
     feed('42')
     feed('\r\nsw1# ')
     expect(out.join('')).toBe('Version 1.2\r\n42\r\n')
+  })
+})
+
+describe('examples/transport-telnet.ts', () => {
+  const root = fileURLToPath(new URL('../../../', import.meta.url))
+  it('is the README block verbatim', () => {
+    const readme = readFileSync(`${root}packages/transport-telnet/README.md`, 'utf8')
+    const block = /<!-- example: examples\/transport-telnet\.ts -->\r?\n```ts\r?\n([\s\S]*?)```/.exec(readme)?.[1]
+    expect(block).toBe(readFileSync(`${root}examples/transport-telnet.ts`, 'utf8'))
+  })
+
+  const built = `${root}examples/dist/transport-telnet.js`
+  it.skipIf(!existsSync(built))('runs (built by pnpm build) and prints the answers', async () => {
+    const child = spawn(process.execPath, [built], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')))
+    const code = await within(new Promise<number | null>((resolve) => child.once('exit', resolve)), 15_000, 'example exit')
+    expect(code).toBe(0)
+    expect(out).toBe('labwire,SIM-DMM,0001,0.1.0\nERR VOLT?\n')
   })
 })

@@ -70,7 +70,7 @@ function run(command: string, args: string[]): { child: ChildProcessWithoutNullS
 const hex = (...parts: (number[] | string)[]): string =>
   parts.map((part) => (typeof part === 'string' ? Buffer.from(part, 'latin1') : Buffer.from(part)).toString('hex')).join('')
 
-describe.skipIf(!python)('Python negotiating server (DO TTYPE, WILL ECHO, SB TTYPE SEND, login prompt) → TelnetClient', () => {
+describe.skipIf(!python)('Python negotiating server (DO TTYPE, WILL ECHO, DO NAWS, SB TTYPE SEND, login prompt) → TelnetClient', () => {
   it('logs in without a loop and sends back exactly the expected bytes; the prompt is stripped from the reply', async () => {
     const server = run('python3', ['-W', 'ignore', `${PEERS}negotiating_server.py`])
     const { port } = (await server.json(0)) as { port: number }
@@ -87,6 +87,8 @@ describe.skipIf(!python)('Python negotiating server (DO TTYPE, WILL ECHO, SB TTY
         [255, 251, 0, 255, 253, 0], // WILL BINARY, DO BINARY (our opening; the server refuses both, and we say nothing more)
         [255, 251, 24], // WILL TTYPE (answer to DO TTYPE)
         [255, 253, 1], // DO ECHO (answer to WILL ECHO)
+        [255, 251, 31], // WILL NAWS (answer to DO NAWS)…
+        [255, 250, 31, 0, 80, 0, 24, 255, 240], // …and SB NAWS 80 × 24 SE
         [255, 250, 24, 0], 'UNKNOWN', [255, 240], // SB TTYPE IS "UNKNOWN" SE (answer to SB TTYPE SEND)
         'lab\r\n', 's3cret\r\n', // the login dialogue (telnet-client, through labwire's encoder)
         '*IDN?\n', // the request, unchanged

@@ -368,3 +368,26 @@ it(`telnet: ${CYCLES} connect / sendReceive / close cycles (${CONCURRENCY} at a 
     await server.close()
   }
 })
+
+describe('telnet: backpressure', () => {
+  it('a server whose handler stalls stops reading: the client cannot push 64 MiB through, and sees ConnectionError once the server closes', async () => {
+    const logger = new RecordingLogger()
+    const server = track(new TelnetServer({ port: 0, bufferSize: 64 * KiB, logger, callback: () => new Promise<undefined>(() => undefined) }))
+    const { port } = await server.listen()
+    const session = track(await new TelnetClient({ host: '127.0.0.1', port }).connect({ signal: AbortSignal.timeout(5_000) }))
+    const chunk = new Uint8Array(64 * KiB).fill(0x61)
+    let written = 0
+    const writing = (async () => {
+      while (written < 64 * MiB) {
+        await session.write(chunk)
+        written += chunk.length
+      }
+    })()
+    const outcome = await Promise.race([writing.then(() => 'finished' as const, () => 'failed' as const), new Promise<'stalled'>((resolve) => setTimeout(() => resolve('stalled'), 1_000))])
+    expect(outcome).toBe('stalled')
+    // What was accepted fits in the server's buffer plus the kernel's socket buffers, far from 64 MiB.
+    expect(written).toBeLessThan(32 * MiB)
+    await server.close()
+    expect(await rejectionOf(writing)).toBeInstanceOf(ConnectionError)
+  })
+})

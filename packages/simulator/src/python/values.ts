@@ -39,6 +39,7 @@ export function pyTypeName(value: PyValue): string {
 }
 
 // Python's str.strip() with no argument strips whitespace; this covers ASCII and the common Unicode spaces.
+// eslint-disable-next-line no-control-regex -- Python's str.strip() removes the ASCII separators too
 const PY_SPACE = /^[\s\u001c-\u001f\u0085]+|[\s\u001c-\u001f\u0085]+$/g
 
 const INT_LITERAL = /^[+-]?\d(?:_?\d)*$/

@@ -5,7 +5,6 @@
  * @module
  */
 import { readFile } from 'node:fs/promises'
-import { dirname, resolve } from 'node:path'
 import { throwIfAborted, type AbortOptions, type Logger } from '@labwire/core'
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml'
 import { concatBytes, encodeSamples, ieeeBlock, latin1, sine, utf8, type SampleFormat } from '../bytes.js'
@@ -128,7 +127,8 @@ export async function loadDevice(file: string, options: LoadDeviceOptions = {}):
   let name = options.device
   let resource: ResourceEntry | undefined
   if (name !== undefined && !loaded.devices.has(name)) {
-    resource = loaded.resources.find((r) => r.name === name)
+    const wanted = resourceKey(name)
+    resource = loaded.resources.find((r) => r.name === name) ?? loaded.resources.find((r) => resourceKey(r.name) === wanted)
     if (resource === undefined) throw new RangeError(`${file}: no device or resource named '${name}'; devices: ${[...loaded.devices.keys()].join(', ')}`)
     name = resource.device
   }
@@ -146,10 +146,24 @@ export async function loadDevice(file: string, options: LoadDeviceOptions = {}):
   })
 }
 
+/** A loose canonical form of a VISA resource name: case, board 0 and `inst0` do not matter. */
+function resourceKey(name: string): string {
+  return name
+    .trim()
+    .toUpperCase()
+    .replace(/^([A-Z]+)0?::/, '$1::')
+    .replace(/::INST0::INSTR$/, '::INSTR')
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reading and validating
 
 type Plain = string | Plain[] | { [key: string]: Plain }
+
+function scalarText(value: unknown): string {
+  if (value === null || value === undefined) return ''
+  return typeof value === 'string' ? value : JSON.stringify(value)
+}
 
 class Reader {
   constructor(
@@ -166,7 +180,7 @@ class Reader {
 
   plain(node: Node | null | undefined): Plain {
     if (node === null || node === undefined) return ''
-    if (isScalar(node)) return node.value === null || node.value === undefined ? '' : String(node.value as unknown)
+    if (isScalar(node)) return scalarText(node.value)
     if (isSeq(node)) return node.items.map((item) => this.plain(item as Node))
     if (isMap(node)) {
       const out: Record<string, Plain> = {}
@@ -178,7 +192,7 @@ class Reader {
   }
 
   keyOf(node: Node | null | undefined): string {
-    if (isScalar(node)) return String(node.value as unknown)
+    if (isScalar(node)) return String(node.value)
     return JSON.stringify(this.plain(node))
   }
 
@@ -218,7 +232,7 @@ class Reader {
     const target = this.deref(node)
     if (target === null || target === undefined) return ''
     if (!isScalar(target)) this.fail(node, field, 'expected a string')
-    return target.value === null || target.value === undefined ? '' : String(target.value as unknown)
+    return scalarText(target.value)
   }
 }
 
@@ -290,11 +304,8 @@ function toBytes(text: string, compat: PyvisaSimCompat): Uint8Array {
   }))
 }
 
-const binaryString = (bytes: Uint8Array): string => {
-  let out = ''
-  for (const byte of bytes) out += String.fromCharCode(byte)
-  return out
-}
+/** The bytes as a string of code units 0–255 (a lossless map key). */
+const binaryString = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
 
 type Response = Uint8Array | typeof NO_REPLY
 
@@ -395,7 +406,7 @@ function stripSpaces(text: string): string {
   return text.replace(/^ +| +$/g, '')
 }
 
-function readComponent(r: Reader, node: Node | null, field: string, compat: PyvisaSimCompat): ComponentDef {
+function readComponent(r: Reader, node: Node | null, field: string): ComponentDef {
   const dialogues = r.items(r.get(node, 'dialogues'), `${field}.dialogues`).map((item, i) => {
     const pair = readPair(r, item, `${field}.dialogues[${i}]`, false)
     try {
@@ -434,7 +445,6 @@ function readComponent(r: Reader, node: Node | null, field: string, compat: Pyvi
         r.fail(setterNode, `${pf}.setter.q`, error instanceof Error ? error.message : String(error))
       }
     }
-    void compat
     return def
   })
   return { dialogues, properties }
@@ -543,7 +553,7 @@ function readBlock(r: Reader, node: Node | null, field: string): () => Uint8Arra
   const orderNode = r.get(node, 'byte_order')
   const byteOrder = orderNode === undefined ? 'little' : r.string(orderNode, `${field}.byte_order`)
   if (byteOrder !== 'little' && byteOrder !== 'big') r.fail(orderNode, `${field}.byte_order`, "expected 'little' or 'big'")
-  const encode = { format: format as SampleFormat, byteOrder: byteOrder as 'little' | 'big' }
+  const encode = { format: format as SampleFormat, byteOrder: byteOrder === 'big' ? ('big' as const) : ('little' as const) }
   const valuesNode = r.get(node, 'values')
   if (valuesNode !== undefined) {
     const values = r.items(valuesNode, `${field}.values`).map((item, i) => readNumber(r, item, `${field}.values[${i}]`))
@@ -623,14 +633,14 @@ function buildDefinition(r: Reader, name: string, node: Node | null, compat: Pyv
       queues.push({ q: r.string(q, `${qf}.q`), default: r.string(def, `${qf}.default`), messages })
     })
   }
-  const component = readComponent(r, node, field, compat)
+  const component = readComponent(r, node, field)
   const channels: ChannelDef[] = r.entries(r.get(node, 'channels'), `${field}.channels`).map(({ key, node: chNode }) => {
     const cf = `${field}.channels.${key}`
     if (!isMap(chNode)) r.fail(chNode, cf, 'expected a mapping with ids, can_select, dialogues, properties')
     const ids = r.items(r.get(chNode, 'ids'), `${cf}.ids`).map((item, i) => r.string(item, `${cf}.ids[${i}]`))
     const canSelectNode = r.get(chNode, 'can_select')
     const canSelect = !(canSelectNode !== undefined && r.string(canSelectNode, `${cf}.can_select`) === 'False')
-    return { name: key, ids, canSelect, ...readComponent(r, chNode, cf, compat) }
+    return { name: key, ids, canSelect, ...readComponent(r, chNode, cf) }
   })
   if (channels.some((c) => !c.canSelect) && !component.properties.some((p) => p.name === 'selected_channel')) {
     const bad = channels.find((c) => !c.canSelect)
@@ -756,7 +766,8 @@ function createDevice(input: BuildInput, options: CreateDeviceOptions): Device<P
 
   const dialogueResponse = (value: Response): Response => {
     if (compat === '0.7' && value !== NO_REPLY) {
-      const text = new TextDecoder().decode(value)
+      // pyvisa-sim 0.6+ decodes every dialogue reply as UTF-8 to look for RANDOM: raw bytes that are not UTF-8 raise there.
+      const text = new TextDecoder('utf-8', { fatal: true }).decode(value)
       if (text.includes('RANDOM')) return utf8(randomResponse(text))
     }
     return value
@@ -872,7 +883,8 @@ function createDevice(input: BuildInput, options: CreateDeviceOptions): Device<P
   })
   commands.push({
     label: 'setters',
-    run: (query) => {
+    run: (_query, raw) => {
+      const query = strictUtf8(raw)
       for (const setter of setters) {
         let value: PyValue
         try {
@@ -927,7 +939,7 @@ function createDevice(input: BuildInput, options: CreateDeviceOptions): Device<P
       dialogues: new Map(chDialogues.map((d) => [defaultKey(d.q), d.r])),
       getters: new Map(chGetters.map((g) => [defaultKey(g.q), { prop: g.prop, r: g.r }])),
     }
-    const match = (query: string, raw: Uint8Array): Response | undefined => {
+    const match = (raw: Uint8Array): Response | undefined => {
       const key = binaryString(raw)
       if (!def.canSelect) {
         const selectedProp = properties.get('selected_channel')
@@ -949,6 +961,7 @@ function createDevice(input: BuildInput, options: CreateDeviceOptions): Device<P
           if (g !== undefined) return getterResponse(g.r, g.prop.get())
         }
       }
+      const query = strictUtf8(raw)
       for (const setter of chSetters) {
         let parsed: PyValue
         try {
@@ -980,9 +993,9 @@ function createDevice(input: BuildInput, options: CreateDeviceOptions): Device<P
   if (channelStates.length > 0) {
     commands.push({
       label: 'channels',
-      run: (query, raw) => {
+      run: (_query, raw) => {
         for (const ch of channelStates) {
-          const out = ch.match(query, raw)
+          const out = ch.match(raw)
           // pyvisa-sim tests `if response:` here: an empty reply counts as no match.
           if (out !== undefined && (out === NO_REPLY || out.length > 0)) return out
         }
@@ -1010,6 +1023,17 @@ function createDevice(input: BuildInput, options: CreateDeviceOptions): Device<P
   for (const fault of input.labwire.faults) device.faults.add(fault)
   if (input.labwire.login !== undefined) device.login = input.labwire.login
   return device
+}
+
+const strictDecoder = new TextDecoder('utf-8', { fatal: true })
+
+/** `query.decode('utf-8')` as pyvisa-sim does before matching setters: bytes that are not UTF-8 raise. */
+function strictUtf8(raw: Uint8Array): string {
+  try {
+    return strictDecoder.decode(raw)
+  } catch {
+    throw new PyException('ValueError', "UnicodeDecodeError: 'utf-8' codec can't decode the query")
+  }
 }
 
 function jsonToPy(value: unknown): PyValue {

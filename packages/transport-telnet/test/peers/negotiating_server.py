@@ -1,6 +1,6 @@
 """A negotiating Telnet server for labwire's client tests (Python stdlib only: socket + telnetlib's constants).
 
-On connect it sends DO TTYPE, WILL ECHO, SB TTYPE SEND SE and a login prompt, refuses BINARY,
+On connect it sends DO TTYPE, WILL ECHO, DO NAWS, SB TTYPE SEND SE and a login prompt, refuses BINARY,
 asks for a login and password, shows a shell prompt, answers one command, and closes. It prints
 one JSON line on stdout first ({"port": N}) and, at the end, one with every byte the client sent
 (hex) so the test can assert them exactly.
@@ -12,7 +12,7 @@ import warnings
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    from telnetlib import BINARY, DO, DONT, ECHO, IAC, SB, SE, TTYPE, WILL, WONT
+    from telnetlib import BINARY, DO, DONT, ECHO, IAC, NAWS, SB, SE, TTYPE, WILL, WONT
 
 USER, PASSWORD = b"lab", b"s3cret"
 mode = sys.argv[1] if len(sys.argv) > 1 else "ok"
@@ -69,7 +69,7 @@ def read_line():
 
 
 try:
-    conn.sendall(IAC + DO + TTYPE + IAC + WILL + ECHO + IAC + SB + TTYPE + b"\x01" + IAC + SE + b"Welcome to the bench PSU\r\nlogin: ")
+    conn.sendall(IAC + DO + TTYPE + IAC + WILL + ECHO + IAC + DO + NAWS + IAC + SB + TTYPE + b"\x01" + IAC + SE + b"Welcome to the bench PSU\r\nlogin: ")
     user = read_line()
     conn.sendall(user + b"Password: ")  # echo the name (we said WILL ECHO), not the password
     password = read_line()

@@ -1,0 +1,153 @@
+import type { Readable, Writable } from 'node:stream'
+import {
+  ByteStream,
+  ConnectionError,
+  checkCount,
+  logDebug,
+  serveConnection,
+  silentLogger,
+  throwIfAborted,
+  toHandlerFunction,
+  type AbortOptions,
+  type ByteHandler,
+  type Logger,
+  type ServedConnection,
+} from '@labwire/core'
+
+/** Options for {@link StdioServer}. */
+export interface StdioServerOptions {
+  /** Called per request with the connection's byte stream; an `ApplicationServer` fits. */
+  callback: ByteHandler
+  /** Where requests come from. Default `process.stdin`. */
+  input?: Readable
+  /** Where replies go. Default `process.stdout`: nothing else may write there (a logger must write to stderr). */
+  output?: Writable
+  /** Unread bytes buffered before `input` is paused (backpressure). Default 64 KiB. */
+  bufferSize?: number
+  logger?: Logger
+  /** Name of the peer in logs and errors. Default `'stdio'`. */
+  peer?: string
+}
+
+/**
+ * Serves one connection on a pair of streams, by default the process's own stdin and stdout
+ * (inetd style: the process *is* the connection). Requests are handled in order; the connection
+ * ends when the input ends, when the callback throws (logged), or on `close()`.
+ *
+ * `labwire sim --stdio` serves a simulated device this way, and {@link ChildProcessClient} talks
+ * to such a process over its pipes.
+ *
+ * @example
+ * ```ts
+ * const server = new StdioServer({ callback: device })
+ * await server.serve() // until stdin ends
+ * ```
+ */
+export class StdioServer implements AsyncDisposable {
+  private readonly handler
+  private readonly input: Readable
+  private readonly output: Writable
+  private readonly bufferSize: number
+  private readonly logger: Logger
+  private readonly peer: string
+  private serving: Promise<void> | undefined
+  private stop: (() => void) | undefined
+  private closed = false
+
+  constructor(options: StdioServerOptions) {
+    this.handler = toHandlerFunction(options.callback)
+    this.input = options.input ?? process.stdin
+    this.output = options.output ?? process.stdout
+    this.bufferSize = checkCount('StdioServer', 'bufferSize', options.bufferSize ?? 64 * 1024)
+    this.logger = options.logger ?? silentLogger
+    this.peer = options.peer ?? 'stdio'
+  }
+
+  /**
+   * Serve the connection. Resolves when it is over (input ended, callback failed, or `close()`);
+   * never rejects once started. Calling it again returns the same promise. Rejects with
+   * `ConnectionError` after `close()`, `AbortError` if the signal is already aborted.
+   */
+  serve(options?: AbortOptions): Promise<void> {
+    try {
+      throwIfAborted(options)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    if (this.serving !== undefined) return this.serving
+    if (this.closed) return Promise.reject(new ConnectionError(`StdioServer (${this.peer}) is closed`))
+    const { input, output, peer } = this
+    const stream = new ByteStream(undefined, { highWaterMark: this.bufferSize, onPause: () => input.pause(), onResume: () => input.resume(), label: peer })
+    const onData = (chunk: Buffer | string): void => stream.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk)
+    const onEnd = (): void => stream.end()
+    const onInputError = (error: Error): void => stream.fail(new ConnectionError(`${peer}: input failed: ${error.message}`, { cause: error }))
+    let outputBroken = false
+    const onOutputError = (error: Error): void => {
+      outputBroken = true
+      logDebug(this.logger, () => [{ peer, err: error }, 'output failed'])
+      stream.fail(new ConnectionError(`${peer}: output failed: ${error.message}`, { cause: error }))
+    }
+    input.on('data', onData)
+    input.on('end', onEnd)
+    input.on('close', onEnd)
+    input.on('error', onInputError)
+    output.on('error', onOutputError)
+    let ended = false
+    const conn: ServedConnection = {
+      peer,
+      busy: false,
+      write(bytes) {
+        if (ended || outputBroken || output.destroyed || !output.writable) return undefined
+        if (output.write(bytes)) return undefined
+        return new Promise<void>((resolve) => {
+          const done = (): void => {
+            output.off('drain', done)
+            output.off('close', done)
+            output.off('error', done)
+            resolve()
+          }
+          output.on('drain', done)
+          output.on('close', done)
+          output.on('error', done)
+        })
+      },
+      flush: () => undefined,
+      close: () => {
+        if (ended) return
+        ended = true
+        stream.end()
+        input.off('data', onData)
+        input.off('end', onEnd)
+        input.off('close', onEnd)
+        input.off('error', onInputError)
+        input.pause()
+        // Our own stdin would keep the process alive: let go of it. Other inputs belong to the caller.
+        if (input === process.stdin) input.destroy()
+        // process.stdout cannot be ended; the peer sees the end when this process exits.
+        if (output !== process.stdout && output !== process.stderr && !outputBroken) output.end()
+        output.off('error', onOutputError)
+        output.on('error', () => undefined)
+      },
+    }
+    this.stop = () => conn.close()
+    logDebug(this.logger, () => [{ peer }, 'serving on stdio'])
+    this.serving = serveConnection(stream, this.handler, conn, this.logger)
+    input.resume()
+    return this.serving
+  }
+
+  /**
+   * End the connection: stop reading, end the output (unless it is `process.stdout`, which ends
+   * when the process exits). Resolves at once; a callback still running is abandoned and its reply
+   * is not written. `serve()` resolves when the loop has finished. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closed = true
+    this.stop?.()
+    return Promise.resolve()
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close()
+  }
+}
