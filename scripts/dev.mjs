@@ -1,15 +1,27 @@
 #!/usr/bin/env node
 // The two-command quick start: `npm run demo` and `npm test` both land here.
 //
-//   node scripts/dev.mjs demo            build, then run the demo (examples/dist/demo.js)
-//   node scripts/dev.mjs test [args…]    build, lint, typecheck, then `vitest run [args…]`
+//   node scripts/dev.mjs demo            build if the sources changed, then run the demo (examples/dist/demo.js)
+//   node scripts/dev.mjs test [args…]    build (always), lint, typecheck, then `vitest run [args…]`
 //
 // Needs only Node >= 20.10 and npm. If pnpm (>= 10) is not on PATH, this script runs itself
 // again under `npx --yes --package pnpm@<version>`, which puts pnpm on PATH for every nested
 // script. It runs `pnpm install --frozen-lockfile` when node_modules is missing or was installed
 // from a different lockfile.
+//
+// Install, build, lint and typecheck print one line each; their own output is shown only when
+// they fail. vitest prints its summary as usual.
+//
+// "The sources changed" means: the fingerprint (path, size, mtime) of every build input differs
+// from the one recorded in node_modules/.cache/labwire-build.json by the last successful build
+// made here, or a package's dist/ or examples/dist/ is missing. Build inputs are everything under
+// packages/*/src, each package's package.json, tsconfig.json and tsup.config.ts (packages/* is
+// listed afresh on every run, so new packages count), examples/*.ts, the root package.json,
+// tsconfig files and the lockfile. `pnpm build` run by hand does not record a fingerprint, so
+// the next demo builds once more.
 import { spawnSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -71,7 +83,16 @@ function pnpmMajor() {
   return Number(result.stdout.trim().split('.')[0]) || 0
 }
 
-if (pnpmMajor() < 10) {
+/**
+ * Make sure pnpm >= 10 is on PATH before the first step that needs it; if it is not, run this
+ * script again through npx (which puts pnpm on PATH) and exit with its status. Called lazily: a
+ * demo whose build is up to date needs no pnpm, and spawning it costs a second or two.
+ */
+let pnpmChecked = false
+function ensurePnpm() {
+  if (pnpmChecked) return
+  pnpmChecked = true
+  if (pnpmMajor() >= 10) return
   if (process.env[BOOTSTRAP_ENV] === '1') {
     console.error(`pnpm ${PNPM_VERSION} was fetched with npx but is still not on PATH; install it with: npm i -g pnpm@${PNPM_VERSION}`)
     process.exit(1)
@@ -87,17 +108,79 @@ if (pnpmMajor() < 10) {
 const lockfile = join(root, 'pnpm-lock.yaml')
 const installed = join(root, 'node_modules', '.pnpm', 'lock.yaml')
 if (!existsSync(installed) || readFileSync(installed, 'utf8') !== readFileSync(lockfile, 'utf8')) {
-  step('pnpm install --frozen-lockfile', 'pnpm', ['install', '--frozen-lockfile', '--config.confirmModulesPurge=false'])
+  ensurePnpm()
+  const first = existsSync(join(root, 'node_modules')) ? '' : '; the first run downloads the dependencies'
+  step(`pnpm install --frozen-lockfile${first}`, 'pnpm', ['install', '--frozen-lockfile', '--config.confirmModulesPurge=false'], {
+    quiet: true,
+  })
+}
+
+/** Every build input's path, size and mtime, hashed; new packages/* directories are found here. */
+function sourceFingerprint() {
+  const files = []
+  const add = (path) => {
+    if (existsSync(join(root, path))) files.push(path)
+  }
+  const walk = (dir) => {
+    for (const entry of readdirSync(join(root, dir), { withFileTypes: true })) {
+      const path = `${dir}/${entry.name}`
+      if (entry.isDirectory()) walk(path)
+      else if (entry.isFile()) files.push(path)
+    }
+  }
+  for (const entry of readdirSync(join(root, 'packages'), { withFileTypes: true })) {
+    if (!entry.isDirectory()) continue
+    const dir = `packages/${entry.name}`
+    if (existsSync(join(root, dir, 'src'))) walk(`${dir}/src`)
+    for (const name of ['package.json', 'tsconfig.json', 'tsup.config.ts']) add(`${dir}/${name}`)
+  }
+  for (const name of readdirSync(join(root, 'examples'))) if (name.endsWith('.ts')) add(`examples/${name}`)
+  for (const name of ['package.json', 'pnpm-lock.yaml', 'pnpm-workspace.yaml', 'tsconfig.json', 'tsconfig.base.json']) add(name)
+  const hash = createHash('sha256')
+  for (const path of files.sort()) {
+    const { size, mtimeMs } = statSync(join(root, path))
+    hash.update(`${path}\0${size}\0${mtimeMs}\n`)
+  }
+  return hash.digest('hex')
+}
+
+/** True when every package has its dist/index.js and .d.ts, and the examples are built. */
+function outputsPresent() {
+  for (const entry of readdirSync(join(root, 'packages'), { withFileTypes: true })) {
+    const dir = join(root, 'packages', entry.name)
+    if (!entry.isDirectory() || !existsSync(join(dir, 'package.json'))) continue
+    if (!existsSync(join(dir, 'dist', 'index.js')) || !existsSync(join(dir, 'dist', 'index.d.ts'))) return false
+  }
+  return existsSync(join(root, 'examples', 'dist', 'demo.js'))
+}
+
+const buildStamp = join(root, 'node_modules', '.cache', 'labwire-build.json')
+
+/** Build quietly and record the fingerprint the build started from (a change made meanwhile makes it stale). */
+function build() {
+  ensurePnpm()
+  const fingerprint = sourceFingerprint()
+  step('pnpm run build', 'pnpm', ['run', 'build'], { quiet: true })
+  mkdirSync(dirname(buildStamp), { recursive: true })
+  writeFileSync(buildStamp, `${JSON.stringify({ fingerprint, builtAt: new Date().toISOString() })}\n`)
 }
 
 if (task === 'demo') {
-  step('pnpm run build', 'pnpm', ['run', 'build'], { quiet: true })
+  let recorded
+  try {
+    recorded = JSON.parse(readFileSync(buildStamp, 'utf8')).fingerprint
+  } catch {
+    recorded = undefined
+  }
+  if (recorded === sourceFingerprint() && outputsPresent()) console.error('▶ build is up to date (sources unchanged)')
+  else build()
   process.exit(run('node', [join('examples', 'dist', 'demo.js')]))
 }
 
-step('pnpm run build', 'pnpm', ['run', 'build'])
-step('pnpm run lint', 'pnpm', ['run', 'lint'])
-step('pnpm run typecheck', 'pnpm', ['run', 'typecheck'])
+// CI runs this: always a fresh build, never a recorded one.
+build()
+step('pnpm run lint', 'pnpm', ['run', 'lint'], { quiet: true })
+step('pnpm run typecheck', 'pnpm', ['run', 'typecheck'], { quiet: true })
 // vitest's own summary is for people; a JSON report beside it gives the plain closing count line
 // ("vitest: N passed, N failed, N skipped") that CI tooling reads.
 const report = join(root, 'node_modules', '.cache', 'vitest-report.json')

@@ -94,8 +94,8 @@ describe('the package README examples run', () => {
   }
 })
 
-describe('the README examples: simulator.ts and client.ts', () => {
-  it('the client queries the simulator over TCP; the simulator stops on SIGINT', async () => {
+describe('the README examples: simulator.ts, client.ts and client.mjs', () => {
+  it('both clients query the simulator over TCP; the simulator stops on SIGINT', async () => {
     const file = built('simulator')
     if (!existsSync(file)) throw new Error(`${file} is missing: run \`pnpm build\` first (\`npm test\` does)`)
     const simulator = spawn(process.execPath, [file, '0'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -118,6 +118,14 @@ describe('the README examples: simulator.ts and client.ts', () => {
       })
       const client = await runExample('client', ['127.0.0.1', port])
       expect(client).toEqual({ code: 0, signal: null, stdout: 'ACME,Model 1,0001,1.0\n1.500\n', stderr: '' })
+      // The README's plain-JavaScript form (try/finally instead of `await using`) runs as it is, uncompiled.
+      const plain = spawn(process.execPath, [`${root}/examples/client.mjs`, '127.0.0.1', port], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+      expect(await exited(plain, AbortSignal.timeout(15_000))).toEqual({
+        code: 0,
+        signal: null,
+        stdout: 'ACME,Model 1,0001,1.0\n1.500\n',
+        stderr: '',
+      })
     } finally {
       simulator.kill('SIGINT')
     }

@@ -11,18 +11,20 @@ import { ScpiPsu, startScpiPsu } from '../examples/scpi-psu.js'
 const root = fileURLToPath(new URL('..', import.meta.url))
 const read = (path: string): string => readFileSync(join(root, path), 'utf8')
 
-/** Code blocks marked `<!-- example: path -->` in a Markdown file, by path. */
+/** Code blocks marked `<!-- example: path -->` in a Markdown file, by path (```ts for .ts files, ```js for .mjs). */
 function markedExamples(markdown: string): Map<string, string> {
   const blocks = new Map<string, string>()
-  for (const match of markdown.matchAll(/<!-- example: (\S+) -->\r?\n```ts\r?\n([\s\S]*?)```/g)) {
-    blocks.set(match[1] as string, match[2] as string)
+  for (const match of markdown.matchAll(/<!-- example: (\S+) -->\r?\n```(ts|js)\r?\n([\s\S]*?)```/g)) {
+    const [, path, language] = match as unknown as [string, string, string, string]
+    expect(language, `the block for ${path} is fenced as ${language}`).toBe(path.endsWith('.ts') ? 'ts' : 'js')
+    blocks.set(path, match[3] as string)
   }
   return blocks
 }
 
 describe('README code blocks are the example files, verbatim', () => {
   const cases: [readme: string, examples: string[]][] = [
-    ['README.md', ['examples/client.ts', 'examples/simulator.ts']],
+    ['README.md', ['examples/client.ts', 'examples/client.mjs', 'examples/simulator.ts']],
     ['packages/core/README.md', ['examples/core.ts']],
     ['packages/marshallers/README.md', ['examples/marshallers.ts']],
     ['packages/application/README.md', ['examples/application.ts']],

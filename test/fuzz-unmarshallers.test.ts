@@ -7,7 +7,7 @@
 import fc from 'fast-check'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { ConnectionClosedError, ConnectionError, FrameTooLargeError, LabwireError } from '@labwire/core'
-import { FixedLengthBytesMarshaller, SentinelBytesMarshaller, type BytesMarshaller } from '@labwire/marshallers'
+import { DelimitedBytesMarshaller, FixedLengthBytesMarshaller, SentinelBytesMarshaller, StartStopBytesMarshaller, type BytesMarshaller } from '@labwire/marshallers'
 import { chunksOf, utf8 } from './helpers/chunks.js'
 
 type Ending = 'end' | 'raw-error' | 'type-error'
@@ -63,6 +63,65 @@ function sentinelCase(sentinel: Uint8Array, maxLength: number, label: string): C
   }
 }
 
+/** Several delimiters: the earliest start wins, ties go to the one listed first; at the end of the stream nothing more can arrive. */
+function delimitedCase(delimiters: readonly Uint8Array[], maxLength: number, label: string): Case {
+  const longest = Math.max(...delimiters.map((d) => d.length))
+  return {
+    name: `DelimitedBytesMarshaller(${label}, { maxLength: ${maxLength} })`,
+    create: () => new DelimitedBytesMarshaller(delimiters, { maxLength }),
+    alphabet: delimiters.flatMap((d) => [...d]),
+    model(bytes, ending) {
+      const out: Outcome[] = []
+      let pos = 0
+      for (;;) {
+        let best = -1
+        let length = 0
+        for (const d of delimiters) {
+          const i = indexOf(bytes, d, pos)
+          if (i >= 0 && (best < 0 || i < best)) {
+            best = i
+            length = d.length
+          }
+        }
+        if (best >= 0) {
+          if (best - pos > maxLength) return [...out, { kind: 'too-large' }]
+          out.push({ kind: 'payload', bytes: bytes.slice(pos, best) })
+          pos = best + length
+          continue
+        }
+        if (bytes.length - pos - longest + 1 > maxLength) return [...out, { kind: 'too-large' }]
+        return [...out, endOfStream(bytes.slice(pos), ending)]
+      }
+    },
+  }
+}
+
+/** STX…ETX with junk before the start marker discarded (one-byte markers). */
+function startStopCase(start: number, stop: number, maxLength: number): Case {
+  return {
+    name: `StartStopBytesMarshaller(0x${start.toString(16)}, 0x${stop.toString(16)}, { maxLength: ${maxLength} })`,
+    create: () => new StartStopBytesMarshaller(Uint8Array.of(start), Uint8Array.of(stop), { maxLength }),
+    alphabet: [start, stop],
+    model(bytes, ending) {
+      const out: Outcome[] = []
+      let pos = 0
+      for (;;) {
+        const s = bytes.indexOf(start, pos)
+        if (s < 0) return [...out, endOfStream(new Uint8Array(0), ending)]
+        const e = bytes.indexOf(stop, s + 1)
+        if (e >= 0) {
+          if (e - s - 1 > maxLength) return [...out, { kind: 'too-large' }]
+          out.push({ kind: 'payload', bytes: bytes.slice(s + 1, e) })
+          pos = e + 1
+          continue
+        }
+        if (bytes.length - s - 1 > maxLength) return [...out, { kind: 'too-large' }]
+        return [...out, endOfStream(bytes.slice(s), ending)]
+      }
+    },
+  }
+}
+
 function fixedCase(length: number): Case {
   return {
     name: `FixedLengthBytesMarshaller(${length})`,
@@ -83,6 +142,9 @@ const cases: Case[] = [
   sentinelCase(utf8('aab'), 5, "'aab'"),
   sentinelCase(new Uint8Array([0xde, 0xad, 0xbe, 0xef]), 8, '0xdeadbeef'),
   sentinelCase(new Uint8Array([0x00]), 0, '0x00'),
+  delimitedCase([utf8('\r\n'), utf8('\n')], 5, "['\\r\\n', '\\n']"),
+  delimitedCase([utf8('ab'), utf8('b'), utf8('bc')], 4, "['ab', 'b', 'bc']"),
+  startStopCase(0x02, 0x03, 4),
   fixedCase(1),
   fixedCase(3),
   fixedCase(7),

@@ -42,6 +42,7 @@ marshallerCompliance({
   create: () => new SentinelBytesMarshaller('\n'),
   samplePayloads: [utf8('*IDN?'), utf8(''), utf8('MEAS:VOLT? (@1,2)\r'), new Uint8Array([0, 0xff, 0x0d, 0x0b]), utf8('')],
   payload: payloadWithout(utf8('\n')),
+  oversize: () => ({ marshaller: new SentinelBytesMarshaller('\n', { maxLength: 4 }), wire: utf8('hello\n') }),
 })
 
 marshallerCompliance({
@@ -49,6 +50,7 @@ marshallerCompliance({
   create: () => new SentinelBytesMarshaller('\r\n'),
   samplePayloads: [utf8('hello'), utf8('\r'), utf8('\n\n'), utf8(''), utf8('a\rb\nc\r')],
   payload: payloadWithout(utf8('\r\n')),
+  oversize: () => ({ marshaller: new SentinelBytesMarshaller('\r\n', { maxLength: 4 }), wire: utf8('hello\r\n') }),
 })
 
 marshallerCompliance({
@@ -61,6 +63,8 @@ marshallerCompliance({
     pattern(300, 3),
   ],
   payload: payloadWithout(DEADBEEF),
+  oversize: () => ({ marshaller: new SentinelBytesMarshaller(DEADBEEF, { maxLength: 2 }), wire: concat(utf8('abcdef'), DEADBEEF) }),
+  alphabet: [...DEADBEEF],
 })
 
 for (const length of [1, 16, 10_000]) {

@@ -75,10 +75,12 @@ export function cobsDecode(encoded: Uint8Array): Uint8Array {
     if (code === 0) throw new FramingError(`zero byte inside a COBS frame at offset ${i}`, { recoverable: true })
     const end = i + code
     if (end > n) throw new FramingError(`COBS code 0x${code.toString(16)} at offset ${i} runs past the end of the ${n}-byte frame`, { recoverable: true })
-    for (let k = i + 1; k < end; k++) {
-      const byte = encoded[k] as number
-      if (byte === 0) throw new FramingError(`zero byte inside a COBS frame at offset ${k}`, { recoverable: true })
-      out[o++] = byte
+    if (end - i > 1) {
+      const block = encoded.subarray(i + 1, end)
+      const zero = block.indexOf(0)
+      if (zero >= 0) throw new FramingError(`zero byte inside a COBS frame at offset ${i + 1 + zero}`, { recoverable: true })
+      out.set(block, o)
+      o += block.length
     }
     i = end
     if (code !== 0xff && i < n) out[o++] = 0

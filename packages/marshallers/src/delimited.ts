@@ -9,7 +9,11 @@ export interface DelimitedBytesMarshallerOptions extends FramerOptions {
   tooLarge?: TooLargePolicy
 }
 
-/** Per-stream scan state: for each delimiter, where its next match starts or how far it is known absent (absolute offsets). */
+/**
+ * Per-stream scan state: for each delimiter, where its next match starts or how far it is known
+ * absent, as absolute offsets (`stream.consumed` + index), so consuming a frame does not force a
+ * rescan. (`ByteStream.unshift` in the middle of a frame would invalidate it; nothing in labwire does that.)
+ */
 interface ScanState {
   readonly owner: FrameDecoder
   readonly next: number[]
