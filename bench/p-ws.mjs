@@ -3,6 +3,8 @@
 //          (maxInFlight 1) over WebSocketClient, each request one binary message.
 // bare:    `ws` server that sends every message straight back; a `ws` client sends the 18-byte line,
 //          waits for the echo, checks it, repeats.
+// diagnostic: the bare client against labwire's server (server_only_paired_ratio), which separates
+//          the transport's server from the application layer's client-side cost.
 import WebSocket from 'ws'
 import { ApplicationClient, SentinelBytesMarshaller } from './labwire.mjs'
 import { WebSocketClient } from '@labwire/transport-websocket'
@@ -89,8 +91,16 @@ export async function pws() {
         await bareCloseWs(ws)
         return result
       },
+      // Diagnostic: the bare ws client against labwire's server isolates the server side.
+      bareClientLabwireServer: async () => {
+        const ws = await bareConnectWs(labwireServer.info.url)
+        const result = await measure(labwireServer, () => bareLockstepWs(ws, lines, ROUND_TRIPS))
+        await bareCloseWs(ws)
+        return result
+      },
     })
     const { paired, out } = compare(samples, 'labwire', 'bare', ROUND_TRIPS)
+    const serverOnly = compare({ labwire_server: samples.bareClientLabwireServer, bare: samples.bare }, 'labwire_server', 'bare', ROUND_TRIPS)
     emit({
       figure: 'PWS',
       what: 'WebSocket lockstep ping-pong, 16 B + CRLF per binary message, 20,000 round trips, 1 connection',
@@ -100,6 +110,9 @@ export async function pws() {
       pass: paired >= 0.8,
       labwire_rtt_us: round((out.labwire_ms * 1000) / ROUND_TRIPS, 2),
       bare_rtt_us: round((out.bare_ms * 1000) / ROUND_TRIPS, 2),
+      // labwire's WebSocketServer alone (bare ws client on both): bare server time / labwire server time.
+      server_only_paired_ratio: serverOnly.out.paired_ratio,
+      bare_client_labwire_server_rtt_us: round((serverOnly.out.labwire_server_ms * 1000) / ROUND_TRIPS, 2),
       ...out,
     })
   } finally {

@@ -157,3 +157,35 @@ describe('decoder contract', () => {
     await done
   })
 })
+
+describe('ByteStream edge cases', () => {
+  it('takeFrame(0, 0) on an empty buffer returns an empty frame (regression: it read a missing head chunk)', () => {
+    const stream = new ByteStream(undefined)
+    expect(stream.takeFrame(0, 0)).toHaveLength(0)
+  })
+
+  it('a connection whose write throws is closed and logged, not an unhandled error', async () => {
+    const text = textMarshaller(new SentinelBytesMarshaller('\n'))
+    const app = new ApplicationServer(text.unmarshall, text.marshall, (request: string) => request)
+    const stream = new ByteStream(undefined)
+    const errors: unknown[] = []
+    let closed = false
+    const conn: ServedConnection = {
+      peer: 'test',
+      busy: false,
+      write: () => {
+        throw new Error('write failed on purpose')
+      },
+      flush: () => undefined,
+      close: () => {
+        closed = true
+      },
+    }
+    const logger = { ...silentLogger, error: (context: object) => errors.push(context) }
+    const done = serveConnection(stream, app, conn, logger)
+    stream.push(enc('hello\n'))
+    await done
+    expect(closed).toBe(true)
+    expect(errors).toHaveLength(1)
+  })
+})

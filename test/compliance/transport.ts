@@ -116,13 +116,14 @@ export function transportCompliance(setup: TransportSetup, options: ComplianceOp
       expect(await readLine(stream)).toBe('SLOW')
     })
 
-    it('serves 50 sessions at once, each answered in order', async () => {
+    const concurrent = setup.concurrentSessions ?? 50
+    it(`serves ${concurrent} sessions at once, each answered in order`, async () => {
       // Random small delays make the server interleave the sessions.
       const { client } = await start(async (request) => {
         await delay(Math.floor(Math.random() * 3))
         return `${request.toUpperCase()}\n`
       })
-      const sessions = 50
+      const sessions = concurrent
       const perSession = 5
       const results = await Promise.all(
         Array.from({ length: sessions }, async (_, s) => {

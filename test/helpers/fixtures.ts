@@ -16,6 +16,8 @@ export interface TransportFixture {
 /** How a compliance suite gets a server running `handler` (STYLE #7). */
 export interface TransportSetup {
   name: string
+  /** Sessions the "many sessions at once" cases open together (default 50); lower for transports whose session is a process. */
+  concurrentSessions?: number
   start(handler: ByteHandler): Promise<TransportFixture>
 }
 

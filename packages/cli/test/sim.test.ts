@@ -142,9 +142,9 @@ describe('labwire query --binary against the simulated DMM (IEEE 488.2 blocks)',
     const sim = await startSim([DMM, '--port', '0', '--quiet'])
     const resource = `TCPIP::127.0.0.1::${sim.ports[0]}::SOCKET`
     const hex = await run(['query', resource, 'WAV:RAMP?', '--binary'])
-    expect(hex.stdout).toBe('00 00 00 01 00 02 00 03 00 04 00 05 00 06 00 07\n')
+    expect(hex.stdout).toBe('00 00 00 01 00 02 00 03 00 04 00 05 00 06 00 07 ff ff 00 ff\n')
     const values = await run(['query', resource, 'WAV:RAMP?', '--binary', '--datatype', 'int16', '--big-endian'])
-    expect(values.stdout).toBe('0,1,2,3,4,5,6,7\n')
+    expect(values.stdout).toBe('0,1,2,3,4,5,6,7,-1,255\n')
     const json = await run(['query', resource, 'WAV:DATA?', '--binary', '--datatype', 'float32', '--json'])
     const parsed = JSON.parse(json.stdout) as { results: { values: number[] }[] }
     const sine = parsed.results[0]?.values ?? []
@@ -159,7 +159,7 @@ describe('labwire query --binary against the simulated DMM (IEEE 488.2 blocks)',
     expect(usage.stderr).toContain('--datatype needs --binary')
     const shell = await run(['shell', resource], { input: ':binary int16\nWAV:RAMP?\n:binary\n*IDN?\n' })
     expect(shell.stdout).toContain('binary block replies on (int16)')
-    expect(shell.stdout).toContain('0,256,512,768,1024,1280,1536,1792\n') // little-endian view of big-endian data
+    expect(shell.stdout).toContain('0,256,512,768,1024,1280,1536,1792,-1,-256\n') // little-endian view of big-endian data
     expect(shell.stdout).toMatch(/binary block replies off\n.*DMM/)
     sim.child.kill('SIGINT')
     expect((await sim.done).code).toBe(0)

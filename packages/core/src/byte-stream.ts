@@ -359,6 +359,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
   takeFrame(n: number, drop: number): Uint8Array {
     const total = n + drop
     if (total > this.length) throw new RangeError(`takeFrame(${n}, ${drop}) with ${this.length} bytes buffered`)
+    if (total === 0) return EMPTY
     const headChunk = this.chunks[this.head] as Uint8Array
     if (headChunk.length >= total) {
       // The common case, a whole frame in the first chunk: one view, no copy.

@@ -37,7 +37,7 @@ export interface ServedConnection {
   readonly peer: string
   /** Set by the loop: true while a request is being handled. */
   busy: boolean
-  /** Queue a reply. Return a promise only when the caller should wait (write buffer full). */
+  /** Queue a reply. Return a promise only when the caller should wait (write buffer full). A throw (or a rejection) closes the connection and is logged. */
   write(bytes: Uint8Array): Promise<void> | undefined
   /** Called before the loop waits for more input: flush corked writes. */
   flush(): void
@@ -225,7 +225,13 @@ class ConnectionLoop {
       this.finish(new TypeError(`the request handler returned ${typeof reply}, not a Uint8Array or undefined`), 'error')
       return false
     }
-    const wait = this.conn.write(reply)
+    let wait: Promise<void> | undefined
+    try {
+      wait = this.conn.write(reply)
+    } catch (error) {
+      this.finish(error)
+      return false
+    }
     if (wait === undefined) return true
     this.waiting = true
     wait.then(

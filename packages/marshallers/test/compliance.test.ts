@@ -158,12 +158,12 @@ marshallerCompliance({
 
 // ── IdleGapBytesMarshaller (frames end in silence: the suite paces the sender) ─────────────────
 marshallerCompliance({
-  name: 'IdleGapBytesMarshaller(15)',
-  create: () => new IdleGapBytesMarshaller(15),
+  name: 'IdleGapBytesMarshaller(40)',
+  create: () => new IdleGapBytesMarshaller(40),
   samplePayloads: [utf8('OK'), Uint8Array.of(0, 0x0a, 0xff), utf8('x')],
   payload: fc.uint8Array({ minLength: 1, maxLength: 32 }),
-  oversize: () => ({ marshaller: new IdleGapBytesMarshaller(15, { maxLength: 4 }), wire: utf8('hello') }),
-  frameGapMs: 15,
+  oversize: () => ({ marshaller: new IdleGapBytesMarshaller(40, { maxLength: 4 }), wire: utf8('hello') }),
+  frameGapMs: 40,
 })
 
 // ── codecs composed with framers ───────────────────────────────────────────────────────────────

@@ -14,10 +14,13 @@ import {
   throwIfAborted,
   toHandlerFunction,
   type AbortOptions,
+  type ConnectionFilter,
+  type ConnectionFilterFactory,
   type Logger,
   type ServedConnection,
   type ServerAddress,
 } from '@labwire/core'
+import { telnetServerFilter, type TelnetServerFilterOptions } from '@labwire/transport-telnet'
 import { registerConnection, type Device, type SimConnection } from './device.js'
 
 /** Options for {@link SimulatorServer}. */
@@ -33,6 +36,14 @@ export interface SimulatorServerOptions {
   /** Connections served at once; more are accepted and closed. Default unlimited. */
   maxConnections?: number
   logger?: Logger
+  /**
+   * Serve Telnet instead of raw TCP: labwire's IAC codec on every connection (negotiation
+   * answered, 0xFF escaped; `true` or the codec's options, e.g. a `banner`). Every fault, the
+   * login dialogue and unsolicited messages work the same over Telnet.
+   */
+  telnet?: boolean | TelnetServerFilterOptions
+  /** Any other protocol layer under the framing (what `TcpServer`'s `filter` is). Overrides `telnet`. */
+  filter?: ConnectionFilterFactory
 }
 
 /** A connection as listed by the control channel. */
@@ -68,6 +79,7 @@ export class SimulatorServer implements AsyncDisposable {
   private readonly bufferSize: number
   private readonly maxConnections: number
   private readonly logger: Logger
+  private readonly filter: ConnectionFilterFactory | undefined
   private readonly tracked = new Map<number, Tracked>()
   private readonly handler
   private nextId = 1
@@ -83,6 +95,8 @@ export class SimulatorServer implements AsyncDisposable {
     this.bufferSize = options.bufferSize ?? 64 * 1024
     this.maxConnections = options.maxConnections ?? Infinity
     this.logger = options.logger ?? silentLogger
+    const telnet = options.telnet
+    this.filter = options.filter ?? (telnet === undefined || telnet === false ? undefined : telnetServerFilter(telnet === true ? {} : telnet))
     this.handler = toHandlerFunction(this.device.handler())
     this.server = createServer({ noDelay: true }, (socket) => this.accept(socket))
     this.server.on('error', (error) => this.logger.error({ err: error }, 'simulator server error'))
@@ -180,6 +194,14 @@ export class SimulatorServer implements AsyncDisposable {
     }
     socket.setNoDelay(true)
     const id = this.nextId++
+    const filter: ConnectionFilter | undefined = this.filter?.({
+      side: 'server',
+      peer,
+      send: (bytes) => {
+        if (!socket.destroyed && socket.writable) socket.write(bytes)
+      },
+    })
+    const encode = (bytes: Uint8Array): Uint8Array => (filter === undefined ? bytes : filter.output(bytes))
     const stream = new ByteStream(undefined, {
       highWaterMark: this.bufferSize,
       onPause: () => socket.pause(),
@@ -195,7 +217,7 @@ export class SimulatorServer implements AsyncDisposable {
         return socket.destroyed || !socket.writable
       },
       write: (bytes) => {
-        if (!socket.destroyed && socket.writable) socket.write(bytes)
+        if (!socket.destroyed && socket.writable) socket.write(encode(bytes))
       },
       destroy: () => {
         stream.end()
@@ -203,17 +225,34 @@ export class SimulatorServer implements AsyncDisposable {
       },
     }
     this.tracked.set(id, tracked)
-    socket.on('data', (chunk: Buffer) => stream.push(chunk))
+    socket.on('data', (chunk: Buffer) => {
+      if (filter === undefined) {
+        stream.push(chunk)
+        return
+      }
+      let data: Uint8Array
+      try {
+        data = filter.input(chunk)
+      } catch (error) {
+        this.logger.warn({ peer, err: error }, 'protocol error; closing the connection')
+        stream.fail(error)
+        socket.destroy()
+        return
+      }
+      if (data.length > 0) stream.push(data)
+    })
     socket.on('end', () => stream.end())
     socket.on('close', () => {
+      filter?.close?.()
       stream.end()
       this.tracked.delete(id)
       this.device.detach(tracked)
     })
     registerConnection(stream, tracked)
     this.device.attach(tracked)
+    filter?.open?.()
     const greeting = this.device.greeting()
-    if (greeting !== undefined) socket.write(greeting)
+    if (greeting !== undefined) socket.write(encode(greeting))
     let corked = false
     const conn: ServedConnection = {
       peer,
@@ -227,7 +266,7 @@ export class SimulatorServer implements AsyncDisposable {
           socket.cork()
           process.nextTick(() => conn.flush())
         }
-        if (socket.write(bytes)) return undefined
+        if (socket.write(encode(bytes))) return undefined
         conn.flush()
         return new Promise<void>((resolve) => {
           const done = (): void => {

@@ -70,7 +70,7 @@ describe('the example devices shipped in devices/', () => {
     expect(Math.min(...samples)).toBeCloseTo(-1.5, 3)
     expect(samples[0]).toBe(0)
     const ramp = await s.sendReceive('WAV:RAMP?')
-    expect([...ramp]).toEqual([0, 0, 0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7])
+    expect([...ramp]).toEqual([0, 0, 0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0xff, 0xff, 0, 0xff])
     // a text query on the same device
     const raw = await RawClient.open(server.address?.port ?? 0)
     cleanups.push(() => raw.destroy())

@@ -3,6 +3,7 @@ import {
   ByteStream,
   ConnectionClosedError,
   ConnectionError,
+  TimeoutError,
   abortErrorFrom,
   checkCount,
   checkDuration,
@@ -37,6 +38,14 @@ export interface ChildProcessClientOptions {
   closeTimeout?: number
   /** Level of the child's stderr lines in the logger. Default `'info'`. */
   stderrLevel?: StderrLevel
+  /**
+   * A stderr line (a substring, or a pattern) by which the child says it is ready: `connect()`
+   * then resolves only once such a line has been written, so the first request does not wait
+   * behind the child's start-up. Default: none (`connect()` resolves once the process runs).
+   */
+  ready?: string | RegExp
+  /** How long (ms) `connect()` waits for the `ready` line before it kills the child and rejects with `TimeoutError`. Default 10 000. */
+  connectTimeout?: number
   logger?: Logger
 }
 
@@ -89,7 +98,9 @@ class ChildStream extends ByteStream {
  * ```
  */
 export class ChildProcessClient implements TransportClient {
-  private readonly options: Required<Omit<ChildProcessClientOptions, 'timeout' | 'cwd' | 'env'>> & {
+  private readonly options: Required<Omit<ChildProcessClientOptions, 'timeout' | 'cwd' | 'env' | 'ready' | 'connectTimeout'>> & {
+    ready: string | RegExp | undefined
+    connectTimeout: number | undefined
     cwd: string | undefined
     env: NodeJS.ProcessEnv | undefined
     timeout: number | undefined
@@ -101,6 +112,7 @@ export class ChildProcessClient implements TransportClient {
       throw new TypeError('ChildProcessClient: args must be an array of strings')
     }
     const stderrLevel = options.stderrLevel ?? 'info'
+    if (options.ready !== undefined && typeof options.ready !== 'string' && !(options.ready instanceof RegExp)) throw new TypeError('ChildProcessClient: ready must be a string or a RegExp')
     if (!['debug', 'info', 'warn', 'error'].includes(stderrLevel)) throw new RangeError(`ChildProcessClient: stderrLevel must be debug, info, warn or error, got ${stderrLevel as string}`)
     this.options = {
       command: options.command,
@@ -110,6 +122,8 @@ export class ChildProcessClient implements TransportClient {
       timeout: checkDuration('ChildProcessClient', 'timeout', options.timeout),
       bufferSize: checkCount('ChildProcessClient', 'bufferSize', options.bufferSize ?? 64 * 1024),
       closeTimeout: checkDuration('ChildProcessClient', 'closeTimeout', options.closeTimeout ?? 2_000) ?? 0,
+      ready: options.ready,
+      connectTimeout: checkDuration('ChildProcessClient', 'connectTimeout', options.connectTimeout ?? 10_000),
       stderrLevel,
       logger: options.logger ?? silentLogger,
     }
@@ -120,8 +134,26 @@ export class ChildProcessClient implements TransportClient {
     return [this.options.command, ...this.options.args].join(' ')
   }
 
-  /** Spawn the child. Resolves once it runs; rejects with `ConnectionError` (e.g. ENOENT, naming the command) or `AbortError` (the child is killed). */
-  connect(options?: AbortOptions): Promise<ChildProcessSession> {
+  /**
+   * Spawn the child. Resolves once it runs (and, with `ready`, once it has said so on stderr);
+   * rejects with `ConnectionError` (e.g. ENOENT, naming the command; or the child exited before it
+   * was ready), `TimeoutError` (`ready` not seen within `connectTimeout`) or `AbortError`; the
+   * child is killed on every failure.
+   */
+  async connect(options?: AbortOptions): Promise<ChildProcessSession> {
+    const session = await this.spawnChild(options)
+    const ready = this.options.ready
+    if (ready === undefined) return session
+    try {
+      await session.waitForStderr(ready, this.options.connectTimeout, options?.signal)
+    } catch (error) {
+      session.kill()
+      throw error
+    }
+    return session
+  }
+
+  private spawnChild(options: AbortOptions | undefined): Promise<ChildProcessSession> {
     const target = this.target
     if (options?.signal?.aborted === true) return Promise.reject(abortErrorFrom(options.signal, `starting ${target}`))
     return new Promise<ChildProcessSession>((resolve, reject) => {
@@ -173,6 +205,7 @@ export class ChildProcessSession implements TransportClientSession {
   private exited = false
   private closing: Promise<void> | undefined
   private readonly exitPromise: Promise<void>
+  private stderrWatcher: ((line: string) => void) | undefined
 
   /** @internal Created by {@link ChildProcessClient.connect}. */
   constructor(
@@ -274,6 +307,41 @@ export class ChildProcessSession implements TransportClientSession {
     return this.close()
   }
 
+  /** @internal Resolve once a stderr line matches `match` (used by `connect()` with `ready`). */
+  waitForStderr(match: string | RegExp, ms: number | undefined, signal: AbortSignal | undefined): Promise<void> {
+    const test = typeof match === 'string' ? (line: string) => line.includes(match) : (line: string) => match.test(line)
+    return new Promise<void>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      let settled = false
+      const finish = (error?: Error): void => {
+        if (settled) return
+        settled = true
+        this.stderrWatcher = undefined
+        if (timer !== undefined) clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+        if (error === undefined) resolve()
+        else reject(error)
+      }
+      const onAbort = (): void => finish(abortErrorFrom(signal as AbortSignal, `starting ${this.target}`))
+      if (signal?.aborted === true) {
+        onAbort()
+        return
+      }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      if (ms !== undefined) timer = setTimeout(() => finish(new TimeoutError(`'${this.target}' did not report ready (${String(match)}) on stderr within ${ms} ms`)), ms)
+      this.stderrWatcher = (line) => {
+        if (test(line)) finish()
+      }
+      void this.exitPromise.then(() => finish(new ConnectionError(`'${this.target}' exited (code ${String(this.child.exitCode)}) before it reported ready`)))
+    })
+  }
+
+  /** @internal Kill the child at once (SIGKILL). */
+  kill(): void {
+    this.closing ??= this.exitPromise
+    if (!this.exited) this.child.kill('SIGKILL')
+  }
+
   private exitWithin(ms: number): Promise<boolean> {
     if (this.exited) return Promise.resolve(true)
     return new Promise<boolean>((resolve) => {
@@ -294,7 +362,10 @@ export class ChildProcessSession implements TransportClientSession {
     const { logger, stderrLevel } = this.options
     const pid = this.child.pid
     let pending = ''
-    const log = (line: string): void => logger[stderrLevel]({ child: label, pid, stream: 'stderr' }, line)
+    const log = (line: string): void => {
+      logger[stderrLevel]({ child: label, pid, stream: 'stderr' }, line)
+      this.stderrWatcher?.(line)
+    }
     this.child.stderr.setEncoding('utf8')
     this.child.stderr.on('data', (text: string) => {
       pending += text

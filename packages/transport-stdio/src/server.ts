@@ -3,6 +3,7 @@ import {
   ByteStream,
   ConnectionError,
   checkCount,
+  checkDuration,
   logDebug,
   serveConnection,
   silentLogger,
@@ -24,6 +25,8 @@ export interface StdioServerOptions {
   output?: Writable
   /** Unread bytes buffered before `input` is paused (backpressure). Default 64 KiB. */
   bufferSize?: number
+  /** A request must arrive whole within this many milliseconds of its first byte, else its connection is closed (a slow-trickle peer cannot hold it). Default: no limit (0 = none). */
+  requestTimeout?: number
   logger?: Logger
   /** Name of the peer in logs and errors. Default `'stdio'`. */
   peer?: string
@@ -50,6 +53,7 @@ export class StdioServer implements AsyncDisposable {
   private readonly bufferSize: number
   private readonly logger: Logger
   private readonly peer: string
+  private readonly requestTimeout: number | undefined
   private serving: Promise<void> | undefined
   private stop: (() => void) | undefined
   private closed = false
@@ -61,6 +65,7 @@ export class StdioServer implements AsyncDisposable {
     this.bufferSize = checkCount('StdioServer', 'bufferSize', options.bufferSize ?? 64 * 1024)
     this.logger = options.logger ?? silentLogger
     this.peer = options.peer ?? 'stdio'
+    this.requestTimeout = checkDuration('StdioServer', 'requestTimeout', options.requestTimeout)
   }
 
   /**
@@ -131,7 +136,7 @@ export class StdioServer implements AsyncDisposable {
     }
     this.stop = () => conn.close()
     logDebug(this.logger, () => [{ peer }, 'serving on stdio'])
-    this.serving = serveConnection(stream, this.handler, conn, this.logger)
+    this.serving = serveConnection(stream, this.handler, conn, this.logger, { requestTimeout: this.requestTimeout })
     input.resume()
     return this.serving
   }

@@ -10,7 +10,7 @@ import { PassThrough } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { ApplicationClient } from '@labwire/application'
-import { ConnectionClosedError, ConnectionError } from '@labwire/core'
+import { ConnectionClosedError, ConnectionError, TimeoutError } from '@labwire/core'
 import { SentinelBytesMarshaller, textMarshaller } from '@labwire/marshallers'
 import { ChildProcessClient, ChildProcessExitError, StdioServer, type ChildProcessClientOptions } from '@labwire/transport-stdio'
 import { RecordingLogger, bytes, rejectionOf, text, within } from '../../../test/reliability/helpers.js'
@@ -100,6 +100,21 @@ describe('ChildProcessClient with a StdioServer child', () => {
     // SIGTERM first; SIGKILL closeTimeout later if SIGTERM did not end it (a child may inherit SIGTERM ignored).
     expect(['SIGTERM', 'SIGKILL']).toContain((error as ChildProcessExitError).signal)
     await session.close() // idempotent
+  })
+
+  it('ready: connect() waits for the ready line on stderr; a child that never says it times out (and is killed), one that exits first is a ConnectionError', async () => {
+    const logger = new RecordingLogger()
+    const session = await new ChildProcessClient({ command: process.execPath, args: [device], ready: /^ready$/, logger }).connect()
+    cleanups.push(() => session.close())
+    expect(logger.records.some((r) => r.message === 'ready')).toBe(true)
+    const silent = new ChildProcessClient({ command: process.execPath, args: ['-e', 'setInterval(() => {}, 1000)'], ready: 'ready', connectTimeout: 300 })
+    const timedOut = await rejectionOf(silent.connect())
+    expect(timedOut).toBeInstanceOf(TimeoutError)
+    expect((timedOut as Error).message).toContain('did not report ready')
+    const quitter = new ChildProcessClient({ command: process.execPath, args: ['-e', 'process.exit(4)'], ready: 'ready' })
+    const exited = await rejectionOf(quitter.connect())
+    expect(exited).toBeInstanceOf(ConnectionError)
+    expect((exited as Error).message).toContain('code 4')
   })
 
   it('a command that does not exist rejects ConnectionError naming it (cause ENOENT)', async () => {

@@ -1,5 +1,5 @@
 import { TcpClient, type TcpClientOptions, type TcpClientSession } from '@labwire/transport-tcp'
-import type { AbortOptions, ByteStream, TransportClient, TransportClientSession } from '@labwire/core'
+import { checkCount, checkDuration, type AbortOptions, type ByteStream, type TransportClient, type TransportClientSession } from '@labwire/core'
 import { telnetClientFilter, type TelnetClientFilterOptions } from './filter.js'
 
 /** Options for {@link TelnetClient}: the TCP options plus the Telnet ones. */
@@ -11,11 +11,6 @@ export interface TelnetClientOptions extends Omit<TcpClientOptions, 'filter'>, O
    */
   mode?: 'plain' | 'login'
 }
-
-const TELNET_KEYS = [
-  'mode', 'binary', 'negotiationTimeout', 'terminalType', 'windowSize', 'stripPrompt', 'maxSubnegotiation',
-  'username', 'password', 'loginPrompt', 'passwordPrompt', 'shellPrompt', 'failedLoginMatch', 'loginTimeout',
-] as const
 
 /**
  * Connects to a Telnet server: TCP (labwire's `TcpClient`) with labwire's IAC codec on the byte
@@ -34,18 +29,25 @@ export class TelnetClient implements TransportClient {
   private readonly tcp: TcpClient
 
   constructor(options: TelnetClientOptions) {
-    const mode = options.mode ?? 'plain'
+    const {
+      mode = 'plain', binary, negotiationTimeout, terminalType, windowSize, stripPrompt, maxSubnegotiation,
+      username, password, loginPrompt, passwordPrompt, shellPrompt, failedLoginMatch, loginTimeout,
+      ...tcp
+    } = options
     if (mode !== 'plain' && mode !== 'login') throw new RangeError(`TelnetClient: mode must be 'plain' or 'login', got ${String(mode)}`)
-    if (mode === 'plain' && options.stripPrompt === true) throw new RangeError("TelnetClient: stripPrompt needs mode: 'login'")
-    const telnet: TelnetClientFilterOptions = { mode }
-    const tcp: Record<string, unknown> = {}
-    for (const [key, value] of Object.entries(options)) {
-      if (value === undefined) continue
-      if ((TELNET_KEYS as readonly string[]).includes(key)) (telnet as unknown as Record<string, unknown>)[key] = value
-      else tcp[key] = value
+    if (mode === 'plain' && stripPrompt === true) throw new RangeError("TelnetClient: stripPrompt needs mode: 'login'")
+    checkDuration('TelnetClient', 'loginTimeout', loginTimeout)
+    if (maxSubnegotiation !== undefined) checkCount('TelnetClient', 'maxSubnegotiation', maxSubnegotiation, { min: 4 })
+    if (windowSize != null) {
+      for (const [name, value] of Object.entries(windowSize)) checkCount('TelnetClient', `windowSize.${name}`, value, { min: 0 })
+      if (windowSize.columns > 0xffff || windowSize.rows > 0xffff) throw new RangeError('TelnetClient: windowSize columns and rows must be ≤ 65535')
     }
-    telnet.mode = mode
-    this.tcp = new TcpClient({ ...(tcp as unknown as TcpClientOptions), filter: telnetClientFilter(telnet) })
+    if (terminalType !== undefined && !/^[\x21-\x7e]{1,40}$/.test(terminalType)) throw new RangeError(`TelnetClient: terminalType must be 1–40 printable ASCII characters, got '${terminalType}'`)
+    const telnet: TelnetClientFilterOptions = {
+      mode, binary, negotiationTimeout, terminalType, windowSize, stripPrompt, maxSubnegotiation,
+      username, password, loginPrompt, passwordPrompt, shellPrompt, failedLoginMatch, loginTimeout,
+    }
+    this.tcp = new TcpClient({ ...tcp, filter: telnetClientFilter(telnet) })
   }
 
   /** `host:port` of the peer. */

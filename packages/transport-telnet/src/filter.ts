@@ -6,6 +6,8 @@
  */
 import {
   abortErrorFrom,
+  checkDuration,
+  clampDelay,
   toBytes,
   type AbortOptions,
   type ConnectionFilter,
@@ -19,7 +21,7 @@ import { PromptStripper } from './prompt.js'
 /** Negotiation settings shared by client and server. */
 export interface TelnetNegotiationOptions {
   /** Longest subnegotiation accepted, in bytes; longer closes the connection with a `FramingError`. Default 1024. */
-  maxSubnegotiation?: number
+  maxSubnegotiation?: number | undefined
 }
 
 /** Client-side Telnet settings. */
@@ -27,15 +29,15 @@ export interface TelnetClientFilterOptions extends TelnetNegotiationOptions, Log
   /** `'plain'`: data bytes only; `'login'`: run the login dialogue before `connect()` resolves. */
   mode: 'plain' | 'login'
   /** Ask for BINARY both ways when connecting (8-bit clean, no CR NUL rule). Default true. */
-  binary?: boolean
-  /** How long `connect()` waits for the peer to answer the opening negotiation, in ms; then it goes on in NVT mode. Default 2000. */
-  negotiationTimeout?: number
+  binary?: boolean | undefined
+  /** How long `connect()` waits for the peer to answer the opening negotiation, in ms; then it goes on in NVT mode. Default 2000; 0 = no limit. */
+  negotiationTimeout?: number | undefined
   /** Reported when the device asks (TTYPE). Default `'UNKNOWN'`. */
-  terminalType?: string
+  terminalType?: string | undefined
   /** Reported when the device asks (NAWS); `null` refuses NAWS. Default 80 × 24. */
-  windowSize?: WindowSize | null
+  windowSize?: WindowSize | null | undefined
   /** Login mode: remove the shell prompt from the response stream. Default false. */
-  stripPrompt?: boolean
+  stripPrompt?: boolean | undefined
 }
 
 /** Server-side Telnet settings. */
@@ -50,6 +52,7 @@ const EMPTY = new Uint8Array(0)
 
 /** A client's Telnet filter: opening negotiation, optional login, then the byte path. */
 export function telnetClientFilter(options: TelnetClientFilterOptions): ConnectionFilterFactory {
+  const negotiationTimeout = options.negotiationTimeout === undefined ? 2000 : checkDuration('TelnetClient', 'negotiationTimeout', options.negotiationTimeout)
   const acceptLocal: number[] = [TelnetOption.BINARY, TelnetOption.SUPPRESS_GO_AHEAD, TelnetOption.TERMINAL_TYPE]
   if (options.windowSize !== null) acceptLocal.push(TelnetOption.NAWS)
   const acceptRemote = [TelnetOption.BINARY, TelnetOption.SUPPRESS_GO_AHEAD, TelnetOption.ECHO]
@@ -86,7 +89,7 @@ export function telnetClientFilter(options: TelnetClientFilterOptions): Connecti
         return codec.encode(bytes)
       },
       async ready(readyOptions?: AbortOptions) {
-        await negotiated(codec, options.negotiationTimeout ?? 2000, readyOptions, (resolve) => {
+        await negotiated(codec, negotiationTimeout, readyOptions, (resolve) => {
           settled = resolve
         })
         settled = undefined
@@ -107,9 +110,9 @@ export function telnetClientFilter(options: TelnetClientFilterOptions): Connecti
 
 /**
  * Resolve once `codec` has no unanswered request, or after `ms` (a peer that ignores negotiation:
- * go on in NVT mode). Rejects with `AbortError` when the signal fires.
+ * go on in NVT mode; `undefined` = no limit). Rejects with `AbortError` when the signal fires.
  */
-function negotiated(codec: TelnetCodec, ms: number, options: AbortOptions | undefined, register: (resolve: () => void) => void): Promise<void> {
+function negotiated(codec: TelnetCodec, ms: number | undefined, options: AbortOptions | undefined, register: (resolve: () => void) => void): Promise<void> {
   const signal = options?.signal
   if (signal?.aborted === true) return Promise.reject(abortErrorFrom(signal, 'telnet negotiation'))
   if (!codec.negotiating) return Promise.resolve()
@@ -123,7 +126,7 @@ function negotiated(codec: TelnetCodec, ms: number, options: AbortOptions | unde
       clearTimeout(timer)
       reject(abortErrorFrom(signal as AbortSignal, 'telnet negotiation'))
     }
-    const timer = setTimeout(done, ms)
+    const timer = ms === undefined ? undefined : setTimeout(done, clampDelay(ms))
     signal?.addEventListener('abort', onAbort, { once: true })
     register(done)
   })

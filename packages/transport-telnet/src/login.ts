@@ -8,7 +8,7 @@
  */
 import { Duplex } from 'node:stream'
 import { Telnet } from 'telnet-client'
-import { ConnectionError, LabwireError, TimeoutError, abortErrorFrom, type AbortOptions } from '@labwire/core'
+import { ConnectionError, LabwireError, TimeoutError, abortErrorFrom, checkDuration, clampDelay, type AbortOptions } from '@labwire/core'
 
 /** What the login dialogue looks for and answers with. */
 export interface LoginOptions {
@@ -22,7 +22,7 @@ export interface LoginOptions {
   shellPrompt?: string | RegExp | undefined
   /** Text that means the device refused the login. Default: "login incorrect", "authentication failed", "access denied", … */
   failedLoginMatch?: string | RegExp | undefined
-  /** Limit for the whole dialogue, in ms. Default 10 000. */
+  /** Limit for the whole dialogue, in ms. Default 10 000; 0 = no limit (the `signal` still applies). */
   loginTimeout?: number | undefined
 }
 
@@ -153,7 +153,7 @@ export class LoginDialogue {
     const shell = toRegExp(o.shellPrompt ?? DEFAULT_SHELL_PROMPT)
     const failed = toRegExp(o.failedLoginMatch ?? DEFAULT_FAILED_LOGIN)
     const any = new AnyOf([failed, shell, password, login])
-    const limit = o.loginTimeout ?? 10_000
+    const limit = o.loginTimeout === undefined ? 10_000 : checkDuration('TelnetClient', 'loginTimeout', o.loginTimeout)
     const signal = options?.signal
     if (signal?.aborted === true) throw abortErrorFrom(signal, `login to ${this.target}`)
     if (this.closedReason !== undefined) throw this.closedReason
@@ -169,7 +169,7 @@ export class LoginDialogue {
       stop = reject
     })
     stopped.catch(() => undefined)
-    const timer = setTimeout(() => stop?.(new TimeoutError(`login to ${this.target} did not reach the shell prompt within ${limit} ms; last seen: ${quote(this.seenText)}`)), limit)
+    const timer = limit === undefined ? undefined : setTimeout(() => stop?.(new TimeoutError(`login to ${this.target} did not reach the shell prompt within ${limit} ms; last seen: ${quote(this.seenText)}`)), clampDelay(limit))
     const onAbort = (): void => stop?.(abortErrorFrom(signal as AbortSignal, `login to ${this.target}`))
     signal?.addEventListener('abort', onAbort, { once: true })
     this.onClosed = (error) => stop?.(error)
@@ -216,7 +216,7 @@ export class LoginDialogue {
           sentUser = true
           text = await step(`${o.username}\r\n`)
         } else {
-          throw this.error('no-prompt', `no login, password or shell prompt within ${limit} ms`)
+          throw this.error('no-prompt', 'the device sent no login, password or shell prompt')
         }
       }
     } finally {

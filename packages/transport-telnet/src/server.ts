@@ -1,5 +1,5 @@
 import { TcpServer, type TcpServerOptions } from '@labwire/transport-tcp'
-import { NEED_MORE, toBytes, toHandlerFunction, type AbortOptions, type BufferedHandler, type ByteHandler, type ServeHandler, type ServerAddress } from '@labwire/core'
+import { NEED_MORE, checkCount, toBytes, toHandlerFunction, type AbortOptions, type BufferedHandler, type ByteHandler, type ServeHandler, type ServerAddress } from '@labwire/core'
 import { telnetServerFilter, type TelnetServerFilterOptions } from './filter.js'
 
 /** Options for {@link TelnetServer}: those of `TcpServer` plus banner, prompt and the subnegotiation limit. */
@@ -24,6 +24,10 @@ export class TelnetServer implements AsyncDisposable {
 
   constructor(options: TelnetServerOptions) {
     const { banner, prompt, maxSubnegotiation, callback, ...tcp } = options
+    if (maxSubnegotiation !== undefined) checkCount('TelnetServer', 'maxSubnegotiation', maxSubnegotiation, { min: 4 })
+    for (const [name, value] of [['banner', banner], ['prompt', prompt]] as const) {
+      if (value !== undefined && typeof value !== 'string' && !(value instanceof Uint8Array)) throw new TypeError(`TelnetServer: ${name} must be a string or a Uint8Array`)
+    }
     const promptBytes = prompt === undefined ? undefined : toBytes(prompt)
     this.tcp = new TcpServer({
       ...tcp,

@@ -138,6 +138,13 @@ describe('TelnetClient login mode', () => {
   it('rejects bad options at construction', () => {
     expect(() => new TelnetClient({ host: '127.0.0.1', port: 23, mode: 'ssh' as 'plain' })).toThrow(RangeError)
     expect(() => new TelnetClient({ host: '127.0.0.1', port: 23, stripPrompt: true })).toThrow(RangeError)
+    expect(() => new TelnetClient({ host: '127.0.0.1', port: 23, negotiationTimeout: -1 })).toThrow(RangeError)
+    expect(() => new TelnetClient({ host: '127.0.0.1', port: 23, mode: 'login', loginTimeout: Number.NaN })).toThrow(RangeError)
+    expect(() => new TelnetClient({ host: '127.0.0.1', port: 23, windowSize: { columns: 70_000, rows: 24 } })).toThrow(RangeError)
+    expect(() => new TelnetClient({ host: '127.0.0.1', port: 23, terminalType: 'VT 100' })).toThrow(RangeError)
+    expect(() => new TelnetClient({ host: '127.0.0.1', port: 23, maxSubnegotiation: 1 })).toThrow(RangeError)
+    expect(() => new TelnetServer({ callback: () => undefined, maxSubnegotiation: 0 })).toThrow(RangeError)
+    expect(() => new TelnetServer({ callback: () => undefined, banner: 42 as unknown as string })).toThrow(TypeError)
   })
 })
 
@@ -195,6 +202,21 @@ describe('TelnetServer', () => {
     await until((all) => all.toString('latin1').includes('> '), 'echo and prompt')
     expect(Buffer.concat(chunks).toString('latin1')).toBe('abc\r\0> ')
     socket.destroy()
+  })
+})
+
+describe('TelnetServer passes TcpServer options through', () => {
+  it('maxConnections refuses the extra connection; idleTimeout closes an idle one', async () => {
+    const line = new SentinelBytesMarshaller('\n')
+    await using server = new TelnetServer({ port: 0, maxConnections: 1, idleTimeout: 150, callback: async (bytes) => line.marshall(await line.unmarshall(bytes)) })
+    const { port } = await server.listen()
+    const client = new TelnetClient({ host: '127.0.0.1', port, negotiationTimeout: 100 })
+    await using first = await client.connect()
+    expect(toText(await within(line.unmarshall(first.request(Buffer.from('a\n'))), WAIT, 'echo'))).toBe('a')
+    await using extra = await client.connect()
+    expect(await within(extra.stream.waitForData(), WAIT, 'extra connection closed')).toBe(false)
+    // Left idle, the first connection is closed by the server.
+    expect(await within(first.stream.waitForData(), WAIT, 'idle connection closed')).toBe(false)
   })
 })
 

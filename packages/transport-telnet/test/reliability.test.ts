@@ -12,6 +12,19 @@ import { ConnectionClosedError, ConnectionError, FrameTooLargeError, FramingErro
 import { SentinelBytesMarshaller, textMarshaller } from '@labwire/marshallers'
 import { TelnetClient, TelnetCodec, TelnetCommand, TelnetServer } from '@labwire/transport-telnet'
 import { RecordingLogger, SOAK, bytes, closed, openFds, prng, rawConnect, readUntilClose, rejectionOf, until, within } from '../../../test/reliability/helpers.js'
+import { reliabilityCases } from '../../../test/reliability/transport-cases.js'
+
+// The shared, transport-generic reliability cases over Telnet (every case applies) …
+reliabilityCases({
+  name: 'telnet',
+  async start(handler, logger) {
+    const server = new TelnetServer({ port: 0, callback: handler, logger })
+    const { port } = await server.listen()
+    return { client: new TelnetClient({ host: '127.0.0.1', port }), connectionCount: () => server.connectionCount, close: () => server.close() }
+  },
+})
+
+// … and the Telnet versions of the raw-socket cases of faults.test.ts / fds.test.ts, plus Telnet's own.
 
 const upper = (s: string): string => s.toUpperCase()
 const KiB = 1024

@@ -1,5 +1,6 @@
 import { createSocket, type Socket } from 'node:dgram'
 import { isIPv6 } from 'node:net'
+import { formatTarget } from './address.js'
 import {
   ByteStream,
   ConnectionError,
@@ -206,7 +207,10 @@ export class UdpClientSession implements TransportClientSession {
     return this.stream
   }
 
-  /** Send `bytes` as one datagram; resolves once the socket has handed it to the kernel. */
+  /**
+   * Send `bytes` as one datagram. Resolves at once: UDP has no backpressure (a datagram the
+   * network cannot take is dropped, not delayed). Rejects like `request()` throws.
+   */
   write(bytes: Uint8Array, options?: AbortOptions): Promise<void> {
     try {
       throwIfAborted(options)
@@ -250,9 +254,4 @@ export class UdpClientSession implements TransportClientSession {
       if (error != null) this.stream.fail(new ConnectionError(`send to ${this.target} failed: ${error.message}`, { cause: error }))
     })
   }
-}
-
-/** `host:port`, with brackets around IPv6 hosts. */
-export function formatTarget(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
 }

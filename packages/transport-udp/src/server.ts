@@ -19,7 +19,8 @@ import {
   type ServedConnection,
   type ServerAddress,
 } from '@labwire/core'
-import { EMPTY_DATAGRAM, MAX_UDP_PAYLOAD, formatTarget } from './client.js'
+import { formatTarget } from './address.js'
+import { EMPTY_DATAGRAM, MAX_UDP_PAYLOAD } from './client.js'
 
 const CLOSE_FLUSH_MS = 1000
 
@@ -41,6 +42,8 @@ export interface UdpServerOptions {
   maxConnections?: number
   /** Forget a peer that has sent nothing and been answered nothing for this many milliseconds (no request being handled). Default 60 000; 0 = never (then `maxConnections` alone bounds the table). */
   idleTimeout?: number
+  /** A request must arrive whole within this many milliseconds of its first byte, else its connection is closed (a slow-trickle peer cannot hold it). Default: no limit (0 = none). */
+  requestTimeout?: number
   /** Use empty datagrams as the end-of-session signal, both ways (see {@link UdpClientOptions.closeSignal}). Default true. */
   closeSignal?: boolean
   logger?: Logger
@@ -77,6 +80,7 @@ export class UdpServer implements AsyncDisposable {
   private readonly bufferSize: number
   private readonly maxConnections: number
   private readonly idleTimeout: number | undefined
+  private readonly requestTimeout: number | undefined
   private readonly closeSignal: boolean
   private readonly logger: Logger
   private readonly peers = new Map<string, Peer>()
@@ -98,6 +102,7 @@ export class UdpServer implements AsyncDisposable {
     this.bufferSize = checkCount('UdpServer', 'bufferSize', options.bufferSize ?? 64 * 1024)
     this.maxConnections = checkCount('UdpServer', 'maxConnections', options.maxConnections ?? 1024, { allowInfinity: true })
     this.idleTimeout = checkDuration('UdpServer', 'idleTimeout', options.idleTimeout ?? 60_000)
+    this.requestTimeout = checkDuration('UdpServer', 'requestTimeout', options.requestTimeout)
     this.closeSignal = options.closeSignal ?? true
     this.logger = options.logger ?? silentLogger
   }
@@ -246,7 +251,7 @@ export class UdpServer implements AsyncDisposable {
       peer.timer.unref()
     }
     logDebug(this.logger, () => [{ peer: key }, 'new peer'])
-    void serveConnection(stream, this.handler, conn, this.logger)
+    void serveConnection(stream, this.handler, conn, this.logger, { requestTimeout: this.requestTimeout })
     return peer
   }
 

@@ -150,6 +150,16 @@ describe('the peer table', () => {
   })
 })
 
+describe('requestTimeout', () => {
+  it('closes a peer whose request never completes, and tells it', async () => {
+    const { port } = await startServer({ requestTimeout: 100 })
+    await using session = await new UdpClient({ host: '127.0.0.1', port }).connect()
+    const t0 = performance.now()
+    expect(await rejectionOf(within(line.unmarshall(session.request(bytes('never finish'))), 5_000, 'request timeout'))).toBeInstanceOf(ConnectionClosedError)
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(90)
+  })
+})
+
 describe('errors and options', () => {
   it('a closed port: the read rejects ConnectionError naming host:port (ICMP port unreachable)', async () => {
     const port = await freeUdpPort()

@@ -43,6 +43,8 @@ export interface WebSocketServerOptions {
   maxConnections?: number
   /** Close a connection idle (no message either way, no request being handled) this many milliseconds. Default: never. */
   idleTimeout?: number
+  /** A request must arrive whole within this many milliseconds of its first byte, else its connection is closed (a slow-trickle peer cannot hold it). Default: no limit (0 = none). */
+  requestTimeout?: number
   /** Text messages from a client: `'error'` (default) closes that connection (1003) and logs a `FramingError`; `'accept'` takes their UTF-8 bytes. */
   textMessages?: TextMessagePolicy
   logger?: Logger
@@ -71,6 +73,7 @@ export class WebSocketServer implements AsyncDisposable {
   private readonly maxPayload: number
   private readonly maxConnections: number
   private readonly idleTimeout: number | undefined
+  private readonly requestTimeout: number | undefined
   private readonly textMessages: TextMessagePolicy
   private readonly logger: Logger
   private readonly http: Server
@@ -90,6 +93,7 @@ export class WebSocketServer implements AsyncDisposable {
     this.maxPayload = checkCount('WebSocketServer', 'maxPayload', options.maxPayload ?? DEFAULT_MAX_PAYLOAD)
     this.maxConnections = checkCount('WebSocketServer', 'maxConnections', options.maxConnections ?? Infinity, { allowInfinity: true })
     this.idleTimeout = checkDuration('WebSocketServer', 'idleTimeout', options.idleTimeout)
+    this.requestTimeout = checkDuration('WebSocketServer', 'requestTimeout', options.requestTimeout)
     const textMessages = options.textMessages ?? 'error'
     if (textMessages !== 'error' && textMessages !== 'accept') throw new RangeError(`WebSocketServer: textMessages must be 'error' or 'accept', got ${String(textMessages)}`)
     this.textMessages = textMessages
@@ -268,7 +272,7 @@ export class WebSocketServer implements AsyncDisposable {
       idleTimer.unref()
     }
     logDebug(this.logger, () => [{ peer }, 'connection accepted'])
-    void serveConnection(stream, this.handler, conn, this.logger)
+    void serveConnection(stream, this.handler, conn, this.logger, { requestTimeout: this.requestTimeout })
   }
 }
 

@@ -135,6 +135,16 @@ describe('WebSocketServer with a bare ws client', () => {
   })
 })
 
+it('requestTimeout closes a connection whose request never completes (slow trickle)', async () => {
+  const { url, logger } = await startServer({ requestTimeout: 100 })
+  await using session = await new WebSocketClient({ url }).connect()
+  const t0 = performance.now()
+  const error = await rejectionOf(within(line.unmarshall(session.request(bytes('never finish'))), 5_000, 'request timeout'))
+  expect(error).toBeInstanceOf(ConnectionClosedError)
+  expect(performance.now() - t0).toBeGreaterThanOrEqual(90)
+  expect(logger.records.length).toBeGreaterThan(0)
+})
+
 describe('WebSocketClient with a bare ws server', () => {
   async function bareServer(onConnection: (ws: WebSocket) => void): Promise<string> {
     const server = new BareServer({ host: '127.0.0.1', port: 0, path: '/bare' })
