@@ -171,8 +171,21 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
 
   /** Push mode: append a chunk (copied when small, kept as is otherwise). Ignored after `end()` / `fail()`. */
   push(chunk: Uint8Array): void {
+    this.pushBytes(chunk, true)
+  }
+
+  /**
+   * Push mode: append a copy of `bytes`, for a producer that reuses its buffer (a socket read into
+   * one reused buffer). Bytes go straight into a frame being assembled (`expect`) or a slab where
+   * they can, so a large frame arrives with no garbage chunk per read.
+   */
+  pushCopy(bytes: Uint8Array): void {
+    this.pushBytes(bytes, false)
+  }
+
+  private pushBytes(chunk: Uint8Array, owned: boolean): void {
     if (this.sourceEnded || this.failure !== undefined || chunk.length === 0) return
-    this.append(chunk)
+    this.append(chunk, owned)
     if (!this.pausedProducer && this.length > this.highWaterMark && this.big === undefined) {
       this.pausedProducer = true
       this.onPause?.()
@@ -580,7 +593,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
 
   // ── buffer bookkeeping ─────────────────────────────────────────────────────────────────────
 
-  private append(input: Uint8Array): void {
+  private append(input: Uint8Array, owned = true): void {
     let chunk = input
     this.length += chunk.length
     const big = this.big
@@ -619,7 +632,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
       this.chunks.push(this.tailView)
       return
     }
-    this.chunks.push(chunk)
+    this.chunks.push(owned ? chunk : chunk.slice())
   }
 
   private takeUnchecked(n: number): Uint8Array {

@@ -115,7 +115,26 @@ export class TcpClient implements TransportClient {
       const endpoint = path === undefined ? { host, port } : { path }
       let socket: Socket
       let verdict: ReturnType<typeof watchVerdict> | undefined
-      if (tls === undefined) {
+      // Plain sockets without a filter read into one reused buffer, copied out at once into the
+      // session's stream (straight into a large frame being assembled): no garbage chunk per read.
+      let reader: SocketReader | undefined
+      if (tls === undefined && this.options.filter === undefined) {
+        const shared: SocketReader = { sink: undefined, early: [] }
+        reader = shared
+        socket = netConnect({
+          ...endpoint,
+          noDelay: true,
+          onread: {
+            buffer: sharedReadBuffer,
+            callback: (nread: number, buffer: Uint8Array) => {
+              const view = buffer.subarray(0, nread)
+              if (shared.sink !== undefined) shared.sink(view)
+              else shared.early.push(view.slice())
+              return true
+            },
+          },
+        })
+      } else if (tls === undefined) {
         socket = netConnect({ ...endpoint, noDelay: true })
       } else {
         const tlsSocket = tlsConnect({ ...tls, ...endpoint, ...(servername === undefined ? {} : { servername }), rejectUnauthorized: tls.rejectUnauthorized ?? true })
@@ -137,7 +156,7 @@ export class TcpClient implements TransportClient {
         cleanup()
         if (tls !== undefined) socket.setNoDelay(true)
         logDebug(logger, () => [{ target, tls: tls !== undefined }, 'connected'])
-        const session = new TcpClientSession(socket, target, { ...this.options, servername })
+        const session = new TcpClientSession(socket, target, { ...this.options, servername, reader })
         // TLS 1.3 with a client certificate: the server judges it after our side of the handshake
         // is done, so wait (briefly) for its verdict before calling the session connected.
         const accepted = verdict?.(target, servername)
@@ -200,7 +219,7 @@ export class TcpClientSession implements TransportClientSession {
     private readonly socket: Socket,
     /** `host:port` of the peer. */
     readonly target: string,
-    options: { bufferSize: number; timeout: number | undefined; logger: Logger; filter?: ConnectionFilterFactory | undefined; servername?: string | undefined },
+    options: { bufferSize: number; timeout: number | undefined; logger: Logger; filter?: ConnectionFilterFactory | undefined; servername?: string | undefined; reader?: SocketReader | undefined },
   ) {
     const stream = new ByteStream(undefined, {
       highWaterMark: options.bufferSize,
@@ -218,7 +237,11 @@ export class TcpClientSession implements TransportClientSession {
       },
     })
     this.filter = filter
-    if (filter === undefined) {
+    const reader = options.reader
+    if (reader !== undefined && filter === undefined) {
+      for (const early of reader.early.splice(0)) stream.push(early)
+      reader.sink = (view) => stream.pushCopy(view)
+    } else if (filter === undefined) {
       socket.on('data', (chunk: Buffer) => stream.push(chunk))
     } else {
       socket.on('data', (chunk: Buffer) => {
@@ -348,6 +371,18 @@ export function checkSocketPath(owner: string, path: unknown): string {
   }
   return path
 }
+
+/** Where a socket reading into the shared buffer hands its bytes (set once the session exists). */
+interface SocketReader {
+  sink: ((view: Uint8Array) => void) | undefined
+  early: Uint8Array[]
+}
+
+/**
+ * One read buffer for every plain client socket of the process: libuv reads into it and the
+ * callback copies the bytes out before it returns, so sockets never see each other's bytes.
+ */
+const sharedReadBuffer = new Uint8Array(64 * 1024)
 
 /** `host:port`, with brackets around IPv6 hosts. */
 export function formatTarget(host: string, port: number): string {
