@@ -325,7 +325,7 @@ export class TcpClientSession implements TransportClientSession {
     if (this.closed) throw new ConnectionError(`connection to ${this.target} is closed`)
     // The first write of a tick goes straight out (lockstep latency); later ones in the same tick
     // are corked and leave together at the end of the tick (pipelined requests, one syscall).
-    if (this.writesThisTick++ === 0) process.nextTick(this.endTick)
+    if (this.writesThisTick++ === 0) atEndOfTick(this.endTick)
     else if (!this.corked) {
       this.corked = true
       this.socket.cork()
@@ -370,6 +370,20 @@ export function checkSocketPath(owner: string, path: unknown): string {
     throw new RangeError(`${owner}: path is ${Buffer.byteLength(path)} bytes, longer than the ${MAX_SOCKET_PATH} a Unix socket path may have: ${path}`)
   }
   return path
+}
+
+/** Sessions that wrote in the current tick: one `process.nextTick` for all of them, not one per session. */
+let endOfTick: (() => void)[] = []
+
+function runEndOfTick(): void {
+  const due = endOfTick
+  endOfTick = []
+  for (const callback of due) callback()
+}
+
+function atEndOfTick(callback: () => void): void {
+  if (endOfTick.length === 0) process.nextTick(runEndOfTick)
+  endOfTick.push(callback)
 }
 
 /** Where a socket reading into the shared buffer hands its bytes (set once the session exists). */
