@@ -20,6 +20,7 @@ import {
   type ServedConnection,
   type ServerAddress,
 } from '@labwire/core'
+import { replyWriter } from '@labwire/transport-tcp'
 import { telnetServerFilter, type TelnetServerFilterOptions } from '@labwire/transport-telnet'
 import { registerConnection, type Device, type SimConnection } from './device.js'
 
@@ -253,37 +254,12 @@ export class SimulatorServer implements AsyncDisposable {
     filter?.open?.()
     const greeting = this.device.greeting()
     if (greeting !== undefined) socket.write(encode(greeting))
-    let corked = false
+    const writer = replyWriter(socket, stream, encode)
     const conn: ServedConnection = {
       peer,
       busy: false,
-      write(bytes) {
-        if (socket.destroyed || !socket.writable) return undefined
-        // Pipelined requests already buffered: cork so their replies leave together (released
-        // when the loop waits for input or at the end of this tick).
-        if (!corked && stream.bufferedLength > 0) {
-          corked = true
-          socket.cork()
-          process.nextTick(() => conn.flush())
-        }
-        if (socket.write(encode(bytes))) return undefined
-        conn.flush()
-        return new Promise<void>((resolve) => {
-          const done = (): void => {
-            socket.off('drain', done)
-            socket.off('close', done)
-            resolve()
-          }
-          socket.on('drain', done)
-          socket.on('close', done)
-        })
-      },
-      flush() {
-        if (corked) {
-          corked = false
-          socket.uncork()
-        }
-      },
+      write: writer.write,
+      flush: writer.flush,
       close() {
         if (socket.destroyed) return
         stream.end()

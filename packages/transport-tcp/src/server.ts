@@ -24,6 +24,7 @@ import {
   type ServerAddress,
 } from '@labwire/core'
 import { checkSocketPath, formatTarget } from './client.js'
+import { replyWriter } from './reply-writer.js'
 import { DEFAULT_TLS_HANDSHAKE_TIMEOUT, describeTlsFailure, type TcpServerTlsOptions } from './tls.js'
 
 /** A {@link TcpServer}'s bound address: `host` + `port`, and `path` when it listens on a Unix socket (then `host` is `''` and `port` 0). */
@@ -416,40 +417,12 @@ export class TcpServer implements AsyncDisposable {
       stream.end()
       filter?.close?.()
     })
-    let corked = false
-    const output = filter
+    const writer = replyWriter(socket, stream, filter === undefined ? undefined : (bytes) => filter.output(bytes))
     const conn: ServedConnection = {
       peer,
       busy: false,
-      write(reply) {
-        if (socket.destroyed || !socket.writable) return undefined
-        const bytes = output === undefined ? reply : output.output(reply)
-        // More requests already buffered (pipelined): cork, so their replies leave together; the
-        // cork is released when the loop waits for input or at the end of this tick, whichever is
-        // first. Lockstep (nothing buffered): write at once.
-        if (!corked && stream.bufferedLength > 0) {
-          corked = true
-          socket.cork()
-          process.nextTick(() => conn.flush())
-        }
-        if (socket.write(bytes)) return undefined
-        conn.flush()
-        return new Promise<void>((resolve) => {
-          const done = (): void => {
-            socket.off('drain', done)
-            socket.off('close', done)
-            resolve()
-          }
-          socket.on('drain', done)
-          socket.on('close', done)
-        })
-      },
-      flush() {
-        if (corked) {
-          corked = false
-          socket.uncork()
-        }
-      },
+      write: writer.write,
+      flush: writer.flush,
       close() {
         stream.end()
         lingeringClose(socket)
