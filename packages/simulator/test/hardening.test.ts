@@ -1,0 +1,257 @@
+import { existsSync } from 'node:fs'
+import fc from 'fast-check'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import type { Logger } from '@labwire/core'
+import {
+  bundledDevices,
+  BUNDLED_DEVICES,
+  Device,
+  FormatLimitError,
+  parseDevices,
+  pyFormat,
+  resolveDeviceFile,
+  StringParser,
+  UnknownDeviceError,
+} from '../src/index.js'
+
+// Issue 16, the simulator's share: each test is named after the failure it pins.
+
+/** A logger that keeps what it is given. */
+function recordingLogger(): Logger & { records: { level: string; context: Record<string, unknown>; message: string | undefined }[] } {
+  const records: { level: string; context: Record<string, unknown>; message: string | undefined }[] = []
+  const at = (level: string) => (context: object, message?: string) => {
+    records.push({ level, context: context as Record<string, unknown>, message })
+  }
+  return { records, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }
+}
+
+const dec = new TextDecoder()
+const enc = new TextEncoder()
+
+/** One request through a device's engine (no socket: the timing is the engine's alone). */
+async function ask(device: Pick<Device, 'respond'>, line: string): Promise<string | undefined> {
+  const reply = await device.respond(enc.encode(line), { connection: undefined, session: {} })
+  return reply === undefined ? undefined : dec.decode(reply)
+}
+
+function fileDevice(body: string, options: { logger?: Logger } = {}): Pick<Device, 'respond'> {
+  const text = `spec: "1.1"\ndevices:\n  dev:\n    eom:\n      TCPIP SOCKET: { q: "\\n", r: "\\n" }\n${body}`
+  const definition = parseDevices(text, 'dev.yaml').devices.get('dev')
+  if (definition === undefined) throw new Error('no device')
+  return definition.create(options)
+}
+
+describe('setter patterns match in linear time (hardening #4)', () => {
+  it('setter pattern {:.2f} on a 64 KiB line of digits answers in well under 100 ms (hardening #4)', async () => {
+    const device = fileDevice(`    error: ERR
+    properties:
+      freq:
+        default: 1.0
+        getter: { q: "FREQ?", r: "{:.2f}" }
+        setter: { q: "!FREQ {:.2f}", r: OK }
+        specs: { type: float }
+`)
+    const digits = '7'.repeat(64 * 1024 - 16)
+    // Warm up, then time: a line that cannot match (the worst case for backtracking) and one that does.
+    expect(await ask(device, '!FREQ 12x')).toBe('ERR\n')
+    let started = performance.now()
+    expect(await ask(device, `!FREQ ${digits}x`)).toBe('ERR\n')
+    const failing = performance.now() - started
+    started = performance.now()
+    expect(await ask(device, `!FREQ ${'0'.repeat(digits.length)}12.5`)).toBe('OK\n')
+    const matching = performance.now() - started
+    expect(failing).toBeLessThan(100)
+    expect(matching).toBeLessThan(100)
+    expect(await ask(device, 'FREQ?')).toBe('12.50\n')
+  })
+
+  it('several adjacent numeric fields ({:d}{:d}{:f}) on a long line of digits stay linear (hardening #4)', () => {
+    const parser = new StringParser('SET {:d}{:d}{:f}')
+    const line = `SET ${'1'.repeat(32 * 1024)}`
+    let started = performance.now()
+    expect(parser.fieldValues(`${line}z`)).toBeUndefined()
+    expect(performance.now() - started).toBeLessThan(100)
+    started = performance.now()
+    const values = parser.fieldValues(line)
+    expect(performance.now() - started).toBeLessThan(100)
+    // The captures a backtracking engine finds first: the lazy {:d}s take one digit each.
+    expect([...(values?.values() ?? [])].map(String)).toEqual(['1', '1', String(Number('1'.repeat(32 * 1024 - 2)))])
+  })
+
+  it('the linear matcher gives exactly the regular expression’s captures on random patterns and lines (hardening #4)', () => {
+    const specs = ['', 's', 'd', 'b', 'o', 'x', 'X', 'e', 'E', 'f', 'F', 'g', 'G', '%', '+d', ' f', '#x', '#b', '-e', '_']
+    const field = fc.constantFrom(...specs).map((spec) => (spec === '_' ? '{_}' : spec === '' ? '{}' : `{:${spec}}`))
+    const literal = fc.constantFrom('', 'A', ' ', ',', ':', '.', 'V ', 'é')
+    const pattern = fc.array(fc.tuple(literal, field), { minLength: 1, maxLength: 4 }).chain((parts) =>
+      literal.map((tail) => parts.map(([l, f]) => l + f).join('') + tail),
+    )
+    const line = fc.array(fc.constantFrom(...'0123456789.-+eE%x bAé,:\n'.split('')), { maxLength: 24 }).map((cs) => cs.join(''))
+    fc.assert(
+      fc.property(pattern, line, (source, text) => {
+        const parser = new StringParser(source)
+        const m = parser.regex.exec(text)
+        const expected = m === null ? undefined : parser.fields.map((f, i) => attempt(() => f.convert(m[i + 1] ?? '')))
+        const got = attempt(() => parser.fieldValues(text))
+        if (expected === undefined) {
+          expect(got).toBeUndefined()
+        } else {
+          expect(got).toBeInstanceOf(Map)
+          expect([...(got as Map<string, unknown>).values()].map(String)).toEqual(expected.map(String))
+        }
+      }),
+      { numRuns: 3000 },
+    )
+  })
+})
+
+function attempt<T>(fn: () => T): T | string {
+  try {
+    return fn()
+  } catch (error) {
+    return `throws ${String(error)}`
+  }
+}
+
+describe('format widths (hardening #5)', () => {
+  it('format {:0100000,d} pads linearly, as Python does (hardening #5)', () => {
+    const started = performance.now()
+    const text = pyFormat('{:0100000,d}', [5n])
+    expect(performance.now() - started).toBeLessThan(200)
+    // Python: len(format(5, '0100000,d')) == 100001, re.fullmatch(r'0(,000)*,005', …)
+    expect(text.length).toBe(100_001)
+    expect(/^0(,000)*,005$/.test(text)).toBe(true)
+    expect(pyFormat('{:08,d}', [1234n])).toBe('0,001,234')
+    expect(pyFormat('{:010_x}', [0xabcn])).toBe('0_0000_0abc')
+    expect(pyFormat('{:012,.2f}', [1234.5])).toBe('0,001,234.50')
+  })
+
+  it('format {:300000000d} is refused with FormatLimitError instead of allocating 600 MB (hardening #5)', () => {
+    const error = attemptError(() => pyFormat('{:300000000d}', [5n]))
+    expect(error).toBeInstanceOf(FormatLimitError)
+    expect(error).toMatchObject({ name: 'FormatLimitError', code: 'ERR_FORMAT_LIMIT', what: 'width', value: 300_000_000, limit: 1024 * 1024 })
+    expect(attemptError(() => pyFormat('{:.5000000f}', [0.5]))).toMatchObject({ code: 'ERR_FORMAT_LIMIT', what: 'precision' })
+    expect(attemptError(() => pyFormat('{:99999999999999999999999999s}', ['a']))).toBeInstanceOf(FormatLimitError)
+    // The limit is an option.
+    expect(pyFormat('{:>10d}', [5n], {}, { maxWidth: 10 })).toBe('         5')
+    expect(attemptError(() => pyFormat('{:>11d}', [5n], {}, { maxWidth: 10 }))).toBeInstanceOf(FormatLimitError)
+    // Huge precisions under the limit stay fast: past a double's exact expansion only zeros follow.
+    const started = performance.now()
+    expect(pyFormat('{:.1000000f}', [0.1]).length).toBe(1_000_002)
+    expect(performance.now() - started).toBeLessThan(1000)
+  })
+
+  it('a device whose getter asks for a width over maxFormatWidth logs FormatLimitError and sends nothing (hardening #5)', async () => {
+    const logger = recordingLogger()
+    const device = fileDevice(
+      `    properties:
+      wide:
+        default: 5
+        getter: { q: "WIDE?", r: "{:300000000d}" }
+        specs: { type: int }
+`,
+      { logger },
+    )
+    expect(await ask(device, 'WIDE?')).toBeUndefined()
+    expect(logger.records).toHaveLength(1)
+    expect(logger.records[0]?.context.err).toBeInstanceOf(FormatLimitError)
+  })
+})
+
+function attemptError(fn: () => unknown): unknown {
+  try {
+    fn()
+  } catch (error) {
+    return error
+  }
+  throw new Error('expected a throw')
+}
+
+describe('long latency faults (hardening #8)', () => {
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  it('a latency fault of 2³¹ ms or more waits, instead of firing at once (hardening #8)', async () => {
+    vi.useFakeTimers()
+    const device = new Device({ name: 'slow', state: {} }).command('PING?', () => 'PONG')
+    device.fault({ kind: 'latency', latency: 2 ** 31 + 5_000 })
+    let reply: string | undefined | null = null
+    const pending = ask(device, 'PING?').then((r) => {
+      reply = r
+    })
+    await vi.advanceTimersByTimeAsync(10_000)
+    expect(reply).toBeNull()
+    await vi.advanceTimersByTimeAsync(2 ** 31 - 10_000)
+    expect(reply).toBeNull()
+    await vi.advanceTimersByTimeAsync(10_000)
+    await pending
+    expect(reply).toBe('PONG\n')
+  })
+})
+
+describe('device errors are logged (hardening #18, new-user report)', () => {
+  it('a handler that throws is logged at error level with the device name and the command (hardening #18)', async () => {
+    const logger = recordingLogger()
+    const device = new Device({ name: 'meter', state: {}, logger }).command('BOOM?', () => {
+      throw new RangeError('sensor unplugged')
+    })
+    expect(await ask(device, 'BOOM?')).toBeUndefined()
+    expect(logger.records).toHaveLength(1)
+    const [record] = logger.records
+    expect(record?.level).toBe('error')
+    expect(record?.context).toMatchObject({ device: 'meter', command: 'BOOM?' })
+    expect(record?.message).toContain('device "meter": command "BOOM?" failed: sensor unplugged')
+  })
+
+  it('a property without type: float formatted with {:+.6E} logs a clear error and sends nothing, as pyvisa-sim raises (new-user report)', async () => {
+    const logger = recordingLogger()
+    const device = fileDevice(
+      `    properties:
+      volt:
+        default: 1.5
+        getter: { q: "VOLT?", r: "{:+.6E}" }
+`,
+      { logger },
+    )
+    expect(await ask(device, 'VOLT?')).toBeUndefined()
+    expect(logger.records.map((r) => r.level)).toEqual(['error'])
+    const message = logger.records[0]?.message ?? ''
+    expect(message).toContain('device "dev": command "VOLT?" failed')
+    expect(message).toContain("Unknown format code 'E' for object of type 'str'")
+    expect(message).toContain('property volt')
+    expect(message).toContain('type: float')
+  })
+
+  it('a device built without a logger can be given one later (device.logger is writable)', async () => {
+    const logger = recordingLogger()
+    const device = new Device({ name: 'late', state: {} }).command('X', () => {
+      throw new Error('no')
+    })
+    device.logger = logger
+    await ask(device, 'X')
+    expect(logger.records).toHaveLength(1)
+  })
+})
+
+describe('bundled devices by name (new-user report)', () => {
+  it('bundledDevices() lists every shipped device with a path that exists and a description', () => {
+    const list = bundledDevices()
+    expect(list.map((d) => d.name)).toEqual([...BUNDLED_DEVICES])
+    for (const device of list) {
+      expect(existsSync(device.path)).toBe(true)
+      expect(device.description).toBeTruthy()
+    }
+  })
+
+  it('resolveDeviceFile: a bundled name gives its path, a file is returned as given, anything else lists the names', () => {
+    const psu = bundledDevices().find((d) => d.name === 'scpi-psu')
+    expect(resolveDeviceFile('scpi-psu')).toBe(psu?.path)
+    expect(resolveDeviceFile(psu?.path ?? '')).toBe(psu?.path)
+    const error = attemptError(() => resolveDeviceFile('scpi-pus'))
+    expect(error).toBeInstanceOf(UnknownDeviceError)
+    expect(error).toMatchObject({ code: 'ERR_UNKNOWN_DEVICE', names: [...BUNDLED_DEVICES] })
+    expect((error as Error).message).toContain("did you mean 'scpi-psu'")
+    expect((error as Error).message).toContain('scpi-psu, dmm, cli-switch')
+    expect(attemptError(() => resolveDeviceFile('/nonexistent/psu.yaml'))).toBeInstanceOf(UnknownDeviceError)
+  })
+})
