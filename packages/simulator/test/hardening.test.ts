@@ -1,12 +1,19 @@
-import { existsSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import fc from 'fast-check'
-import { afterEach, describe, expect, it, vi } from 'vitest'
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest'
 import type { Logger } from '@labwire/core'
 import {
   bundledDevices,
   BUNDLED_DEVICES,
   Device,
+  DeviceFileAliasError,
+  DeviceFileError,
+  DeviceFileTooLargeError,
   FormatLimitError,
+  loadDevice,
+  loadDevices,
   parseDevices,
   pyFormat,
   resolveDeviceFile,
@@ -253,5 +260,98 @@ describe('bundled devices by name (new-user report)', () => {
     expect((error as Error).message).toContain("did you mean 'scpi-psu'")
     expect((error as Error).message).toContain('scpi-psu, dmm, cli-switch')
     expect(attemptError(() => resolveDeviceFile('/nonexistent/psu.yaml'))).toBeInstanceOf(UnknownDeviceError)
+  })
+})
+
+const dir = mkdtempSync(join(tmpdir(), 'labwire-hardsim-'))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+/** A classic "billion laughs": each level refers nine times to the one before. */
+function aliasBomb(levels: number, use: (top: string) => string): string {
+  const lines = ['spec: "1.1"', 'x0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+  for (let i = 1; i < levels; i++) lines.push(`x${i}: &a${i} [${Array.from({ length: 9 }, () => `*a${i - 1}`).join(',')}]`)
+  lines.push(use(`*a${levels - 1}`))
+  return `${lines.join('\n')}\n`
+}
+
+async function loadError(path: string, options: Parameters<typeof loadDevices>[1] = {}): Promise<unknown> {
+  try {
+    await loadDevices(path, options)
+  } catch (error) {
+    return error
+  }
+  throw new Error('expected the load to fail')
+}
+
+describe('YAML alias bombs and oversized files (hardening #3)', () => {
+  it('yaml alias bomb is refused fast with file:line:column (hardening #3)', async () => {
+    // ~800 bytes that expand to 9^9 ≈ 387 million nodes; the aliases sit where labwire walks (faults).
+    const text = aliasBomb(9, (top) => `devices:\n  dev:\n    labwire:\n      faults:\n        - ${top}\n`)
+    expect(text.length).toBeLessThan(1024)
+    const path = join(dir, 'bomb.yaml')
+    writeFileSync(path, text)
+    const started = performance.now()
+    const error = await loadError(path)
+    expect(performance.now() - started).toBeLessThan(500)
+    expect(error).toBeInstanceOf(DeviceFileAliasError)
+    expect(error).toBeInstanceOf(DeviceFileError)
+    expect(error).toMatchObject({ name: 'DeviceFileAliasError', code: 'ERR_DEVICE_FILE_ALIASES', file: path, field: '(yaml)' })
+    // The position is the alias where the expansion passed the limit.
+    const { line, column } = error as DeviceFileError
+    expect((error as Error).message.startsWith(`${path}:${line}:${column}: (yaml): aliases expand to more than 100000 nodes (maxAliasExpansion)`)).toBe(true)
+    expect(text.split('\n')[line - 1]?.slice(column - 1).startsWith('*a')).toBe(true)
+  })
+
+  it('yaml alias used as a mapping key is refused fast: a key must be a plain value (hardening #3)', () => {
+    const text = aliasBomb(9, (top) => `devices:\n  dev:\n    properties:\n      ? ${top}\n      : { default: 1 }\n`)
+    const started = performance.now()
+    const error = attemptError(() => parseDevices(text, 'key.yaml'))
+    expect(performance.now() - started).toBeLessThan(500)
+    expect(error).toBeInstanceOf(DeviceFileError)
+    // The first refusal is the expansion itself (the key's alias is the ninth level's ninth use).
+    expect((error as Error).message).toMatch(/^key\.yaml:\d+:\d+: \(yaml\): /)
+    // A small list as a key: refused as unhashable, as PyYAML does.
+    const small = `spec: "1.1"\nk: &k [a, b]\ndevices:\n  dev:\n    properties:\n      ? *k\n      : { default: 1 }\n`
+    const keyError = attemptError(() => parseDevices(small, 'small.yaml'))
+    expect(keyError).toBeInstanceOf(DeviceFileError)
+    expect((keyError as Error).message).toBe('small.yaml:6:9: (yaml): a mapping key must be a plain value, not a list or a mapping (PyYAML refuses it too: unhashable key)')
+  })
+
+  it('a recursive alias is refused (hardening #3)', () => {
+    const error = attemptError(() => parseDevices('spec: "1.1"\nloop: &l [a, *l]\ndevices: {}\n', 'loop.yaml'))
+    expect(error).toBeInstanceOf(DeviceFileAliasError)
+    expect((error as Error).message).toContain('loop.yaml:2:')
+    expect((error as Error).message).toContain('recursive alias')
+  })
+
+  it('aliases a real file uses (shared specs, reused dialogues) still load; maxAliasExpansion is an option (hardening #3)', async () => {
+    const text = `spec: "1.1"
+specs: &volts { type: float, min: 0, max: 30 }
+devices:
+  dev:
+    eom:
+      TCPIP SOCKET: { q: "\\n", r: "\\n" }
+    properties:
+      a: { default: 1.0, getter: { q: "A?", r: "{:.1f}" }, specs: *volts }
+      b: { default: 2.0, getter: { q: "B?", r: "{:.1f}" }, specs: *volts }
+`
+    const path = join(dir, 'shared.yaml')
+    writeFileSync(path, text)
+    const device = await loadDevice(path)
+    expect(await ask(device, 'B?')).toBe('2.0\n')
+    expect(await loadError(path, { maxAliasExpansion: 4 })).toBeInstanceOf(DeviceFileAliasError)
+  })
+
+  it('a device file over maxFileSize (default 4 MiB) is refused without reading it all (hardening #3)', async () => {
+    const path = join(dir, 'big.yaml')
+    writeFileSync(path, `spec: "1.1"\n# ${'x'.repeat(4 * 1024 * 1024)}\n`)
+    const error = await loadError(path)
+    expect(error).toBeInstanceOf(DeviceFileTooLargeError)
+    expect(error).toMatchObject({ code: 'ERR_DEVICE_FILE_TOO_LARGE', limit: 4 * 1024 * 1024 })
+    expect((error as Error).message).toBe(`${path}:1:1: (file): the file is over 4194304 bytes (maxFileSize)`)
+    expect(await loadError(join(dir, 'shared.yaml'), { maxFileSize: 64 })).toBeInstanceOf(DeviceFileTooLargeError)
+    expect(attemptError(() => parseDevices('spec: "1.1"\n'.padEnd(200, ' '), 'mem.yaml', { maxFileSize: 100 }))).toBeInstanceOf(DeviceFileTooLargeError)
+    // A file that never ends (a character device) stops at the limit too.
+    if (existsSync('/dev/zero')) expect(await loadError('/dev/zero', { maxFileSize: 1024 })).toBeInstanceOf(DeviceFileTooLargeError)
   })
 })
