@@ -85,6 +85,22 @@ describe('setter patterns match in linear time (hardening #4)', () => {
     expect([...(values?.values() ?? [])].map(String)).toEqual(['1', '1', String(Number('1'.repeat(32 * 1024 - 2)))])
   })
 
+  it('a setter value with a long run of spaces converts in linear time: float() strips without a quadratic regex (hardening #4)', async () => {
+    const device = fileDevice(`    error: ERR
+    properties:
+      volt:
+        default: 1.0
+        getter: { q: "VOLT?", r: "{:.1f}" }
+        setter: { q: "VOLT {}", r: OK }
+        specs: { type: float }
+`)
+    const started = performance.now()
+    expect(await ask(device, `VOLT 1${' '.repeat(60_000)}x`)).toBe('ERR\n')
+    expect(await ask(device, `VOLT ${' '.repeat(30_000)}2.5${' '.repeat(30_000)}`)).toBe('OK\n')
+    expect(performance.now() - started).toBeLessThan(100)
+    expect(await ask(device, 'VOLT?')).toBe('2.5\n')
+  })
+
   it('the linear matcher gives exactly the regular expression’s captures on random patterns and lines (hardening #4)', () => {
     const specs = ['', 's', 'd', 'b', 'o', 'x', 'X', 'e', 'E', 'f', 'F', 'g', 'G', '%', '+d', ' f', '#x', '#b', '-e', '_']
     const field = fc.constantFrom(...specs).map((spec) => (spec === '_' ? '{_}' : spec === '' ? '{}' : `{:${spec}}`))
