@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import fc from 'fast-check'
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest'
 import type { Logger } from '@labwire/core'
+import { RawClient } from './raw-client.js'
 import {
   bundledDevices,
   BUNDLED_DEVICES,
@@ -17,6 +18,7 @@ import {
   parseDevices,
   pyFormat,
   resolveDeviceFile,
+  SimulatorServer,
   StringParser,
   UnknownDeviceError,
 } from '../src/index.js'
@@ -41,11 +43,11 @@ async function ask(device: Pick<Device, 'respond'>, line: string): Promise<strin
   return reply === undefined ? undefined : dec.decode(reply)
 }
 
-function fileDevice(body: string, options: { logger?: Logger } = {}): Pick<Device, 'respond'> {
+function fileDevice(body: string, options: { logger?: Logger } = {}): Device<unknown> {
   const text = `spec: "1.1"\ndevices:\n  dev:\n    eom:\n      TCPIP SOCKET: { q: "\\n", r: "\\n" }\n${body}`
   const definition = parseDevices(text, 'dev.yaml').devices.get('dev')
   if (definition === undefined) throw new Error('no device')
-  return definition.create(options)
+  return definition.create(options) as Device<unknown>
 }
 
 describe('setter patterns match in linear time (hardening #4)', () => {
@@ -70,6 +72,33 @@ describe('setter patterns match in linear time (hardening #4)', () => {
     expect(failing).toBeLessThan(100)
     expect(matching).toBeLessThan(100)
     expect(await ask(device, 'FREQ?')).toBe('12.50\n')
+  })
+
+  it('ten 64 KiB digit lines on a socket do not stall the simulator: another client is answered at once (hardening #4)', async () => {
+    const device = fileDevice(`    error: ERR
+    properties:
+      freq:
+        default: 1.0
+        getter: { q: "FREQ?", r: "{:.2f}" }
+        setter: { q: "!FREQ {:.2f}", r: OK }
+        specs: { type: float }
+`) as Device<unknown>
+    await using server = new SimulatorServer({ device })
+    const { port } = await server.listen()
+    const attacker = await RawClient.open(port)
+    const other = await RawClient.open(port)
+    try {
+      const line = `!FREQ ${'7'.repeat(64 * 1024 - 16)}x\n`
+      const started = performance.now()
+      for (let i = 0; i < 10; i++) attacker.write(line)
+      await attacker.waitFor('ERR\n'.repeat(10), 10_000)
+      other.write('FREQ?\n')
+      expect(await other.waitFor('1.00\n')).toBe('1.00\n')
+      expect(performance.now() - started).toBeLessThan(1_000)
+    } finally {
+      attacker.destroy()
+      other.destroy()
+    }
   })
 
   it('several adjacent numeric fields ({:d}{:d}{:f}) on a long line of digits stay linear (hardening #4)', () => {
