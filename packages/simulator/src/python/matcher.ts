@@ -76,6 +76,7 @@ export class LinearMatcher {
   /** Generation marks: `mark[pc] === step` when `pc` is already on the list being built. */
   private readonly mark: Int32Array
   private step = 0
+  private readonly lists: [ThreadList, ThreadList]
 
   /** `groups` is the number of capture groups (indices 0 … groups − 1). */
   constructor(pattern: Pattern, groups: number) {
@@ -85,6 +86,8 @@ export class LinearMatcher {
     this.emit(P.opt(P.oneOf('\n')))
     this.program.push({ op: END, test: undefined, x: 0, y: 0 })
     this.mark = new Int32Array(this.program.length).fill(-1)
+    const list = (): ThreadList => ({ pcs: new Int32Array(this.program.length), caps: new Array<Captures>(this.program.length), count: 0 })
+    this.lists = [list(), list()]
   }
 
   private emit(pattern: Pattern): void {
@@ -138,57 +141,76 @@ export class LinearMatcher {
    * indices, -1 for a group that did not take part), or `undefined`.
    */
   match(text: string): Captures | undefined {
-    let current: { pc: number; caps: Captures }[] = []
-    let next: { pc: number; caps: Captures }[] = []
-    const start: number[] = new Array<number>(this.slots).fill(-1)
+    // Two thread lists (instruction, captures) in priority order, swapped every step; no allocation per thread.
+    let current = this.lists[0]
+    let next = this.lists[1]
+    current.count = 0
+    // The marks are generation numbers in an Int32Array: start again well before they could wrap.
+    if (this.step > 0x3fffffff - text.length) {
+      this.mark.fill(-1)
+      this.step = 0
+    }
     this.step++
-    this.add(current, 0, start, 0)
+    this.add(current, 0, new Array<number>(this.slots).fill(-1), 0)
     const n = text.length
-    let pos = 0
-    for (;;) {
-      if (current.length === 0) return undefined
+    const program = this.program
+    for (let pos = 0; ; ) {
+      if (current.count === 0) return undefined
       if (pos >= n) {
-        for (const thread of current) if ((this.program[thread.pc] as Inst).op === END) return thread.caps
+        for (let i = 0; i < current.count; i++) if ((program[current.pcs[i] as number] as Inst).op === END) return current.caps[i]
         return undefined
       }
       const cp = text.codePointAt(pos) as number
-      const width = cp > 0xffff ? 2 : 1
+      const after = pos + (cp > 0xffff ? 2 : 1)
       this.step++
-      for (const thread of current) {
-        const inst = this.program[thread.pc] as Inst
-        if (inst.op === CHAR && (inst.test as CodePointClass)(cp)) this.add(next, inst.x, thread.caps, pos + width)
+      next.count = 0
+      for (let i = 0; i < current.count; i++) {
+        const inst = program[current.pcs[i] as number] as Inst
+        if (inst.op === CHAR && (inst.test as CodePointClass)(cp)) this.add(next, inst.x, current.caps[i] as Captures, after)
       }
-      pos += width
+      pos = after
       const swap = current
       current = next
       next = swap
-      next.length = 0
     }
   }
 
   /** Follow SPLIT/JMP/SAVE from `pc` in priority order; the first thread to reach an instruction keeps it. */
-  private add(list: { pc: number; caps: Captures }[], pc: number, caps: Captures, pos: number): void {
-    if (this.mark[pc] === this.step) return
-    this.mark[pc] = this.step
-    const inst = this.program[pc] as Inst
-    switch (inst.op) {
-      case JMP:
-        this.add(list, inst.x, caps, pos)
-        return
-      case SPLIT:
-        this.add(list, inst.x, caps, pos)
-        this.add(list, inst.y, caps, pos)
-        return
-      case SAVE: {
-        const copy = caps.slice()
-        copy[inst.y] = pos
-        this.add(list, inst.x, copy, pos)
-        return
+  private add(list: ThreadList, pc: number, caps: Captures, pos: number): void {
+    for (;;) {
+      if (this.mark[pc] === this.step) return
+      this.mark[pc] = this.step
+      const inst = this.program[pc] as Inst
+      switch (inst.op) {
+        case JMP:
+          pc = inst.x
+          continue
+        case SPLIT:
+          this.add(list, inst.x, caps, pos)
+          pc = inst.y
+          continue
+        case SAVE: {
+          const copy = caps.slice()
+          copy[inst.y] = pos
+          caps = copy
+          pc = inst.x
+          continue
+        }
+        default:
+          list.pcs[list.count] = pc
+          list.caps[list.count] = caps
+          list.count++
+          return
       }
-      default:
-        list.push({ pc, caps })
     }
   }
+}
+
+interface ThreadList {
+  /** Instruction of each thread (at most one thread per instruction). */
+  pcs: Int32Array
+  caps: Captures[]
+  count: number
 }
 
 function setSplit(split: Inst, body: number, after: number, greedy: boolean): void {
