@@ -34,6 +34,7 @@ export {
   DeviceFileTooLargeError,
   DEFAULT_MAX_FILE_SIZE,
   DEFAULT_MAX_ALIAS_EXPANSION,
+  DEFAULT_MAX_YAML_TOKENS,
 } from './pyvisa/loader.js'
 export type {
   DeviceDefinition,

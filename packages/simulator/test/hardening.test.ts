@@ -430,4 +430,18 @@ devices:
     // A file that never ends (a character device) stops at the limit too.
     if (existsSync('/dev/zero')) expect(await loadError('/dev/zero', { maxFileSize: 1024 })).toBeInstanceOf(DeviceFileTooLargeError)
   })
+
+  it('a node-dense file under maxFileSize is refused by maxYamlTokens before the slow parse (hardening #3)', () => {
+    // 1 MiB of [a,a,a,…]: the yaml package needs seconds to build it; the lexer counts past the limit in milliseconds.
+    const text = `spec: "1.1"\nx: [${'a,'.repeat(512 * 1024)}a]\ndevices: {}\n`
+    let error: unknown
+    const started = performance.now()
+    error = attemptError(() => parseDevices(text, 'dense.yaml'))
+    expect(performance.now() - started).toBeLessThan(1_000)
+    expect(error).toBeInstanceOf(DeviceFileTooLargeError)
+    expect(error).toMatchObject({ option: 'maxYamlTokens', limit: 500_000 })
+    expect((error as Error).message).toBe('dense.yaml:1:1: (file): the file has more than 500000 YAML tokens (maxYamlTokens)')
+    error = attemptError(() => parseDevices('spec: "1.1"\ndevices: {}\n', 'tiny.yaml', { maxYamlTokens: 5 }))
+    expect(error).toMatchObject({ code: 'ERR_DEVICE_FILE_TOO_LARGE', option: 'maxYamlTokens' })
+  })
 })

@@ -16,6 +16,7 @@ export { pickEom, type Eom, type PyvisaSimCompat, type ResourceEntry } from './m
 export {
   DEFAULT_MAX_ALIAS_EXPANSION,
   DEFAULT_MAX_FILE_SIZE,
+  DEFAULT_MAX_YAML_TOKENS,
   DeviceFileAliasError,
   DeviceFileError,
   DeviceFileTooLargeError,
