@@ -245,8 +245,8 @@ export function parseDeviceText(text: string, file: string, options: ReadOptions
   const maxFileSize = options.maxFileSize ?? DEFAULT_MAX_FILE_SIZE
   if (text.length > maxFileSize || Buffer.byteLength(text) > maxFileSize) throw new DeviceFileTooLargeError(file, maxFileSize)
   const maxTokens = options.maxYamlTokens ?? DEFAULT_MAX_YAML_TOKENS
-  let tokens = 0
-  for (const _token of new Lexer().lex(text)) if (++tokens > maxTokens) throw new DeviceFileTooLargeError(file, maxTokens, 'maxYamlTokens')
+  const lexer = new Lexer().lex(text)
+  for (let tokens = 0; lexer.next().done !== true; ) if (++tokens > maxTokens) throw new DeviceFileTooLargeError(file, maxTokens, 'maxYamlTokens')
   const lines = new LineCounter()
   const doc = parseDocument(text, { schema: 'failsafe', lineCounter: lines, uniqueKeys: false, prettyErrors: false })
   const r = new Reader(file, lines)
