@@ -6,6 +6,7 @@ import { afterAll, afterEach, describe, expect, it, vi } from 'vitest'
 import type { Logger } from '@labwire/core'
 import { RawClient } from './raw-client.js'
 import {
+  bundledDevice,
   bundledDevices,
   BUNDLED_DEVICES,
   Device,
@@ -443,5 +444,21 @@ devices:
     expect((error as Error).message).toBe('dense.yaml:1:1: (file): the file has more than 500000 YAML tokens (maxYamlTokens)')
     error = attemptError(() => parseDevices('spec: "1.1"\ndevices: {}\n', 'tiny.yaml', { maxYamlTokens: 5 }))
     expect(error).toMatchObject({ code: 'ERR_DEVICE_FILE_TOO_LARGE', option: 'maxYamlTokens' })
+  })
+})
+
+describe('bounded error queue (every buffer bounded)', () => {
+  it('an error queue nobody reads stops at maxErrorQueue (default 1024) instead of growing forever', async () => {
+    const device = await loadDevice(bundledDevice('scpi-psu'), { maxErrorQueue: 3 })
+    // One message of 2,000 unknown commands (the delimiter is ';').
+    await ask(device, Array.from({ length: 2000 }, () => 'NOPE').join(';'))
+    const answers: (string | undefined)[] = []
+    for (let i = 0; i < 5; i++) answers.push(await ask(device, 'SYST:ERR?'))
+    expect(answers).toEqual(['-100,"Command error"\n', '-100,"Command error"\n', '-100,"Command error"\n', '0,"No error"\n', '0,"No error"\n'])
+    const byDefault = await loadDevice(bundledDevice('scpi-psu'))
+    await ask(byDefault, Array.from({ length: 2000 }, () => 'NOPE').join(';'))
+    let count = 0
+    while ((await ask(byDefault, 'SYST:ERR?')) !== '0,"No error"\n') count++
+    expect(count).toBe(1024)
   })
 })
