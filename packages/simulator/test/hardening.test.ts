@@ -273,6 +273,32 @@ describe('long latency faults (hardening #8)', () => {
   })
 })
 
+describe('long tick intervals (hardening #8, the same overflow)', () => {
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  it('a tick interval of 2³¹ ms or more is clamped, not turned into a 1 ms busy tick; zero is refused', async () => {
+    vi.useFakeTimers()
+    let ticks = 0
+    const device = new Device({ name: 'drifty', state: {} }).onTick(2 ** 32, () => {
+      ticks++
+    })
+    device.start()
+    try {
+      await vi.advanceTimersByTimeAsync(1_000)
+      expect(ticks).toBe(0)
+      await vi.advanceTimersByTimeAsync(2 ** 31)
+      expect(ticks).toBe(1)
+    } finally {
+      device.stop()
+    }
+    expect(() => new Device({ name: 'x', state: {} }).onTick(0, () => undefined)).toThrow(RangeError)
+    const file = `spec: "1.1"\ndevices:\n  d:\n    properties:\n      v: { default: 1.0, specs: { type: float } }\n    labwire:\n      drift:\n        v: { rate: 1, interval: 0 }\n`
+    expect(attemptError(() => parseDevices(file, 'drift.yaml'))).toMatchObject({ message: 'drift.yaml:8:33: devices.d.labwire.drift.v.interval: must be a positive number of milliseconds, got 0' })
+  })
+})
+
 describe('device errors are logged (hardening #18, new-user report)', () => {
   it('a handler that throws is logged at error level with the device name and the command (hardening #18)', async () => {
     const logger = recordingLogger()
