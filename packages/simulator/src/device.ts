@@ -261,7 +261,7 @@ export class Device<S = Record<string, unknown>> {
         try {
           ticker.fn(this, now - last)
         } catch (error) {
-          this.logger.error({ err: error, device: this.name }, 'tick failed')
+          this.logger.error({ err: error, device: this.name }, `device "${this.name}": tick failed: ${error instanceof Error ? error.message : String(error)}`)
         }
         last = now
       }, ticker.interval)
