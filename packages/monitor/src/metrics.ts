@@ -35,6 +35,8 @@ const RESERVOIR = 512
 /** The in-memory side of one service's metrics: counts since the last sample and its bounded history. */
 class ServiceSeries {
   requests = 0
+  /** Simulator commands since the service started (device events). */
+  commands = 0
   errors = 0
   private seen = 0
   private readonly reservoir: number[] = []
@@ -96,6 +98,8 @@ export class MonitorMetrics {
   private readonly connectionsTotal: Counter<'service'>
   private readonly connectionsRefused: Counter<'service' | 'reason'>
   private readonly connectionsQueued: Gauge<'service'>
+  private readonly commands: Counter<'service' | 'command'>
+  private readonly commandLabels = new Map<string, Set<string>>()
   private readonly series = new Map<string, ServiceSeries>()
   readonly processHistory: ProcessPoint[] = []
   private readonly loopDelay: IntervalHistogram
@@ -113,6 +117,7 @@ export class MonitorMetrics {
     this.connectionsTotal = new Counter({ name: 'labwire_connections_total', help: 'Connections accepted, by service.', labelNames: ['service'], registers })
     this.connectionsRefused = new Counter({ name: 'labwire_connections_refused_total', help: 'Connections refused (maxConnections, exclusive access), by service and reason.', labelNames: ['service', 'reason'], registers })
     this.connectionsQueued = new Gauge({ name: 'labwire_connections_queued', help: 'Sessions waiting for exclusive access, by service.', labelNames: ['service'], registers })
+    this.commands = new Counter({ name: 'labwire_simulator_commands_total', help: 'Commands a simulated device received, by service and command word (at most 64 distinct words per service; the rest count as "other").', labelNames: ['service', 'command'], registers })
     collectDefaultMetrics({ register: this.registry, prefix: 'labwire_' })
     this.loopDelay = monitorEventLoopDelay({ resolution: 20 })
     this.loopDelay.enable()
@@ -135,6 +140,22 @@ export class MonitorMetrics {
     if (sample.bytesOut !== undefined && sample.bytesOut > 0) this.sent.inc({ service }, sample.bytesOut)
     if (failed) this.errors.inc({ service, code: sample.errorCode ?? 'ERR' })
     this.seriesOf(service).add(sample.durationMs, failed)
+  }
+
+  /** A simulated device received a command (its first word, e.g. `VOLT?`). */
+  command(service: string, word: string): void {
+    let labels = this.commandLabels.get(service)
+    if (labels === undefined) {
+      labels = new Set()
+      this.commandLabels.set(service, labels)
+    }
+    let command = word
+    if (!labels.has(command)) {
+      if (labels.size >= 64) command = 'other'
+      else labels.add(command)
+    }
+    this.commands.inc({ service, command })
+    this.seriesOf(service).commands++
   }
 
   connected(service: string): void {
@@ -165,6 +186,11 @@ export class MonitorMetrics {
     this.loopDelay.reset()
     this.processHistory.push({ t: now, rss: memory.rss, heapUsed: memory.heapUsed, loopDelayP99: round3(Number.isFinite(p99) ? p99 : 0) })
     if (this.processHistory.length > this.historyLength) this.processHistory.splice(0, this.processHistory.length - this.historyLength)
+  }
+
+  /** Simulator commands counted for a service since it started. */
+  commandCount(service: string): number {
+    return this.series.get(service)?.commands ?? 0
   }
 
   /** The bounded history of one service (empty when unknown). */

@@ -127,6 +127,7 @@ export class Monitor implements AsyncDisposable {
   private readonly records = new Map<string, ServiceRecord>()
   private readonly byServer = new Map<object, ServiceRecord>()
   private readonly logs: LogLine[] = []
+  private readonly deviceListeners: (() => void)[] = []
   private readonly viewers = new Set<(snapshot: string) => void>()
   private readonly app: Hono
   private server: ServerType | undefined
@@ -160,8 +161,18 @@ export class Monitor implements AsyncDisposable {
     const record: ServiceRecord = { service, state: addressOf(service) === undefined ? 'starting' : 'ready', connections: new Map(), queued: 0, holder: undefined, trace: [], traceSeq: 0 }
     this.records.set(service.name, record)
     for (const server of service.servers ?? []) this.byServer.set(server, record)
-    if (service.simulator !== undefined) this.byServer.set(service.simulator, record)
     this.metrics.addService(service.name)
+    const sim = service.simulator
+    if (sim !== undefined) {
+      this.byServer.set(sim, record)
+      this.deviceListeners.push(
+        sim.device.on((event) => {
+          if (event.type === 'request') this.metrics.command(service.name, commandWord(event.message))
+          else if (event.type === 'error') this.log(service.name, 'error', { err: event.error }, `device error on '${escapeText(event.query.slice(0, 200))}'`)
+          else if (event.type === 'fault') this.log(service.name, 'info', {}, `fault triggered: ${event.fault}`)
+        }),
+      )
+    }
   }
 
   /** Set a service's state (`/readyz` is ready when every service is `ready` and no drain is on). */
@@ -226,6 +237,7 @@ export class Monitor implements AsyncDisposable {
     this.timer = undefined
     this.unsubscribe?.()
     this.unsubscribe = undefined
+    for (const off of this.deviceListeners.splice(0)) off()
     for (const viewer of this.viewers) viewer('')
     this.viewers.clear()
     const server = this.server
@@ -258,6 +270,7 @@ export class Monitor implements AsyncDisposable {
         connections,
         holder: record.holder ?? null,
         queued: record.queued,
+        commands: this.metrics.commandCount(service.name),
         history: this.metrics.history(service.name),
         trace: record.trace,
         simulator:
@@ -501,6 +514,8 @@ export interface MonitorSnapshot {
     connections: ConnectionView[]
     holder: string | null
     queued: number
+    /** Simulator commands received since start (0 for other services). */
+    commands: number
     history: readonly ServicePoint[]
     trace: readonly TraceLine[]
     simulator: { device: string; state: unknown; faults: unknown; cable: boolean } | null
@@ -540,6 +555,13 @@ function safeState(sim: SimulatorServer): unknown {
   } catch {
     return null
   }
+}
+
+/** A command's first word (`VOLT 5` → `VOLT`, `*IDN?` → `*IDN?`), bounded and escaped. */
+function commandWord(message: Uint8Array): string {
+  const text = decoder.decode(message.subarray(0, 48)).trim()
+  const word = text.split(/[\s;]/, 1)[0] ?? ''
+  return escapeText(word.length === 0 ? '(empty)' : word.slice(0, 32))
 }
 
 /** Control bytes shown visibly (`\x1b` as `\x1b`), so a device cannot drive the viewer's page or terminal. */

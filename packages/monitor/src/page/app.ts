@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 // The monitor's live page. Bundled at build time (tsup → dist/page.js, uPlot included): the page
 // loads nothing from anywhere but its own server. Every value from the server is set with
 // textContent, never as HTML.
@@ -40,6 +41,7 @@ interface Service {
   connections: { peer: string; since: number; exclusive?: boolean }[]
   holder: string | null
   queued: number
+  commands: number
   history: Point[]
   trace: TraceLine[]
   simulator: { device: string; state: unknown; faults: Fault[]; cable: boolean } | null
@@ -196,8 +198,10 @@ function render(snapshot: Snapshot): void {
     view.state.className = `state ${service.state}`
     const total = service.history.reduce((sum, p) => sum + p.rps, 0)
     const last = service.history.at(-1)
-    view.summary.textContent = `${service.address ?? '-'} · ${service.connections.length} connection(s) · ${last?.rps ?? 0} req/s${service.holder !== null ? ` · held by ${service.holder}` : ''}${service.queued > 0 ? ` · ${service.queued} queued` : ''}`
+    view.summary.textContent = `${service.address ?? '-'} · ${service.connections.length} connection(s) · ${last?.rps ?? 0} req/s${service.kind === 'simulator' ? ` · ${service.commands} commands` : ''}${service.holder !== null ? ` · held by ${service.holder}` : ''}${service.queued > 0 ? ` · ${service.queued} queued` : ''}`
     view.summary.dataset.requests = String(total)
+    view.summary.dataset.commands = String(service.commands)
+    view.summary.dataset.connections = String(service.connections.length)
     const ts = service.history.map((p) => p.t / 1000)
     view.rps.setData([ts, service.history.map((p) => p.rps)])
     view.latency.setData([ts, service.history.map((p) => p.p50), service.history.map((p) => p.p95), service.history.map((p) => p.p99)])
