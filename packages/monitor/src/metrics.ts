@@ -1,5 +1,5 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 
 /** Latency buckets in seconds: from 50 µs (a lockstep query on loopback) to 10 s (a slow instrument). */
 export const DURATION_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -118,9 +118,17 @@ export class MonitorMetrics {
     this.connectionsRefused = new Counter({ name: 'labwire_connections_refused_total', help: 'Connections refused (maxConnections, exclusive access), by service and reason.', labelNames: ['service', 'reason'], registers })
     this.connectionsQueued = new Gauge({ name: 'labwire_connections_queued', help: 'Sessions waiting for exclusive access, by service.', labelNames: ['service'], registers })
     this.commands = new Counter({ name: 'labwire_simulator_commands_total', help: 'Commands a simulated device received, by service and command word (at most 64 distinct words per service; the rest count as "other").', labelNames: ['service', 'command'], registers })
-    collectDefaultMetrics({ register: this.registry, prefix: 'labwire_' })
     this.loopDelay = monitorEventLoopDelay({ resolution: 20 })
     this.loopDelay.enable()
+    // Process metrics of our own (prom-client's defaults break Prometheus's naming lint).
+    const loop = this.loopDelay
+    new Gauge({ name: 'labwire_process_resident_memory_bytes', help: 'Resident set size of this process.', registers, collect() { this.set(process.memoryUsage.rss()) } })
+    new Gauge({ name: 'labwire_process_heap_used_bytes', help: 'V8 heap in use.', registers, collect() { this.set(process.memoryUsage().heapUsed) } })
+    new Gauge({ name: 'labwire_process_cpu_seconds', help: 'CPU time (user + system) this process has used.', registers, collect() { const cpu = process.cpuUsage(); this.set((cpu.user + cpu.system) / 1e6) } })
+    new Gauge({ name: 'labwire_process_start_time_seconds', help: 'When this process started, seconds since the epoch.', registers }).set(Math.round((Date.now() - performance.now()) / 1000))
+    new Gauge({ name: 'labwire_eventloop_delay_seconds', help: 'Event-loop delay percentiles since the last sample (Node monitorEventLoopDelay).', labelNames: ['percentile'], registers, collect() {
+      for (const q of [50, 90, 99]) this.set({ percentile: String(q) }, Number.isFinite(loop.percentile(q)) ? loop.percentile(q) / 1e9 : 0)
+    } })
   }
 
   /** Make a service known (its series start at zero, so it shows before its first request). */

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { serve, type ServerType } from '@hono/node-server'
 import { silentLogger, traceFilter, type ConnectionFilterFactory, type Logger, type LogMethod, type ServerAddress, type TraceEvent } from '@labwire/core'
 import { validateFaultSpec, type SimulatorServer } from '@labwire/simulator'
-import { Hono, type Context } from 'hono'
+import { Hono, type Context, type Env, type Input } from 'hono'
 import { streamSSE } from 'hono/streaming'
 import { checkRequest, isLoopbackHost, TOKEN_COOKIE } from './guard.js'
 import { MonitorMetrics, type ProcessPoint, type ServicePoint } from './metrics.js'
@@ -221,7 +221,7 @@ export class Monitor implements AsyncDisposable {
       const s = serve({ fetch: this.app.fetch, hostname: this.host, port: this.port }, () => resolve(s))
       s.once('error', reject)
     })
-    server.on('error', (error) => this.logger.error({ err: error }, 'monitor server error'))
+    server.on('error', (error: Error) => this.logger.error({ err: error }, 'monitor server error'))
     this.server = server
     const info = server.address() as AddressInfo
     this.bound = { host: info.address, port: info.port }
@@ -364,7 +364,7 @@ export class Monitor implements AsyncDisposable {
     for (const viewer of this.viewers) viewer(text)
   }
 
-  private guard(c: Context): Response | undefined {
+  private guard<E extends Env, P extends string, I extends Input>(c: Context<E, P, I>): Response | undefined {
     const url = new URL(c.req.url)
     const refusal = checkRequest(
       {
@@ -536,7 +536,7 @@ class HttpError extends Error {
   }
 }
 
-async function jsonBody(c: Context): Promise<Record<string, unknown>> {
+async function jsonBody<E extends Env, P extends string>(c: Context<E, P>): Promise<Record<string, unknown>> {
   const text = await c.req.text()
   if (text.length > 64 * 1024) throw new HttpError(400, 'body over 64 KiB')
   let body: unknown

@@ -22,7 +22,7 @@ describe.skipIf(CHROMIUM === undefined)('monitor page in headless Chromium', () 
   beforeAll(async () => {
     ensurePageBuilt()
     browser = await chromium.launch({
-      executablePath: CHROMIUM,
+      executablePath: CHROMIUM ?? 'chromium',
       headless: true,
       timeout: 30_000,
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],

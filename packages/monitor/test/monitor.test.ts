@@ -55,12 +55,12 @@ describe('Monitor HTTP surface', () => {
 
   it('/readyz is 503 while a service is starting', async () => {
     const monitor = new Monitor({ port: 0 })
-    let address: { host: string; port: number } | undefined
-    monitor.addService({ name: 'later', address: () => address })
+    const bound: { address?: { host: string; port: number } } = {}
+    monitor.addService({ name: 'later', address: () => bound.address })
     const { port } = await monitor.listen()
     cleanups.push(() => monitor.close())
     expect((await http(port, '/readyz')).status).toBe(503)
-    address = { host: '127.0.0.1', port: 1 }
+    bound.address = { host: '127.0.0.1', port: 1 }
     expect((await http(port, '/readyz')).status).toBe(200)
   })
 
@@ -72,7 +72,7 @@ describe('Monitor HTTP surface', () => {
     expect(reply.body).toContain('# TYPE labwire_requests_total counter')
     expect(reply.body).toContain('# TYPE labwire_request_duration_seconds histogram')
     expect(reply.body).toContain('labwire_process_resident_memory_bytes')
-    expect(reply.body).toContain('labwire_nodejs_eventloop_lag_seconds')
+    expect(reply.body).toContain('labwire_eventloop_delay_seconds{percentile="99"}')
     expect(reply.body).toMatch(/labwire_connections_open\{service="psu"\} 0/)
     const json = await http(port, '/metrics.json')
     expect(Array.isArray(JSON.parse(json.body))).toBe(true)

@@ -10,5 +10,5 @@ export function ensurePageBuilt(): void {
   const source = `${packageDir}src/page/app.ts`
   if (existsSync(out) && statSync(out).mtimeMs >= statSync(source).mtimeMs) return
   const tsup = fileURLToPath(new URL('../../../node_modules/.bin/tsup', import.meta.url))
-  execFileSync(tsup, ['--config', 'tsup.page.config.ts'], { cwd: packageDir, stdio: 'pipe', timeout: 60_000 })
+  execFileSync(tsup, ['--env.PAGE_ONLY', '1'], { cwd: packageDir, stdio: 'pipe', timeout: 60_000 })
 }

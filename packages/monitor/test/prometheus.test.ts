@@ -1,6 +1,6 @@
 // A real scraper: Debian's prometheus scrapes the monitor's /metrics on loopback, and its query
 // API returns what a client did. Skipped loudly when prometheus is not installed.
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -63,6 +63,20 @@ describe.skipIf(PROMETHEUS === undefined)('Prometheus scrapes /metrics', () => {
     const body = (await response.json()) as { status: string; data: { result: { metric: Record<string, string>; value: [number, string] }[] } }
     return body.data.result
   }
+
+  it('/metrics passes promtool check metrics (strict exposition parser and lint)', async () => {
+    const promtool = PROMETHEUS?.replace(/prometheus$/, 'promtool') ?? 'promtool'
+    if (!existsSync(promtool)) {
+      console.warn('*** promtool not found next to prometheus: strict parse check not run ***')
+      return
+    }
+    const address = monitor.address
+    if (address === undefined) throw new Error('not listening')
+    const text = await (await fetch(`http://127.0.0.1:${address.port}/metrics`, { signal: AbortSignal.timeout(2000) })).text()
+    const result = spawnSync(promtool, ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 10_000 })
+    expect(result.stdout + result.stderr).toBe('')
+    expect(result.status).toBe(0)
+  })
 
   it('returns the commands a client sent, and the target is up', async () => {
     const address = simulator.address

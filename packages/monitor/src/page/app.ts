@@ -219,8 +219,9 @@ function render(snapshot: Snapshot): void {
           toggle.addEventListener('change', () => void api('PATCH', `/api/services/${encodeURIComponent(service.name)}/faults/${fault.id}`, { enabled: toggle.checked }))
           const remove = el('button', { type: 'button' }, 'remove')
           remove.addEventListener('click', () => void api('DELETE', `/api/services/${encodeURIComponent(service.name)}/faults/${fault.id}`))
-          const { id, kind, enabled, ...rest } = fault
-          void enabled
+          const { id, kind, ...details } = fault
+          const rest: Record<string, unknown> = { ...details }
+          delete rest.enabled
           return el('div', {}, toggle, ` #${id} ${kind} ${JSON.stringify(rest)} `, remove)
         }),
       )
