@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { ExitCode, UsageError, exitCodeOf, type ExitCodeValue } from './exit-codes.js'
+import { proxy } from './proxy.js'
 import { query } from './query.js'
 import { RESOURCE_FORMS } from './resource.js'
 import { shell } from './shell.js'
@@ -71,6 +72,8 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
         return await query(rest, io)
       case 'shell':
         return await shell(rest, io)
+      case 'proxy':
+        return await proxy(rest, io)
       case 'serve':
       case 'registry':
         if (rest.includes('--help') || rest.includes('-h')) {

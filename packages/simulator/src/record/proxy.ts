@@ -174,7 +174,7 @@ export class Proxy implements AsyncDisposable {
       } else if (event.type === 'disconnect') {
         const relay = this.relays.get(event.connection.peer)
         if (relay?.connection === event.connection) this.relays.delete(event.connection.peer)
-        relay?.clientClosed()
+        void relay?.clientClosed()
       }
     })
   }
