@@ -79,6 +79,8 @@ export interface ProxyState {
 }
 
 const EMPTY = new Uint8Array(0)
+/** See `Relay.send`. */
+const BACKPRESSURE_EVERY = 16
 const decoder = new TextDecoder()
 
 /**
@@ -259,6 +261,7 @@ export class Relay {
   private chain: Promise<void> | undefined
   private flushTimer: ReturnType<typeof setTimeout> | undefined
   private upstreamStream: ByteStream | undefined
+  private sent = 0
 
   constructor(
     private readonly proxy: Proxy,
@@ -293,7 +296,7 @@ export class Relay {
   /** A whole request frame from the client. */
   fromClient(raw: Uint8Array): undefined | Promise<undefined> {
     if (this.closed) return undefined
-    this.entry(frameEntry(this.connection.id, 'request', raw))
+    if (this.proxy.onEntry !== undefined) this.entry(frameEntry(this.connection.id, 'request', raw))
     const device = this.proxy.device
     device.state.requests++
     this.replied = false
@@ -312,7 +315,9 @@ export class Relay {
 
   private send(session: TransportClientSession, raw: Uint8Array): undefined | Promise<undefined> {
     try {
-      if (session.write === undefined) {
+      // Every BACKPRESSURE_EVERY requests, wait for room in the instrument's write buffer (a
+      // client far ahead of the instrument is paced); in between, write synchronously (lockstep latency).
+      if (session.write === undefined || ++this.sent % BACKPRESSURE_EVERY !== 0) {
         session.request(raw)
         return undefined
       }
@@ -412,7 +417,7 @@ export class Relay {
 
   /** A frame (or unframed bytes) from the instrument: report it, apply the faults, deliver it. */
   private fromInstrument(raw: Uint8Array, partial: boolean): void {
-    this.entry(frameEntry(this.connection.id, 'response', raw, partial))
+    if (this.proxy.onEntry !== undefined) this.entry(frameEntry(this.connection.id, 'response', raw, partial))
     const device = this.proxy.device
     device.state.responses++
     if (device.quiet) return
