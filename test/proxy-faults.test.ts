@@ -4,7 +4,7 @@ import { ConnectionClosedError, FramingError, LabwireError, TimeoutError } from 
 import { checksumCodec, compose, crc16Modbus, LengthFieldBytesMarshaller, SentinelBytesMarshaller } from '@labwire/marshallers'
 import { bundledDevice, ControlServer, loadDevice, Proxy, serveDevice, type SimulatorServer } from '@labwire/simulator'
 import { TcpServer } from '@labwire/transport-tcp'
-import { connect } from 'node:net'
+import { connect, createServer, type AddressInfo } from 'node:net'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { tcp } from './proxy-helpers.js'
 
@@ -189,5 +189,52 @@ describe('proxy faults, framing-aware, over real sockets', () => {
     expect(await ask('*OPC?')).toBe('1')
     const state = (await call('GET', '/devices/proxy')).body as { state: { requests: number } }
     expect(state.state.requests).toBeGreaterThanOrEqual(2)
+  })
+})
+
+describe('proxy: the instrument side failing', () => {
+  it('an instrument that cannot be reached: the client connection is closed at once (ConnectionClosedError, not a hang)', async () => {
+    const dead = new TcpServer({ port: 0, callback: () => undefined })
+    const deadPort = (await dead.listen()).port
+    await dead.close()
+    await using lonely = new Proxy({ upstream: tcp(deadPort), port: 0 })
+    const lonelyPort = (await lonely.listen()).port
+    const client = new ApplicationClient(tcp(lonelyPort), lines.marshall, lines.unmarshall, { timeout: 2_000 })
+    await using s = await client.connect()
+    const started = performance.now()
+    const error = await s.sendReceive(text.encode('*IDN?')).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(LabwireError)
+    expect(error).not.toBeInstanceOf(TimeoutError)
+    expect(performance.now() - started).toBeLessThan(1_000)
+  })
+
+  it('the instrument closes mid-frame: the client gets the partial bytes, then ConnectionClosedError', async () => {
+    // A bare node:net instrument that answers half a line and hangs up.
+    const rude = createServer((socket) => socket.once('data', () => socket.end('labw')))
+    await new Promise<void>((resolve) => rude.listen(0, '127.0.0.1', resolve))
+    const rudePort = (rude.address() as AddressInfo).port
+    try {
+      await using front = new Proxy({ upstream: tcp(rudePort), port: 0 })
+      const frontPort = (await front.listen()).port
+      const client = new ApplicationClient(tcp(frontPort), lines.marshall, lines.unmarshall, { timeout: 2_000 })
+      await using s = await client.connect()
+      const error = await s.sendReceive(text.encode('*IDN?')).catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(ConnectionClosedError)
+      expect(new TextDecoder().decode((error as ConnectionClosedError).partial)).toBe('labw')
+    } finally {
+      await new Promise((resolve) => rude.close(resolve))
+    }
+  })
+
+  it('close() ends open client connections and their instrument sessions', async () => {
+    const s = await session()
+    expect(new TextDecoder().decode(await s.sendReceive(text.encode('*OPC?')))).toBe('1')
+    expect(instrument.connections.length).toBe(1)
+    await proxy.close()
+    expect(await s.sendReceive(text.encode('*OPC?')).catch((e: unknown) => e)).toBeInstanceOf(LabwireError)
+    await s.close()
+    const deadline = Date.now() + 2_000
+    while (instrument.connections.length > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+    expect(instrument.connections.length).toBe(0)
   })
 })
