@@ -4,7 +4,7 @@
 // proxy: a child process running Proxy (requests framed by \n, replies by the scpi framer), the
 //        one extra hop; the client writes '*IDN?\r\n' and waits for the echo, 20,000 times.
 // Ratio = direct time / proxied time (target >= 0.45: one extra hop, two more socket syscalls per
-// direction). Run alone: `node bench/p-proxy.mjs` (after `pnpm build`), or `node bench/run.mjs proxy`.
+// direction). A bare node:net relay (socket.pipe both ways) is measured in the same run: the ceiling. Run alone: `node bench/p-proxy.mjs` (after `pnpm build`), or `node bench/run.mjs proxy`.
 import process from 'node:process'
 import { fileURLToPath } from 'node:url'
 import { bareClose, bareConnect, compare, emit, forkChild, interleave, measure, round, serveIpc, socketExchange } from './lib.mjs'
@@ -35,6 +35,21 @@ function lockstep(socket, request, count, label) {
   })
 }
 
+/** The ceiling: a bare node:net relay (pipe both ways, no framing) in front of 127.0.0.1:<port>. */
+async function bareRelay(upstreamPort) {
+  const { createServer, connect } = await import('node:net')
+  const server = createServer({ noDelay: true }, (client) => {
+    const upstream = connect({ host: '127.0.0.1', port: upstreamPort, noDelay: true })
+    client.pipe(upstream)
+    upstream.pipe(client)
+    client.on('error', () => upstream.destroy())
+    upstream.on('error', () => client.destroy())
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  serveIpc({ close: () => new Promise((resolve) => server.close(resolve)) })
+  process.send({ type: 'ready', port: server.address().port })
+}
+
 /** The child: a Proxy in front of 127.0.0.1:<port>. */
 async function child(upstreamPort) {
   const { Proxy } = await import('@labwire/simulator')
@@ -48,12 +63,19 @@ async function child(upstreamPort) {
 export async function pProxy() {
   const instrument = await forkChild('servers/bare-line-echo.mjs')
   const proxy = await forkChild('p-proxy.mjs', ['--child', instrument.info.port])
+  const relay = await forkChild('p-proxy.mjs', ['--bare-relay', instrument.info.port])
   try {
     const request = Buffer.from('*IDN?\r\n')
     const samples = await interleave({
       proxy: async () => {
         const socket = await bareConnect(proxy.info.port)
         const result = await measure(proxy, () => lockstep(socket, request, ROUND_TRIPS, 'through the proxy'))
+        await bareClose(socket)
+        return result
+      },
+      relay: async () => {
+        const socket = await bareConnect(relay.info.port)
+        const result = await measure(relay, () => lockstep(socket, request, ROUND_TRIPS, 'through a bare relay'))
         await bareClose(socket)
         return result
       },
@@ -65,6 +87,9 @@ export async function pProxy() {
       },
     })
     const { paired, out } = compare(samples, 'proxy', 'direct', ROUND_TRIPS)
+    // The same hop without labwire: what any proxy on this machine can reach.
+    const ceiling = compare(samples, 'relay', 'direct', ROUND_TRIPS)
+    const versusRelay = compare(samples, 'proxy', 'relay', ROUND_TRIPS)
     emit({
       figure: 'P-PROXY',
       what: 'labwire proxy pass-through (lf / scpi framers, transcript off) vs the same bare node:net echo reached directly, lockstep, 20,000 round trips, 1 connection',
@@ -74,14 +99,18 @@ export async function pProxy() {
       pass: paired >= 0.45,
       proxy_rtt_us: round((out.proxy_ms * 1000) / ROUND_TRIPS, 2),
       direct_rtt_us: round((out.direct_ms * 1000) / ROUND_TRIPS, 2),
+      bare_relay_paired_ratio: ceiling.out.paired_ratio,
+      proxy_vs_bare_relay_paired_ratio: versusRelay.out.paired_ratio,
+      relay_rtt_us: round((ceiling.out.relay_ms * 1000) / ROUND_TRIPS, 2),
       ...out,
     })
   } finally {
-    await Promise.all([proxy.close(), instrument.close()])
+    await Promise.all([proxy.close(), relay.close(), instrument.close()])
   }
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (process.argv[2] === '--child') await child(Number(process.argv[3]))
+  else if (process.argv[2] === '--bare-relay') await bareRelay(Number(process.argv[3]))
   else await pProxy()
 }
