@@ -22,6 +22,7 @@ Commands:
                         or a module exporting a programmatic device
   query RESOURCE CMD... send commands, print the replies, exit
   shell RESOURCE        interactive session with an instrument (history, line editing)
+  proxy RESOURCE        sit between a client and an instrument: record it, inject faults
   serve CONFIG          host services from a config file (not implemented yet: exit 7)
   registry              list known services (not implemented yet: exit 7)
 
