@@ -70,14 +70,14 @@ function rawChunks(command: string, count: number): Promise<Buffer[]> {
 
 describe('proxy faults, framing-aware, over real sockets', () => {
   it('latency on one command: its reply comes late (TimeoutError under a shorter timeout); other commands are unaffected', async () => {
-    proxy.fault({ kind: 'latency', latency: 300, commands: ['*IDN?'] })
+    proxy.fault({ kind: 'latency', latency: 500, commands: ['*IDN?'] })
     expect(await failure('*IDN?', 100)).toBeInstanceOf(TimeoutError)
     const started = performance.now()
-    expect(await ask('*OPC?', 200)).toBe('1')
-    expect(performance.now() - started).toBeLessThan(200)
+    expect(await ask('*OPC?', 400)).toBe('1')
+    expect(performance.now() - started).toBeLessThan(400)
     const late = performance.now()
     expect(await ask('*IDN?')).toBe('labwire,SIM-PSU,0001,0.1.0')
-    expect(performance.now() - late).toBeGreaterThanOrEqual(290)
+    expect(performance.now() - late).toBeGreaterThanOrEqual(490)
   })
 
   it('no-reply drops the reply to the matching command: TimeoutError', async () => {
@@ -108,10 +108,11 @@ describe('proxy faults, framing-aware, over real sockets', () => {
   })
 
   it('fragment splits one frame into single bytes: the whole answer still arrives (labwire reassembles), byte by byte on the wire', async () => {
-    proxy.fault({ kind: 'fragment', fragments: 1_000_000, fragmentDelay: 2, commands: ['*IDN?'] })
+    proxy.fault({ kind: 'fragment', fragments: 1_000_000, fragmentDelay: 5, commands: ['*IDN?'] })
     expect(await ask('*IDN?')).toBe('labwire,SIM-PSU,0001,0.1.0')
     const chunks = await rawChunks('*IDN?', 27)
-    expect(chunks.length).toBeGreaterThanOrEqual(20)
+    // One byte per write, 5 ms apart: a reader delayed by load may see a few coalesced, never one chunk.
+    expect(chunks.length).toBeGreaterThanOrEqual(8)
     expect(Buffer.concat(chunks).toString()).toBe('labwire,SIM-PSU,0001,0.1.0\n')
   })
 
