@@ -88,7 +88,10 @@ const decoder = new TextDecoder()
  * them; replies come back from the instrument through each connection's `write`.
  */
 export class ProxyDevice extends Device<ProxyState> {
-  /** Set by {@link Proxy}. */
+  /**
+   * Set by {@link Proxy}: the relay of a connection, looked up by the byte stream's label, which
+   * `SimulatorServer` sets to the connection's peer (`host:port`), as it sets `SimConnection.peer`.
+   */
   relayFor: (peer: string | undefined) => Relay | undefined = () => undefined
   constructor(
     name: string,
