@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { ExitCode, UsageError, exitCodeOf, type ExitCodeValue } from './exit-codes.js'
+import { proxy } from './proxy.js'
 import { query } from './query.js'
 import { RESOURCE_FORMS } from './resource.js'
 import { shell } from './shell.js'
@@ -21,6 +22,7 @@ Commands:
                         or a module exporting a programmatic device
   query RESOURCE CMD... send commands, print the replies, exit
   shell RESOURCE        interactive session with an instrument (history, line editing)
+  proxy RESOURCE        sit between a client and an instrument: record it, inject faults
   serve CONFIG          host services from a config file (not implemented yet: exit 7)
   registry              list known services (not implemented yet: exit 7)
 
@@ -71,6 +73,8 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
         return await query(rest, io)
       case 'shell':
         return await shell(rest, io)
+      case 'proxy':
+        return await proxy(rest, io)
       case 'serve':
       case 'registry':
         if (rest.includes('--help') || rest.includes('-h')) {

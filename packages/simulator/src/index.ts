@@ -53,3 +53,4 @@ export { pyFormat, formatValue, FormatLimitError, DEFAULT_MAX_FORMAT_WIDTH, type
 export { Parser as StringParser } from './python/stringparser.js'
 export type { PyValue } from './python/values.js'
 export { bundledDevice, bundledDevices, resolveDeviceFile, UnknownDeviceError, BUNDLED_DEVICES, type BundledDevice, type BundledDeviceName } from './bundled.js'
+export * from './record/index.js'
