@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { ExitCode, UsageError, exitCodeOf, type ExitCodeValue } from './exit-codes.js'
 import { query } from './query.js'
+import { registry } from './registry.js'
 import { RESOURCE_FORMS } from './resource.js'
 import { shell } from './shell.js'
 import { sim } from './sim.js'
@@ -22,7 +23,7 @@ Commands:
   query RESOURCE CMD... send commands, print the replies, exit
   shell RESOURCE        interactive session with an instrument (history, line editing)
   serve CONFIG          host services from a config file (not implemented yet: exit 7)
-  registry              list known services (not implemented yet: exit 7)
+  registry              serve an RPyC-compatible service registry (list, discover NAME)
 
 Resources:
 ${RESOURCE_FORMS.map((form) => `  ${form}`).join('\n')}
@@ -71,8 +72,9 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
         return await query(rest, io)
       case 'shell':
         return await shell(rest, io)
-      case 'serve':
       case 'registry':
+        return await registry(rest, io)
+      case 'serve':
         if (rest.includes('--help') || rest.includes('-h')) {
           io.stdout.write(`Usage: labwire ${command === 'serve' ? 'serve CONFIG' : 'registry'}\n\nNot implemented yet in this version of labwire; it exits with code 7.\n`)
           return ExitCode.ok
