@@ -1,0 +1,184 @@
+import { ByteStream, ConnectionError, TimeoutError, raceSignal, throwIfAborted, type AbortOptions, type TransportClient, type TransportClientSession } from '@labwire/core'
+import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from 'nats'
+import { CONTINUE_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, NatsServiceError, NoRespondersError, SERVICE_NAME, SIZE_HEADER, chunkSize, openConnection, type NatsConnectOptions } from './protocol.js'
+
+/** Options for {@link NatsClient}. */
+export interface NatsClientOptions extends NatsConnectOptions {
+  /** The service name; requests go to this subject (or `NAME.ENDPOINT`). */
+  name: string
+  /** An endpoint of the service (an RPC method, ...): requests go to `NAME.ENDPOINT`. */
+  endpoint?: string
+  /** An explicit subject instead of `NAME[.ENDPOINT]`. */
+  subject?: string
+  /** Longest wait for a whole reply, ms; then the session fails with `TimeoutError`. Default 30000; 0 = none. */
+  timeout?: number
+}
+
+interface Call {
+  seq: number
+  done: boolean
+  result: Uint8Array | Error | undefined
+  /** The rest of a chunked request, sent when the service says where. */
+  upload: Uint8Array | undefined
+  total: number | undefined
+  parts: Uint8Array | undefined
+  filled: number
+  timer: ReturnType<typeof setTimeout> | undefined
+}
+
+/**
+ * Reaches a labwire service on NATS by name: a `TransportClient`, so
+ * `new ApplicationClient(new NatsClient({ servers, name }), …)` and `RpcClient` work unchanged.
+ * Each session opens its own connection (reconnecting forever, with backoff) unless given one.
+ */
+export class NatsClient implements TransportClient {
+  private readonly options: NatsClientOptions
+  readonly subject: string
+
+  constructor(options: NatsClientOptions) {
+    if (typeof options.name !== 'string' || !SERVICE_NAME.test(options.name)) throw new RangeError(`NatsClient: name must match ${String(SERVICE_NAME)}, got ${JSON.stringify(options.name)}`)
+    this.options = { ...options }
+    this.subject = options.subject ?? (options.endpoint === undefined ? options.name : `${options.name}.${options.endpoint}`)
+    const timeout = options.timeout ?? 30_000
+    if (typeof timeout !== 'number' || Number.isNaN(timeout) || timeout < 0) throw new RangeError(`NatsClient: timeout must be a non-negative number of ms, got ${String(timeout)}`)
+  }
+
+  async connect(options: AbortOptions = {}): Promise<NatsClientSession> {
+    throwIfAborted(options)
+    const owned = this.options.connection === undefined
+    const opening = this.options.connection !== undefined ? Promise.resolve(this.options.connection) : openConnection(this.options, `labwire client ${this.options.name}`)
+    const nc = await raceSignal(opening, options.signal, `connect to NATS service ${this.options.name}`, () => {
+      if (owned) void opening.then((c) => c.close(), () => undefined)
+    })
+    return new NatsClientSession(nc, owned, this.subject, this.options.timeout ?? 30_000)
+  }
+}
+
+/**
+ * One session: requests go out as NATS requests to the service subject; replies come back on a
+ * private inbox and are appended to one response byte stream in request order (so pipelining
+ * works even when several instances answer).
+ */
+export class NatsClientSession implements TransportClientSession {
+  private readonly stream: ByteStream
+  private readonly prefix = createInbox()
+  private readonly sub: Subscription
+  private readonly calls = new Map<number, Call>()
+  private readonly order: Call[] = []
+  private seq = 0
+  private failure: Error | undefined
+  private closed = false
+
+  /** @internal */
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly owned: boolean,
+    readonly subject: string,
+    private readonly timeout: number,
+  ) {
+    this.stream = new ByteStream(undefined, { label: `nats:${subject}` })
+    this.sub = nc.subscribe(`${this.prefix}.*`, { callback: (_error, msg) => this.onReply(msg) })
+    void nc.closed().then((error) => this.fail(error ?? new ConnectionError(`NATS connection for ${subject} closed`)))
+  }
+
+  request(request: Uint8Array): AsyncIterator<Uint8Array> {
+    if (this.closed) throw new ConnectionError(`session to NATS service ${this.subject} is closed`)
+    if (this.failure !== undefined) return this.stream
+    const call: Call = { seq: ++this.seq, done: false, result: undefined, upload: undefined, total: undefined, parts: undefined, filled: 0, timer: undefined }
+    this.calls.set(call.seq, call)
+    this.order.push(call)
+    if (this.timeout > 0) call.timer = setTimeout(() => this.finish(call, new TimeoutError(`NATS service ${this.subject} did not answer within ${this.timeout} ms`)), this.timeout)
+    const reply = `${this.prefix}.${call.seq}`
+    try {
+      const size = chunkSize(this.nc)
+      if (request.length <= size) this.nc.publish(this.subject, request, { reply })
+      else {
+        const h = natsHeaders()
+        h.set(SIZE_HEADER, String(request.length))
+        call.upload = request.subarray(size)
+        this.nc.publish(this.subject, request.subarray(0, size), { reply, headers: h })
+      }
+    } catch (cause) {
+      this.finish(call, new ConnectionError(`NATS publish to ${this.subject} failed`, { cause }))
+    }
+    return this.stream
+  }
+
+  private onReply(msg: Msg): void {
+    const seq = Number(msg.subject.slice(this.prefix.length + 1))
+    const call = this.calls.get(seq)
+    if (call === undefined || call.done) return
+    const h = msg.headers
+    if (h !== undefined) {
+      if (h.code === 503) return this.finish(call, new NoRespondersError(`no instance of NATS service ${this.subject} is reachable (no responders)`))
+      const error = h.get(ERROR_HEADER)
+      const code = h.get(ERROR_CODE_HEADER)
+      if (error !== '' || code !== '') return this.finish(call, new NatsServiceError(Number(code) || 500, error, this.subject))
+      const next = h.get(CONTINUE_HEADER)
+      if (next !== '') {
+        const upload = call.upload
+        call.upload = undefined
+        if (upload === undefined) return
+        const size = chunkSize(this.nc)
+        for (let offset = 0; offset < upload.length; offset += size) this.nc.publish(next, upload.subarray(offset, offset + size))
+        return
+      }
+      const total = h.get(SIZE_HEADER)
+      if (total !== '') {
+        const n = Number(total)
+        if (!Number.isSafeInteger(n) || n < msg.data.length) return this.finish(call, new ConnectionError(`NATS service ${this.subject}: bad ${SIZE_HEADER} ${total.slice(0, 32)}`))
+        call.total = n
+        call.parts = new Uint8Array(n)
+        call.parts.set(msg.data, 0)
+        call.filled = msg.data.length
+        if (call.filled === n) this.finish(call, call.parts)
+        return
+      }
+    }
+    if (call.parts !== undefined && call.total !== undefined) {
+      if (call.filled + msg.data.length > call.total) return this.finish(call, new ConnectionError(`NATS service ${this.subject}: reply overran its ${SIZE_HEADER}`))
+      call.parts.set(msg.data, call.filled)
+      call.filled += msg.data.length
+      if (call.filled === call.total) this.finish(call, call.parts)
+      return
+    }
+    this.finish(call, msg.data)
+  }
+
+  private finish(call: Call, result: Uint8Array | Error): void {
+    if (call.done) return
+    call.done = true
+    call.result = result
+    clearTimeout(call.timer)
+    this.calls.delete(call.seq)
+    // Deliver in request order.
+    while (this.order.length > 0 && (this.order[0] as Call).done) {
+      const head = this.order.shift() as Call
+      if (head.result instanceof Error) return this.fail(head.result)
+      if (head.result !== undefined) this.stream.push(head.result)
+    }
+  }
+
+  private fail(error: Error): void {
+    if (this.failure !== undefined || this.closed) return
+    this.failure = error
+    for (const call of this.calls.values()) clearTimeout(call.timer)
+    this.calls.clear()
+    this.order.length = 0
+    this.stream.fail(error)
+  }
+
+  /** Close: unsubscribe, and close the connection if the session opened it. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.fail(new ConnectionError(`session to NATS service ${this.subject} closed`))
+    this.closed = true
+    if (!this.nc.isClosed()) this.sub.unsubscribe()
+    if (this.owned && !this.nc.isClosed()) await this.nc.close().catch(() => undefined)
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close()
+  }
+}
+

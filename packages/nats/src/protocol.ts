@@ -1,0 +1,107 @@
+/**
+ * What labwire adds on top of NATS request/reply: chunking of payloads over the server's
+ * `max_payload`, the ADR-32 error headers, the connection options every labwire NATS peer uses.
+ *
+ * Small request: one message to the endpoint subject, one reply message.
+ * Large request: the first message carries `Labwire-Size: TOTAL` and the first chunk; the instance
+ * that takes it answers `Labwire-Continue: SUBJECT` (a private inbox), and the rest of the request
+ * is published there, in order. Large reply: the first reply message carries `Labwire-Size: TOTAL`
+ * and the first chunk; the rest follows on the same reply subject, in order.
+ *
+ * @module
+ */
+import { ConnectionClosedError, ConnectionError, TimeoutError } from '@labwire/core'
+import { Events, connect, type ConnectionOptions, type NatsConnection } from 'nats'
+
+/** Header: total size of a chunked request or reply, in bytes (decimal). */
+export const SIZE_HEADER = 'Labwire-Size'
+/** Header: the subject where the rest of a chunked request goes. */
+export const CONTINUE_HEADER = 'Labwire-Continue'
+/** ADR-32 error headers. */
+export const ERROR_HEADER = 'Nats-Service-Error'
+export const ERROR_CODE_HEADER = 'Nats-Service-Error-Code'
+/** Room left in each message for headers and protocol overhead. */
+export const HEADER_ROOM = 4096
+/** ADR-32 service names: `A-Z a-z 0-9 - _`. */
+export const SERVICE_NAME = /^[A-Za-z0-9_-]+$/
+
+/** How to reach NATS: server URLs (the client reconnects forever, with backoff), or a connection you manage. */
+export interface NatsConnectOptions {
+  /** `nats://host:port` URLs (or `host:port`). Several = failover. */
+  servers?: string | readonly string[]
+  /** An open connection to use instead (not closed by labwire). */
+  connection?: NatsConnection
+  /** Extra `nats` connection options (auth, TLS, ...), merged over labwire's defaults. */
+  natsOptions?: ConnectionOptions
+}
+
+/**
+ * (A `ConnectionClosedError`: same `name` and `code`.) The service answered with ADR-32 error headers: its handler threw (`statusCode` 500) or could not
+ * decode the request (400). Like a TCP server closing the connection after its callback throws,
+ * the session ends: open a new one to go on.
+ */
+export class NatsServiceError extends ConnectionClosedError {
+  /** The `Nats-Service-Error-Code` header. */
+  readonly statusCode: number
+  /** The `Nats-Service-Error` header. */
+  readonly description: string
+
+  constructor(statusCode: number, description: string, service: string) {
+    super(`service ${service} answered error ${statusCode}: ${description}`)
+    this.statusCode = statusCode
+    this.description = description
+  }
+}
+
+/** No instance of the service is subscribed (NATS "no responders", status 503). A `ConnectionError` (same `name` and `code`). */
+export class NoRespondersError extends ConnectionError {
+}
+
+/** The chunk size for a connection: its server's `max_payload` less room for headers. */
+export function chunkSize(nc: NatsConnection): number {
+  const max = nc.info?.max_payload ?? 1024 * 1024
+  return Math.max(1024, max - HEADER_ROOM)
+}
+
+/**
+ * Exponential backoff with jitter for reconnects: 100 ms doubling up to 5 s, plus up to 20 %.
+ * Returns a function for `reconnectDelayHandler` and a reset for when a connection succeeds.
+ */
+export function reconnectBackoff(): { delay: () => number; reset: () => void } {
+  let attempt = 0
+  return {
+    delay: () => {
+      const base = Math.min(5000, 100 * 2 ** Math.min(attempt++, 10))
+      return Math.round(base * (1 + Math.random() * 0.2))
+    },
+    reset: () => {
+      attempt = 0
+    },
+  }
+}
+
+/** Open a NATS connection with labwire's defaults: reconnect forever with backoff. */
+export async function openConnection(options: NatsConnectOptions, name: string): Promise<NatsConnection> {
+  const servers = options.servers === undefined ? undefined : typeof options.servers === 'string' ? options.servers.split(',').map((s) => s.trim()) : [...options.servers]
+  const backoff = reconnectBackoff()
+  try {
+    const nc = await connect({
+      name,
+      maxReconnectAttempts: -1,
+      reconnectDelayHandler: backoff.delay,
+      pingInterval: 10_000,
+      maxPingOut: 2,
+      ...(servers === undefined ? {} : { servers }),
+      ...options.natsOptions,
+    })
+    void (async () => {
+      for await (const status of nc.status()) if (status.type === Events.Reconnect) backoff.reset()
+    })().catch(() => undefined)
+    return nc
+  } catch (cause) {
+    const where = servers?.join(',') ?? '127.0.0.1:4222'
+    const code = (cause as { code?: unknown } | null)?.code
+    if (code === 'TIMEOUT') throw new TimeoutError(`NATS ${where}: connect timed out`, { cause })
+    throw new ConnectionError(`NATS ${where}: ${cause instanceof Error ? cause.message : 'connect failed'}`, { cause })
+  }
+}
