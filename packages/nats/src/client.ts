@@ -1,6 +1,6 @@
 import { ByteStream, ConnectionError, TimeoutError, raceSignal, throwIfAborted, type AbortOptions, type TransportClient, type TransportClientSession } from '@labwire/core'
 import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from 'nats'
-import { CONTINUE_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, NatsServiceError, NoRespondersError, SERVICE_NAME, SIZE_HEADER, chunkSize, openConnection, type NatsConnectOptions } from './protocol.js'
+import { CONTINUE_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, MORE_HEADER, NatsServiceError, NoRespondersError, SERVICE_NAME, SIZE_HEADER, chunkSize, openConnection, type NatsConnectOptions } from './protocol.js'
 
 /** Options for {@link NatsClient}. */
 export interface NatsClientOptions extends NatsConnectOptions {
@@ -17,12 +17,11 @@ export interface NatsClientOptions extends NatsConnectOptions {
 interface Call {
   seq: number
   done: boolean
-  result: Uint8Array | Error | undefined
+  /** Reply bytes received while an earlier call is still unanswered (delivered in request order). */
+  held: Uint8Array[]
+  error: Error | undefined
   /** The rest of a chunked request, sent when the service says where. */
   upload: Uint8Array | undefined
-  total: number | undefined
-  parts: Uint8Array | undefined
-  filled: number
   timer: ReturnType<typeof setTimeout> | undefined
 }
 
@@ -84,7 +83,7 @@ export class NatsClientSession implements TransportClientSession {
   request(request: Uint8Array): AsyncIterator<Uint8Array> {
     if (this.closed) throw new ConnectionError(`session to NATS service ${this.subject} is closed`)
     if (this.failure !== undefined) return this.stream
-    const call: Call = { seq: ++this.seq, done: false, result: undefined, upload: undefined, total: undefined, parts: undefined, filled: 0, timer: undefined }
+    const call: Call = { seq: ++this.seq, done: false, held: [], error: undefined, upload: undefined, timer: undefined }
     this.calls.set(call.seq, call)
     this.order.push(call)
     if (this.timeout > 0) call.timer = setTimeout(() => this.finish(call, new TimeoutError(`NATS service ${this.subject} did not answer within ${this.timeout} ms`)), this.timeout)
@@ -109,8 +108,9 @@ export class NatsClientSession implements TransportClientSession {
     const call = this.calls.get(seq)
     if (call === undefined || call.done) return
     const h = msg.headers
+    let more = false
     if (h !== undefined) {
-      if (h.code === 503) return this.finish(call, new NoRespondersError(`no instance of NATS service ${this.subject} is reachable (no responders)`))
+      if (h.code === 503 && h.get(ERROR_HEADER) === '') return this.finish(call, new NoRespondersError(`no instance of NATS service ${this.subject} is reachable (no responders)`))
       const error = h.get(ERROR_HEADER)
       const code = h.get(ERROR_CODE_HEADER)
       if (error !== '' || code !== '') return this.finish(call, new NatsServiceError(Number(code) || 500, error, this.subject))
@@ -123,49 +123,41 @@ export class NatsClientSession implements TransportClientSession {
         for (let offset = 0; offset < upload.length; offset += size) this.nc.publish(next, upload.subarray(offset, offset + size))
         return
       }
-      const total = h.get(SIZE_HEADER)
-      if (total !== '') {
-        const n = Number(total)
-        if (!Number.isSafeInteger(n) || n < msg.data.length) return this.finish(call, new ConnectionError(`NATS service ${this.subject}: bad ${SIZE_HEADER} ${total.slice(0, 32)}`))
-        call.total = n
-        call.parts = new Uint8Array(n)
-        call.parts.set(msg.data, 0)
-        call.filled = msg.data.length
-        if (call.filled === n) this.finish(call, call.parts)
-        return
-      }
+      more = h.get(MORE_HEADER) !== ''
     }
-    if (call.parts !== undefined && call.total !== undefined) {
-      if (call.filled + msg.data.length > call.total) return this.finish(call, new ConnectionError(`NATS service ${this.subject}: reply overran its ${SIZE_HEADER}`))
-      call.parts.set(msg.data, call.filled)
-      call.filled += msg.data.length
-      if (call.filled === call.total) this.finish(call, call.parts)
-      return
+    if (msg.data.length > 0) {
+      if (this.order[0] === call) this.stream.push(msg.data)
+      else call.held.push(msg.data)
     }
-    this.finish(call, msg.data)
+    if (!more) this.finish(call)
   }
 
-  private finish(call: Call, result: Uint8Array | Error): void {
+  private finish(call: Call, error?: Error): void {
     if (call.done) return
     call.done = true
-    call.result = result
+    call.error = error
     clearTimeout(call.timer)
     this.calls.delete(call.seq)
-    // Deliver in request order.
-    while (this.order.length > 0 && (this.order[0] as Call).done) {
-      const head = this.order.shift() as Call
-      if (head.result instanceof Error) return this.fail(head.result)
-      if (head.result !== undefined) this.stream.push(head.result)
+    // Deliver in request order: the head's held bytes, then, if it is done, the next one's.
+    while (this.order.length > 0) {
+      const head = this.order[0] as Call
+      for (const bytes of head.held) this.stream.push(bytes)
+      head.held.length = 0
+      if (!head.done) break
+      this.order.shift()
+      if (head.error !== undefined) return this.fail(head.error)
     }
   }
 
   private fail(error: Error): void {
     if (this.failure !== undefined || this.closed) return
-    this.failure = error
+    // A service error: what was received and not yet read is the unfinished frame.
+    const failure = error instanceof NatsServiceError && this.stream.bufferedLength > 0 ? new NatsServiceError(error.statusCode, error.description, this.subject, this.stream.peek().slice()) : error
+    this.failure = failure
     for (const call of this.calls.values()) clearTimeout(call.timer)
     this.calls.clear()
     this.order.length = 0
-    this.stream.fail(error)
+    this.stream.fail(failure)
   }
 
   /** Close: unsubscribe, and close the connection if the session opened it. Idempotent. */

@@ -5,8 +5,11 @@
  * Small request: one message to the endpoint subject, one reply message.
  * Large request: the first message carries `Labwire-Size: TOTAL` and the first chunk; the instance
  * that takes it answers `Labwire-Continue: SUBJECT` (a private inbox), and the rest of the request
- * is published there, in order. Large reply: the first reply message carries `Labwire-Size: TOTAL`
- * and the first chunk; the rest follows on the same reply subject, in order.
+ * is published there, in order.
+ * Reply: one or more messages on the request's reply subject, in order; every one but the last
+ * carries `Labwire-More: 1`. A large reply is cut into chunks that way, and a request that holds
+ * several frames (a pipelined burst) gets each frame's reply as soon as it is ready. An error
+ * reply (ADR-32 headers) is always the last.
  *
  * @module
  */
@@ -15,6 +18,8 @@ import { Events, connect, type ConnectionOptions, type NatsConnection } from 'na
 
 /** Header: total size of a chunked request or reply, in bytes (decimal). */
 export const SIZE_HEADER = 'Labwire-Size'
+/** Header: more reply messages follow for this request. */
+export const MORE_HEADER = 'Labwire-More'
 /** Header: the subject where the rest of a chunked request goes. */
 export const CONTINUE_HEADER = 'Labwire-Continue'
 /** ADR-32 error headers. */
@@ -46,8 +51,8 @@ export class NatsServiceError extends ConnectionClosedError {
   /** The `Nats-Service-Error` header. */
   readonly description: string
 
-  constructor(statusCode: number, description: string, service: string) {
-    super(`service ${service} answered error ${statusCode}: ${description}`)
+  constructor(statusCode: number, description: string, service: string, partial?: Uint8Array) {
+    super(`service ${service} answered error ${statusCode}: ${description}`, partial === undefined ? undefined : { partial })
     this.statusCode = statusCode
     this.description = description
   }

@@ -1,5 +1,6 @@
 import {
   ByteStream,
+  ConnectionClosedError,
   ConnectionError,
   FramingError,
   FrameTooLargeError,
@@ -11,7 +12,7 @@ import {
   type ServeHandler,
 } from '@labwire/core'
 import { createInbox, headers as natsHeaders, nuid, type Msg, type NatsConnection, type Subscription } from 'nats'
-import { CONTINUE_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, SERVICE_NAME, SIZE_HEADER, chunkSize, openConnection, type NatsConnectOptions } from './protocol.js'
+import { CONTINUE_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, MORE_HEADER, SERVICE_NAME, SIZE_HEADER, chunkSize, openConnection, type NatsConnectOptions } from './protocol.js'
 
 /** One more endpoint of a {@link NatsServer}: an RPC method, a second device. */
 export interface NatsEndpoint {
@@ -93,6 +94,7 @@ export class NatsServer implements AsyncDisposable {
   private active = 0
   private slotWaiters: (() => void)[] = []
   private readonly loops: Promise<void>[] = []
+  private readonly inflight = new Set<{ msg: Msg; answered: boolean }>()
   private closing: Promise<void> | undefined
 
   constructor(options: NatsServerOptions) {
@@ -176,30 +178,48 @@ export class NatsServer implements AsyncDisposable {
   private async handle(endpoint: Endpoint, msg: Msg): Promise<void> {
     const start = process.hrtime.bigint()
     endpoint.stats.num_requests++
+    const inflight = { msg, answered: false }
+    this.inflight.add(inflight)
     try {
       const payload = await this.readRequest(msg)
       const stream = new ByteStream(undefined, { label: `nats:${endpoint.subject}` })
       stream.push(payload)
       stream.end()
-      const reply = await endpoint.handler(stream)
-      this.reply(msg, reply ?? EMPTY)
+      // One message may carry several frames (a pipelined burst): answer each as soon as it is
+      // ready, in order; the last reply message goes without Labwire-More.
+      for (;;) {
+        const before = stream.consumed
+        const reply = await endpoint.handler(stream)
+        const last = stream.consumed === before || stream.bufferedLength === 0
+        if (inflight.answered) break
+        if (last) {
+          this.reply(msg, reply ?? EMPTY, false)
+          break
+        }
+        if (reply !== undefined && reply.length > 0) this.reply(msg, reply, true)
+      }
     } catch (error) {
       endpoint.stats.num_errors++
       const message = error instanceof Error ? error.message : 'handler failed'
       endpoint.stats.last_error = message
-      const code = error instanceof FramingError ? 400 : error instanceof TimeoutError ? 408 : 500
+      const code = error instanceof FramingError || error instanceof ConnectionClosedError ? 400 : error instanceof TimeoutError ? 408 : 500
       this.logger.warn({ error, subject: endpoint.subject }, 'nats service request failed')
-      if (msg.reply !== undefined && this.nc !== undefined && !this.nc.isClosed()) {
-        const h = natsHeaders()
-        h.set(ERROR_HEADER, message.replace(/[\r\n]+/g, ' ').slice(0, 1024))
-        h.set(ERROR_CODE_HEADER, String(code))
-        msg.respond(EMPTY, { headers: h })
-      }
+      if (!inflight.answered) this.replyError(msg, code, message)
     } finally {
+      inflight.answered = true
+      this.inflight.delete(inflight)
       endpoint.processingNs += process.hrtime.bigint() - start
       endpoint.stats.processing_time = Number(endpoint.processingNs)
       endpoint.stats.average_processing_time = Math.floor(Number(endpoint.processingNs / BigInt(endpoint.stats.num_requests)))
     }
+  }
+
+  private replyError(msg: Msg, code: number, message: string): void {
+    if (msg.reply === undefined || this.nc === undefined || this.nc.isClosed()) return
+    const h = natsHeaders()
+    h.set(ERROR_HEADER, message.replace(/[\r\n]+/g, ' ').slice(0, 1024))
+    h.set(ERROR_CODE_HEADER, String(code))
+    msg.respond(EMPTY, { headers: h })
   }
 
   /** The whole request: the message itself, or its chunks gathered on a private inbox. */
@@ -249,33 +269,50 @@ export class NatsServer implements AsyncDisposable {
     })
   }
 
-  private reply(msg: Msg, reply: Uint8Array): void {
+  /** Send `reply` on the request's reply subject, cut into chunks; all but the last message carry Labwire-More (the last too when `more`). */
+  private reply(msg: Msg, reply: Uint8Array, more: boolean): void {
     const nc = this.nc
-    if (msg.reply === undefined || nc === undefined) return
+    if (msg.reply === undefined || nc === undefined || nc.isClosed()) return
     const size = chunkSize(nc)
-    if (reply.length <= size) {
+    if (reply.length <= size && !more) {
       msg.respond(reply)
       return
     }
     const h = natsHeaders()
-    h.set(SIZE_HEADER, String(reply.length))
-    nc.publish(msg.reply, reply.subarray(0, size), { headers: h })
-    for (let offset = size; offset < reply.length; offset += size) nc.publish(msg.reply, reply.subarray(offset, offset + size))
+    h.set(MORE_HEADER, '1')
+    let offset = 0
+    do {
+      const end = Math.min(reply.length, offset + size)
+      const final = end === reply.length && !more
+      nc.publish(msg.reply, reply.subarray(offset, end), final ? {} : { headers: h })
+      offset = end
+    } while (offset < reply.length)
   }
 
-  /** Stop taking requests (drain the subscriptions), let running handlers finish, close the connection if it is ours. Idempotent. */
-  close(): Promise<void> {
-    this.closing ??= this.doClose()
+  /**
+   * Stop taking requests, give running handlers up to `drain` ms (default 0) to finish, answer
+   * the rest with error 503 (their callers see a `NatsServiceError` at once, not a timeout), and
+   * close the connection if it is ours. Idempotent.
+   */
+  close(options: { drain?: number } = {}): Promise<void> {
+    this.closing ??= this.doClose(options.drain ?? 0)
     return this.closing
   }
 
-  private async doClose(): Promise<void> {
+  private async doClose(drain: number): Promise<void> {
     const nc = this.nc
     if (nc === undefined) return
-    await Promise.allSettled(this.subs.map((sub) => (nc.isClosed() ? Promise.resolve() : sub.drain())))
+    if (!nc.isClosed()) for (const sub of this.subs) sub.unsubscribe()
     await Promise.allSettled(this.loops)
-    while (this.active > 0) await new Promise<void>((resolve) => setTimeout(resolve, 5))
+    const until = Date.now() + drain
+    while (this.active > 0 && Date.now() < until) await new Promise<void>((resolve) => setTimeout(resolve, 5))
+    for (const request of this.inflight) {
+      request.answered = true
+      this.replyError(request.msg, 503, `service ${this.name} is shutting down`)
+    }
+    this.inflight.clear()
     if (this.options.connection === undefined && !nc.isClosed()) await nc.drain().catch(() => nc.close())
+    else if (!nc.isClosed()) await nc.flush().catch(() => undefined)
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
