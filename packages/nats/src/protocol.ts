@@ -69,18 +69,25 @@ export function chunkSize(nc: NatsConnection): number {
 }
 
 /**
- * Exponential backoff with jitter for reconnects: 100 ms doubling up to 5 s, plus up to 20 %.
- * Returns a function for `reconnectDelayHandler` and a reset for when a connection succeeds.
+ * Backoff for reconnects: the wait between attempts is half the time spent disconnected so far,
+ * from 100 ms up to 5 s (so attempts come at about 0, 0.1, 0.2, 0.4, 0.8 … s, then every 5 s),
+ * times a jitter factor drawn once per outage (1–1.2) so a lab's clients do not retry in step.
+ * nats.js asks for the delay on every turn of its dial loop, not once per attempt, so the delay
+ * is a function of elapsed time, not an attempt counter. `reset` is called when a connection is back.
  */
-export function reconnectBackoff(): { delay: () => number; reset: () => void } {
-  let attempt = 0
+export function reconnectBackoff(now: () => number = Date.now): { delay: () => number; reset: () => void } {
+  let since: number | undefined
+  let jitter = 1
   return {
     delay: () => {
-      const base = Math.min(5000, 100 * 2 ** Math.min(attempt++, 10))
-      return Math.round(base * (1 + Math.random() * 0.2))
+      if (since === undefined) {
+        since = now()
+        jitter = 1 + Math.random() * 0.2
+      }
+      return Math.round(Math.min(5000, Math.max(100, (now() - since) / 2)) * jitter)
     },
     reset: () => {
-      attempt = 0
+      since = undefined
     },
   }
 }

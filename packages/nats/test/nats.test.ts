@@ -1,0 +1,206 @@
+// @labwire/nats on one real nats-server (loopback): concurrency, no responders, limits, queue
+// groups, reconnect after the server restarts.
+import { spawn } from 'node:child_process'
+import { ConnectionError, FrameTooLargeError, toBytes, toText, type ByteHandlerFunction } from '@labwire/core'
+import { NatsClient, NatsServer, NatsServiceError, NoRespondersError, reconnectBackoff } from '@labwire/nats'
+import { connect } from 'nats'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { NATS_SERVER, freePorts, startCluster, type NatsNode } from './cluster.js'
+
+if (NATS_SERVER === undefined) console.warn('SKIPPED: @labwire/nats single-node tests — nats-server is not installed (apt-get install nats-server)')
+
+/** Echo handler: reads the whole request; `slow:` requests wait 300 ms first. */
+const echo = (tag = ''): ByteHandlerFunction => async (bytes) => {
+  const first = await bytes.next()
+  const text = first.done === true ? '' : toText(first.value as Uint8Array)
+  if (text.startsWith('slow:')) await new Promise((resolve) => setTimeout(resolve, 300))
+  return toBytes(`${tag}${text}`)
+}
+
+async function ask(client: NatsClient, text: string): Promise<string> {
+  await using session = await client.connect()
+  const result = await session.request(toBytes(text)).next()
+  return toText(result.value as Uint8Array)
+}
+
+let name = 0
+const unique = (): string => `svc-${process.pid}-${++name}`
+
+describe.skipIf(NATS_SERVER === undefined)('@labwire/nats on one nats-server', () => {
+  let node: NatsNode
+  beforeAll(async () => {
+    node = (await startCluster(1))[0] as NatsNode
+  }, 20_000)
+  afterAll(() => node?.kill())
+
+  it('an async handler does not hold up other requests (iterated, not run inline)', async () => {
+    const service = unique()
+    await using server = new NatsServer({ servers: node.url, name: service, callback: echo() })
+    await server.listen()
+    const client = new NatsClient({ servers: node.url, name: service, timeout: 5000 })
+    const order: string[] = []
+    const slow = ask(client, 'slow:1').then((r) => order.push(r))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    const fast = ask(client, 'fast').then((r) => order.push(r))
+    await Promise.all([slow, fast])
+    expect(order).toEqual(['fast', 'slow:1'])
+  })
+
+  it('maxConcurrent bounds the handlers running at once', async () => {
+    const service = unique()
+    let running = 0
+    let peak = 0
+    const handler: ByteHandlerFunction = async (bytes) => {
+      running++
+      peak = Math.max(peak, running)
+      await bytes.next()
+      await new Promise((resolve) => setTimeout(resolve, 30))
+      running--
+      return toBytes('ok')
+    }
+    await using server = new NatsServer({ servers: node.url, name: service, callback: handler, maxConcurrent: 3 })
+    await server.listen()
+    const client = new NatsClient({ servers: node.url, name: service })
+    expect(await Promise.all(Array.from({ length: 12 }, () => ask(client, 'x')))).toEqual(Array(12).fill('ok'))
+    expect(peak).toBe(3)
+  })
+
+  it('no instance: NoRespondersError (a ConnectionError), at once', async () => {
+    const client = new NatsClient({ servers: node.url, name: unique(), timeout: 5000 })
+    await using session = await client.connect()
+    const started = Date.now()
+    const error = await session.request(toBytes('x')).next().catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(NoRespondersError)
+    expect(error).toBeInstanceOf(ConnectionError)
+    expect(Date.now() - started).toBeLessThan(2000)
+  })
+
+  it('a request over maxRequestLength is refused with a typed error, and the service goes on', async () => {
+    const service = unique()
+    await using server = new NatsServer({ servers: node.url, name: service, callback: echo(), maxRequestLength: 2 * 1024 * 1024 })
+    await server.listen()
+    const client = new NatsClient({ servers: node.url, name: service })
+    {
+      await using session = await client.connect()
+      const error = await session.request(new Uint8Array(3 * 1024 * 1024)).next().catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(NatsServiceError)
+      expect((error as NatsServiceError).statusCode).toBe(400)
+      expect((error as NatsServiceError).description).toMatch(/maxRequestLength/)
+    }
+    expect(await ask(client, 'still here')).toBe('still here')
+    expect(server.stats().endpoints[0]).toMatchObject({ num_requests: 2, num_errors: 1, last_error: expect.stringMatching(/maxRequestLength/) as unknown })
+    expect(new FrameTooLargeError(1)).toBeInstanceOf(Error)
+  })
+
+  it('queue null: every instance gets every request; default q: one does', async () => {
+    const service = unique()
+    const seen: string[] = []
+    const tagger = (tag: string): ByteHandlerFunction => async (bytes) => {
+      await bytes.next()
+      seen.push(tag)
+      return toBytes(tag)
+    }
+    await using one = new NatsServer({ servers: node.url, name: service, callback: tagger('1'), queue: null })
+    await using two = new NatsServer({ servers: node.url, name: service, callback: tagger('2'), queue: null })
+    await one.listen()
+    await two.listen()
+    const nc = await connect({ servers: node.url })
+    try {
+      nc.publish(service, toBytes('to all'))
+      await nc.flush()
+      const until = Date.now() + 2000
+      while (seen.length < 2 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+      expect(seen.sort()).toEqual(['1', '2'])
+    } finally {
+      await nc.close()
+    }
+  })
+
+  it('options are checked', () => {
+    expect(() => new NatsServer({ name: 'bad name', callback: echo() })).toThrow(RangeError)
+    expect(() => new NatsServer({ name: 'ok' })).toThrow(RangeError)
+    expect(() => new NatsClient({ name: 'a.b' })).toThrow(RangeError)
+    expect(() => new NatsClient({ name: 'ok', timeout: -1 })).toThrow(RangeError)
+  })
+
+  it('connect fails with a ConnectionError naming the server when nothing listens; abort is AbortError', async () => {
+    const [port] = await freePorts(1)
+    const error = await new NatsClient({ servers: `nats://127.0.0.1:${String(port)}`, name: 'x' }).connect().catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(ConnectionError)
+    expect((error as Error).message).toContain(`127.0.0.1:${String(port)}`)
+    await expect(new NatsClient({ servers: node.url, name: 'x' }).connect({ signal: AbortSignal.abort(new Error('stop')) })).rejects.toMatchObject({ name: 'AbortError' })
+  })
+
+  it('reconnect backoff: half the outage so far, 100 ms to 5 s, reset on reconnect', () => {
+    let clock = 1000
+    const backoff = reconnectBackoff(() => clock)
+    const first = backoff.delay()
+    expect(first).toBeGreaterThanOrEqual(100)
+    expect(first).toBeLessThanOrEqual(120)
+    expect(backoff.delay()).toBe(first) // asked again at the same moment: same answer
+    clock += 4000
+    expect(backoff.delay()).toBeGreaterThanOrEqual(2000)
+    clock += 60_000
+    expect(backoff.delay()).toBeLessThanOrEqual(6000)
+    backoff.reset()
+    expect(backoff.delay()).toBeLessThanOrEqual(120)
+  })
+})
+
+describe.skipIf(NATS_SERVER === undefined)('@labwire/nats reconnects', () => {
+  it('the service and the client survive a nats-server restart on the same port', async () => {
+    const [port] = await freePorts(1)
+    const url = `nats://127.0.0.1:${String(port)}`
+    const start = (): ReturnType<typeof spawn> => spawn(NATS_SERVER as string, ['-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' })
+    let child = start()
+    const kill = (): void => {
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL')
+    }
+    try {
+      const until = async (check: () => Promise<boolean>, ms: number): Promise<void> => {
+        const end = Date.now() + ms
+        while (!(await check())) {
+          if (Date.now() > end) throw new Error(`not within ${ms} ms`)
+          await new Promise((resolve) => setTimeout(resolve, 50))
+        }
+      }
+      const service = unique()
+      let server: NatsServer | undefined
+      await until(async () => {
+        server = new NatsServer({ servers: url, name: service, callback: echo('r:') })
+        return server.listen().then(() => true, () => false)
+      }, 10_000)
+      const client = new NatsClient({ servers: url, name: service, timeout: 1000 })
+      await using session = await client.connect()
+      expect(toText((await session.request(toBytes('one')).next()).value as Uint8Array)).toBe('r:one')
+      kill()
+      await new Promise((resolve) => child.once('exit', resolve))
+      child = start()
+      // The service reconnects (backoff) and resubscribes; poll with fresh sessions until it answers.
+      const restarted = Date.now()
+      let answer = ''
+      await until(async () => {
+        try {
+          const fresh = await client.connect()
+          try {
+            answer = toText((await fresh.request(toBytes('two')).next()).value as Uint8Array)
+          } finally {
+            await fresh.close()
+          }
+          return true
+        } catch {
+          return false
+        }
+      }, 15_000)
+      expect(answer).toBe('r:two')
+      console.info(`service answered again ${Date.now() - restarted} ms after nats-server restarted`)
+      // The first session's own connection reconnected too.
+      expect(toText((await session.request(toBytes('three')).next()).value as Uint8Array)).toBe('r:three')
+      await server?.close()
+    } finally {
+      kill()
+    }
+  }, 30_000)
+})
+
+if (NATS_SERVER === undefined) it.skip('@labwire/nats single-node tests: SKIPPED, nats-server is missing (apt-get install nats-server)', () => undefined)
