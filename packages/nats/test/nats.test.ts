@@ -12,7 +12,7 @@ if (NATS_SERVER === undefined) console.warn('SKIPPED: @labwire/nats single-node 
 /** Echo handler: reads the whole request; `slow:` requests wait 300 ms first. */
 const echo = (tag = ''): ByteHandlerFunction => async (bytes) => {
   const first = await bytes.next()
-  const text = first.done === true ? '' : toText(first.value as Uint8Array)
+  const text = first.done === true ? '' : toText(first.value)
   if (text.startsWith('slow:')) await new Promise((resolve) => setTimeout(resolve, 300))
   return toBytes(`${tag}${text}`)
 }
