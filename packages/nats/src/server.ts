@@ -232,8 +232,9 @@ export class NatsServer implements AsyncDisposable {
     if (total === msg.data.length) return msg.data
     const nc = this.nc
     if (nc === undefined || msg.reply === undefined) throw new FramingError('a chunked request needs a reply subject')
-    const buffer = new Uint8Array(total)
-    buffer.set(msg.data, 0)
+    // Chunks are kept as they come (not a buffer of the announced size): memory follows the bytes
+    // really received, so a forged Labwire-Size costs nothing.
+    const parts: Uint8Array[] = [msg.data]
     let filled = msg.data.length
     const inbox = createInbox()
     return new Promise<Uint8Array>((resolve, reject) => {
@@ -253,12 +254,12 @@ export class NatsServer implements AsyncDisposable {
             reject(new FramingError(`chunked request overran its ${SIZE_HEADER} of ${total} bytes`))
             return
           }
-          buffer.set(chunk.data, filled)
+          parts.push(chunk.data)
           filled += chunk.data.length
           if (filled === total) {
             clearTimeout(timer)
             sub.unsubscribe()
-            resolve(buffer)
+            resolve(Buffer.concat(parts, total))
           } else arm()
         },
       })

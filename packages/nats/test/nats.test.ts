@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process'
 import { ConnectionError, FrameTooLargeError, toBytes, toText, type ByteHandlerFunction } from '@labwire/core'
 import { NatsClient, NatsServer, NatsServiceError, NoRespondersError, reconnectBackoff } from '@labwire/nats'
-import { connect } from 'nats'
+import { connect, createInbox, headers, type Msg } from 'nats'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { NATS_SERVER, freePorts, startCluster, type NatsNode } from './cluster.js'
 
@@ -90,6 +90,33 @@ describe.skipIf(NATS_SERVER === undefined)('@labwire/nats on one nats-server', (
     expect(await ask(client, 'still here')).toBe('still here')
     expect(server.stats().endpoints[0]).toMatchObject({ num_requests: 2, num_errors: 1, last_error: expect.stringMatching(/maxRequestLength/) as unknown })
     expect(new FrameTooLargeError(1)).toBeInstanceOf(Error)
+  })
+
+  it('a hostile chunked request: a stalled upload is answered 408 after chunkTimeout, a forged size 400', async () => {
+    const service = unique()
+    await using server = new NatsServer({ servers: node.url, name: service, callback: echo(), chunkTimeout: 200 })
+    await server.listen()
+    const nc = await connect({ servers: node.url })
+    try {
+      const inbox = createInbox()
+      const replies: Msg[] = []
+      const sub = nc.subscribe(inbox, { callback: (_e, m) => replies.push(m) })
+      const h = headers()
+      h.set('Labwire-Size', String(60 * 1024 * 1024))
+      nc.publish(service, toBytes('first chunk'), { reply: inbox, headers: h })
+      const until = Date.now() + 3000
+      while (replies.length < 2 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20))
+      sub.unsubscribe()
+      expect(replies[0]?.headers?.get('Labwire-Continue')).toMatch(/^_INBOX\./)
+      expect(replies[1]?.headers?.get('Nats-Service-Error-Code')).toBe('408')
+      const forged = headers()
+      forged.set('Labwire-Size', '3')
+      const refused = await nc.request(service, toBytes('longer than three'), { timeout: 2000, headers: forged })
+      expect(refused.headers?.get('Nats-Service-Error-Code')).toBe('400')
+    } finally {
+      await nc.close()
+    }
+    expect(server.stats().endpoints[0]?.num_errors).toBe(2)
   })
 
   it('queue null: every instance gets every request; default q: one does', async () => {
