@@ -39,6 +39,12 @@ export interface RegistryServerOptions {
   maxConnections?: number
   /** TCP: a request must arrive whole within this many ms. Default 5000. */
   requestTimeout?: number
+  /**
+   * Requests answered per source host per second; more are dropped (a UDP registry's replies are
+   * larger than its requests: without a limit a spoofed source turns it into an amplifier).
+   * Default 200; 0 = no limit.
+   */
+  rateLimit?: number
   logger?: Logger
 }
 
@@ -69,6 +75,9 @@ export class RegistryServer implements AsyncDisposable {
   private readonly maxEntries: number
   private readonly maxConnections: number
   private readonly requestTimeout: number
+  private readonly rateLimit: number
+  /** Per-source request counts in the current one-second window; bounded (see `allowed`). */
+  private readonly rates = new Map<string, { start: number; count: number }>()
   private readonly logger: Logger
   private readonly table = new Map<string, Map<string, Entry>>()
   private entries = 0
@@ -92,6 +101,7 @@ export class RegistryServer implements AsyncDisposable {
     this.maxEntries = options.maxEntries ?? 4096
     this.maxConnections = options.maxConnections ?? 128
     this.requestTimeout = options.requestTimeout ?? 5000
+    this.rateLimit = options.rateLimit ?? 200
     this.logger = options.logger ?? silentLogger
   }
 
@@ -199,7 +209,25 @@ export class RegistryServer implements AsyncDisposable {
     return this.answer(request, peerHost, maxReply)
   }
 
+  /** Fixed one-second window per source host. The table holds at most 4096 hosts: expired windows are evicted first, then the oldest. */
+  private allowed(peerHost: string): boolean {
+    if (this.rateLimit === 0) return true
+    const now = Date.now()
+    let rate = this.rates.get(peerHost)
+    if (rate === undefined || now - rate.start >= 1000) {
+      if (rate === undefined && this.rates.size >= 4096) {
+        for (const [host, entry] of this.rates) if (now - entry.start >= 1000) this.rates.delete(host)
+        if (this.rates.size >= 4096) this.rates.delete(this.rates.keys().next().value as string)
+      }
+      rate = { start: now, count: 0 }
+      this.rates.delete(peerHost)
+      this.rates.set(peerHost, rate)
+    }
+    return ++rate.count <= this.rateLimit
+  }
+
   private answer(request: BrineValue, peerHost: string, maxReply: number): Uint8Array | undefined {
+    if (!this.allowed(peerHost)) return this.drop(peerHost, 'rate limit')
     if (!Array.isArray(request) || request.length !== 3) return this.drop(peerHost, 'not a 3-tuple')
     const [magic, command, args] = request as readonly BrineValue[]
     if (magic !== 'RPYC') return this.drop(peerHost, 'bad magic')

@@ -150,6 +150,17 @@ it('a UDP registry that does not answer is a TimeoutError naming host:port', asy
   }
 })
 
+it('rate limit: a source over rateLimit requests per second is not answered', async () => {
+  await using server = new RegistryServer({ port: 0, rateLimit: 5 })
+  const { port } = await server.listen()
+  const client = new RegistryClient({ port, timeout: 300 })
+  const results = await Promise.allSettled(Array.from({ length: 8 }, () => client.discover('x')))
+  expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(5)
+  expect(results.filter((r) => r.status === 'rejected').every((r) => r.reason instanceof TimeoutError)).toBe(true)
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  expect(await client.discover('x')).toEqual([])
+})
+
 it('constructor options are checked', () => {
   expect(() => new RegistryServer({ mode: 'x' as RegistryMode })).toThrow(RangeError)
   expect(() => new RegistryServer({ pruneTimeout: -1 })).toThrow(RangeError)
