@@ -54,7 +54,7 @@ describe.skipIf(NATS_SERVER === undefined)('@labwire/nats on one nats-server', (
       running++
       peak = Math.max(peak, running)
       await bytes.next()
-      await new Promise((resolve) => setTimeout(resolve, 30))
+      await new Promise((resolve) => setTimeout(resolve, 150))
       running--
       return toBytes('ok')
     }
@@ -197,8 +197,9 @@ describe.skipIf(NATS_SERVER === undefined)('@labwire/nats reconnects', () => {
         server = new NatsServer({ servers: url, name: service, callback: echo('r:') })
         return server.listen().then(() => true, () => false)
       }, 10_000)
+      // The long-lived session may take a while longer to reconnect than the polling sessions: 5 s.
+      await using session = await new NatsClient({ servers: url, name: service, timeout: 5000 }).connect()
       const client = new NatsClient({ servers: url, name: service, timeout: 1000 })
-      await using session = await client.connect()
       expect(toText((await session.request(toBytes('one')).next()).value as Uint8Array)).toBe('r:one')
       kill()
       await new Promise((resolve) => child.once('exit', resolve))
