@@ -29,15 +29,21 @@ afterAll(() => {
 
 /** RPyC's own registry server on 127.0.0.1, a free port; resolves with the port. */
 async function rpycServer(mode: RegistryMode, pruneSeconds: number): Promise<number> {
-  const child = spawn(PYTHON, [PEER, 'server', mode, String(pruneSeconds)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  return (await rpycChild(['server', mode, String(pruneSeconds)])).port
+}
+
+/** Run rpyc_peer.py with `args`; resolves once it prints its port. */
+async function rpycChild(args: string[]): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(PYTHON, [PEER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   children.push(child)
-  return new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('rpyc registry did not start within 10 s')), 10_000)
+  child.stderr?.resume()
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`rpyc_peer.py ${args[0] ?? ''} did not start within 10 s`)), 10_000)
     child.stdout.setEncoding('utf8').once('data', (line: string) => {
       clearTimeout(timer)
-      resolve(Number(line.trim()))
+      resolve({ child, port: Number(line.trim()) })
     })
-    child.once('exit', (code) => reject(new Error(`rpyc registry exited with ${String(code)}`)))
+    child.once('exit', (code) => reject(new Error(`rpyc_peer.py ${args[0] ?? ''} exited with ${String(code)}`)))
   })
 }
 
@@ -57,6 +63,25 @@ for (const mode of ['udp', 'tcp'] as const) {
       const second = await rpycClient(mode, port, [['discover', 'PSU'], ['unregister', 18861], ['discover', 'scope'], ['discover', 'nothing']])
       expect(second).toEqual([[['192.0.2.7', 7000]], null, [], []])
       expect(await client.discover('scope')).toEqual([])
+    })
+
+    it(`an RPyC server with auto_register registers with labwire's registry, and unregisters on stop`, async () => {
+      await using server = new RegistryServer({ port: 0, mode })
+      const { port } = await server.listen()
+      const client = new RegistryClient({ port, mode })
+      const { child, port: servicePort } = await rpycChild(['service', mode, String(port)])
+      const until = Date.now() + 10_000
+      while ((await client.discover('slave')).length === 0) {
+        if (Date.now() > until) throw new Error('the RPyC server did not register within 10 s')
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      expect(await client.discover('SLAVE')).toEqual([{ host: '127.0.0.1', port: servicePort }])
+      expect(await client.list()).toEqual(['SLAVE'])
+      // SIGINT: RPyC's server closes and unregisters.
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      if (child.pid !== undefined) process.kill(child.pid, 'SIGINT')
+      await exited
+      expect(await client.discover('slave')).toEqual([])
     })
 
     it(`labwire's RegistryClient against RPyC's ${mode.toUpperCase()}RegistryServer, pruning with a short TTL`, async () => {

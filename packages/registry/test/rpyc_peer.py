@@ -4,6 +4,10 @@
                                               prints the port, then serves until killed
   rpyc_peer.py client udp|tcp PORT JSON       runs RPyC's UDP/TCPRegistryClient(ip='127.0.0.1') actions,
                                               prints a JSON list of their results
+  rpyc_peer.py service udp|tcp PORT           an RPyC ThreadedServer (SlaveService: name SLAVE)         
+                                              on 127.0.0.1 port 0 with auto_register to the registry
+                                              at 127.0.0.1:PORT; prints its port; SIGINT stops it
+                                              (and it unregisters)
   rpyc_peer.py brine JSON                     brine.dump of each tagged-JSON value, as hex
   rpyc_peer.py load HEX...                    brine.load of each hex payload, as tagged JSON
 
@@ -71,6 +75,20 @@ def main():
                 r = client.list()
                 out.append(None if r is None else list(r))
         print(json.dumps(out), flush=True)
+    elif cmd == "service":
+        import logging
+        from rpyc.core.service import SlaveService
+        from rpyc.utils.server import ThreadedServer
+        logging.basicConfig(level=logging.ERROR)
+        mode, port = sys.argv[2], int(sys.argv[3])
+        if mode == "udp":
+            registrar = UDPRegistryClient(ip="127.0.0.1", port=port, timeout=2)
+        else:
+            registrar = TCPRegistryClient("127.0.0.1", port=port, timeout=2)
+        server = ThreadedServer(SlaveService, hostname="127.0.0.1", port=0,
+                                registrar=registrar, auto_register=True)
+        print(server.port, flush=True)
+        server.start()
     elif cmd == "brine":
         values = json.loads(sys.argv[2])
         print(json.dumps([brine.dump(from_json(v)).hex() for v in values]))
