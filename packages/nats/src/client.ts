@@ -1,4 +1,4 @@
-import { ByteStream, ConnectionError, TimeoutError, raceSignal, throwIfAborted, type AbortOptions, type TransportClient, type TransportClientSession } from '@labwire/core'
+import { ByteStream, ConnectionError, FrameTooLargeError, TimeoutError, raceSignal, throwIfAborted, type AbortOptions, type TransportClient, type TransportClientSession } from '@labwire/core'
 import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from 'nats'
 import { CONTINUE_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, MORE_HEADER, NatsServiceError, NoRespondersError, SERVICE_NAME, SIZE_HEADER, chunkSize, openConnection, type NatsConnectOptions } from './protocol.js'
 
@@ -12,6 +12,8 @@ export interface NatsClientOptions extends NatsConnectOptions {
   subject?: string
   /** Longest wait for a whole reply, ms; then the session fails with `TimeoutError`. Default 30000; 0 = none. */
   timeout?: number
+  /** Largest reply accepted for one request, bytes; more fails the session with `FrameTooLargeError`. Default 64 MiB. */
+  maxReplyLength?: number
 }
 
 interface Call {
@@ -23,6 +25,8 @@ interface Call {
   /** The rest of a chunked request, sent when the service says where. */
   upload: Uint8Array | undefined
   timer: ReturnType<typeof setTimeout> | undefined
+  /** Reply bytes received so far. */
+  received: number
 }
 
 /**
@@ -49,7 +53,7 @@ export class NatsClient implements TransportClient {
     const nc = await raceSignal(opening, options.signal, `connect to NATS service ${this.options.name}`, () => {
       if (owned) void opening.then((c) => c.close(), () => undefined)
     })
-    return new NatsClientSession(nc, owned, this.subject, this.options.timeout ?? 30_000)
+    return new NatsClientSession(nc, owned, this.subject, this.options.timeout ?? 30_000, this.options.maxReplyLength ?? 64 * 1024 * 1024)
   }
 }
 
@@ -74,6 +78,7 @@ export class NatsClientSession implements TransportClientSession {
     private readonly owned: boolean,
     readonly subject: string,
     private readonly timeout: number,
+    private readonly maxReplyLength: number,
   ) {
     this.stream = new ByteStream(undefined, { label: `nats:${subject}` })
     this.sub = nc.subscribe(`${this.prefix}.*`, { callback: (_error, msg) => this.onReply(msg) })
@@ -83,7 +88,7 @@ export class NatsClientSession implements TransportClientSession {
   request(request: Uint8Array): AsyncIterator<Uint8Array> {
     if (this.closed) throw new ConnectionError(`session to NATS service ${this.subject} is closed`)
     if (this.failure !== undefined) return this.stream
-    const call: Call = { seq: ++this.seq, done: false, held: [], error: undefined, upload: undefined, timer: undefined }
+    const call: Call = { seq: ++this.seq, done: false, held: [], error: undefined, upload: undefined, timer: undefined, received: 0 }
     this.calls.set(call.seq, call)
     this.order.push(call)
     if (this.timeout > 0) call.timer = setTimeout(() => this.finish(call, new TimeoutError(`NATS service ${this.subject} did not answer within ${this.timeout} ms`)), this.timeout)
@@ -126,6 +131,8 @@ export class NatsClientSession implements TransportClientSession {
       more = h.get(MORE_HEADER) !== ''
     }
     if (msg.data.length > 0) {
+      call.received += msg.data.length
+      if (call.received > this.maxReplyLength) return this.finish(call, new FrameTooLargeError(this.maxReplyLength, `reply from NATS service ${this.subject} exceeds maxReplyLength ${this.maxReplyLength}`))
       if (this.order[0] === call) this.stream.push(msg.data)
       else call.held.push(msg.data)
     }

@@ -119,6 +119,21 @@ describe.skipIf(NATS_SERVER === undefined)('@labwire/nats on one nats-server', (
     expect(server.stats().endpoints[0]?.num_errors).toBe(2)
   })
 
+  it('a reply over maxReplyLength fails the session with FrameTooLargeError (memory stays bounded)', async () => {
+    const service = unique()
+    await using server = new NatsServer({ servers: node.url, name: service, callback: () => new Uint8Array(3 * 1024 * 1024) })
+    await server.listen()
+    await using session = await new NatsClient({ servers: node.url, name: service, maxReplyLength: 1024 * 1024 }).connect()
+    const stream = session.request(toBytes('x'))
+    let error: unknown
+    try {
+      for (;;) if ((await stream.next()).done === true) break
+    } catch (e) {
+      error = e
+    }
+    expect(error).toBeInstanceOf(FrameTooLargeError)
+  })
+
   it('queue null: every instance gets every request; default q: one does', async () => {
     const service = unique()
     const seen: string[] = []
