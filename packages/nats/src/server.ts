@@ -139,6 +139,14 @@ export class NatsServer implements AsyncDisposable {
     return { name: this.name, id: this.id, subjects: this.endpoints.map((endpoint) => endpoint.subject) }
   }
 
+  /** Zero every endpoint's counters (ADR-32 `reset()`). */
+  resetStats(): void {
+    for (const endpoint of this.endpoints) {
+      Object.assign(endpoint.stats, { num_requests: 0, num_errors: 0, last_error: '', processing_time: 0, average_processing_time: 0 })
+      endpoint.processingNs = 0n
+    }
+  }
+
   /** The `$SRV.STATS` answer for this instance. */
   stats(): { type: string; name: string; id: string; version: string; metadata: Record<string, string>; started: string; endpoints: NatsEndpointStats[] } {
     return { ...this.identity('io.nats.micro.v1.stats_response'), started: this.started, endpoints: this.endpoints.map((endpoint) => ({ ...endpoint.stats })) }

@@ -1,3 +1,4 @@
+import { channel } from 'node:diagnostics_channel'
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram'
 import { createServer, isIPv6, type Server, type Socket } from 'node:net'
 import { ConnectionError, checkPort, logDebug, silentLogger, type Logger } from '@labwire/core'
@@ -47,6 +48,23 @@ export interface RegistryServerOptions {
   rateLimit?: number
   logger?: Logger
 }
+
+/**
+ * Published on the `node:diagnostics_channel` channel `labwire:registry:change` (only when someone
+ * subscribes) whenever a server joins or leaves a name: what a monitor or a log needs, with no
+ * cost otherwise. RPyC's `on_service_added` / `on_service_removed`, without subclassing.
+ */
+export interface RegistryChangeEvent {
+  type: 'added' | 'removed'
+  /** Why it left: an UNREGISTER, or pruned after `pruneTimeout` without a refresh. */
+  reason: 'register' | 'unregister' | 'pruned'
+  name: string
+  host: string
+  port: number
+}
+
+/** The diagnostics channel of {@link RegistryChangeEvent}s. */
+export const registryChangeChannel = channel('labwire:registry:change')
 
 /** One registered server of a service, with when it was last heard from (`Date.now()` ms). */
 export interface RegistryEntry extends ServiceAddress {
@@ -281,6 +299,7 @@ export class RegistryServer implements AsyncDisposable {
         servers.set(id, { host: advertised, port, lastSeen: now })
         this.entries++
         this.logger.info({ name: key, host: advertised, port }, 'service registered')
+        if (registryChangeChannel.hasSubscribers) registryChangeChannel.publish({ type: 'added', reason: 'register', name: key, host: advertised, port } satisfies RegistryChangeEvent)
       } else {
         entry.lastSeen = now
       }
@@ -292,7 +311,7 @@ export class RegistryServer implements AsyncDisposable {
     const [port, host] = args
     if (!isServicePort(port) || args.length > 2 || (host !== undefined && host !== null && !isHostText(host))) return this.drop(peerHost, 'UNREGISTER: bad arguments')
     const advertised = typeof host === 'string' ? host : peerHost
-    for (const name of [...this.table.keys()]) this.remove(name, `${advertised}|${port}`)
+    for (const name of [...this.table.keys()]) this.remove(name, `${advertised}|${port}`, 'unregister')
     return 'OK'
   }
 
@@ -329,14 +348,15 @@ export class RegistryServer implements AsyncDisposable {
     return names
   }
 
-  private remove(name: string, id: string): void {
+  private remove(name: string, id: string, reason: 'unregister' | 'pruned'): void {
     const servers = this.table.get(name)
     const entry = servers?.get(id)
     if (servers === undefined || entry === undefined) return
     servers.delete(id)
     this.entries--
     if (servers.size === 0) this.table.delete(name)
-    this.logger.info({ name, host: entry.host, port: entry.port }, 'service removed')
+    this.logger.info({ name, host: entry.host, port: entry.port, reason }, 'service removed')
+    if (registryChangeChannel.hasSubscribers) registryChangeChannel.publish({ type: 'removed', reason, name, host: entry.host, port: entry.port } satisfies RegistryChangeEvent)
   }
 
   private pruneName(name: string, now: number): number {
@@ -345,7 +365,7 @@ export class RegistryServer implements AsyncDisposable {
     let removed = 0
     for (const [id, entry] of servers) {
       if (now - entry.lastSeen > this.pruneTimeout) {
-        this.remove(name, id)
+        this.remove(name, id, 'pruned')
         removed++
       }
     }

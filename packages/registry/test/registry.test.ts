@@ -1,7 +1,8 @@
 import { createSocket } from 'node:dgram'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { connect } from 'node:net'
 import { ConnectionError, TimeoutError } from '@labwire/core'
-import { RegistryClient, RegistryRegistration, RegistryReplyError, RegistryServer, encodeBrine, type RegistryMode } from '@labwire/registry'
+import { RegistryClient, RegistryRegistration, RegistryReplyError, RegistryServer, encodeBrine, type RegistryChangeEvent, type RegistryMode } from '@labwire/registry'
 import { describe, expect, it } from 'vitest'
 
 async function poll(check: () => boolean, ms: number): Promise<void> {
@@ -159,6 +160,32 @@ it('rate limit: a source over rateLimit requests per second is not answered', as
   expect(results.filter((r) => r.status === 'rejected').every((r) => r.reason instanceof TimeoutError)).toBe(true)
   await new Promise((resolve) => setTimeout(resolve, 1000))
   expect(await client.discover('x')).toEqual([])
+})
+
+it('publishes joins and leaves on the labwire:registry:change diagnostics channel', async () => {
+  const events: RegistryChangeEvent[] = []
+  const listener = (message: unknown): void => {
+    events.push(message as RegistryChangeEvent)
+  }
+  subscribe('labwire:registry:change', listener)
+  try {
+    await using server = new RegistryServer({ port: 0, pruneTimeout: 100 })
+    const { port } = await server.listen()
+    const client = new RegistryClient({ port })
+    await client.register('scope', 5025)
+    await client.register('scope', 5025) // a refresh is not a join
+    await client.unregister('scope', 5025)
+    await client.register('dmm', 5026)
+    await poll(() => events.length === 4, 2000)
+    expect(events).toEqual([
+      { type: 'added', reason: 'register', name: 'SCOPE', host: '127.0.0.1', port: 5025 },
+      { type: 'removed', reason: 'unregister', name: 'SCOPE', host: '127.0.0.1', port: 5025 },
+      { type: 'added', reason: 'register', name: 'DMM', host: '127.0.0.1', port: 5026 },
+      { type: 'removed', reason: 'pruned', name: 'DMM', host: '127.0.0.1', port: 5026 },
+    ])
+  } finally {
+    unsubscribe('labwire:registry:change', listener)
+  }
 })
 
 it('constructor options are checked', () => {
