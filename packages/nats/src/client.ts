@@ -1,6 +1,6 @@
 import { ByteStream, ConnectionError, FrameTooLargeError, TimeoutError, raceSignal, throwIfAborted, type AbortOptions, type TransportClient, type TransportClientSession } from '@labwire/core'
 import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from 'nats'
-import { CONTINUE_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, MORE_HEADER, NatsServiceError, NoRespondersError, SERVICE_NAME, SIZE_HEADER, chunkSize, openConnection, type NatsConnectOptions } from './protocol.js'
+import { CONTINUE_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, MORE_HEADER, NatsServiceError, NoRespondersError, SERVICE_NAME, SIZE_HEADER, OutageBuffer, chunkSize, openConnection, type NatsConnectOptions } from './protocol.js'
 
 /** Options for {@link NatsClient}. */
 export interface NatsClientOptions extends NatsConnectOptions {
@@ -14,6 +14,13 @@ export interface NatsClientOptions extends NatsConnectOptions {
   timeout?: number
   /** Largest reply accepted for one request, bytes; more fails the session with `FrameTooLargeError`. Default 64 MiB. */
   maxReplyLength?: number
+  /**
+   * When no instance is subscribed (NATS "no responders"), send the request again with backoff
+   * (50 ms doubling to 1 s) until `timeout`, then fail with `NoRespondersError`. Safe: nobody
+   * received it, so nothing runs twice. Covers a service that is restarting or reconnecting.
+   * Default true (needs a `timeout`); false fails at once.
+   */
+  retryNoResponders?: boolean
 }
 
 interface Call {
@@ -27,6 +34,11 @@ interface Call {
   timer: ReturnType<typeof setTimeout> | undefined
   /** Reply bytes received so far. */
   received: number
+  /** Publish the request (again). */
+  send: () => void
+  deadline: number
+  retries: number
+  noResponders: boolean
 }
 
 /**
@@ -53,7 +65,7 @@ export class NatsClient implements TransportClient {
     const nc = await raceSignal(opening, options.signal, `connect to NATS service ${this.options.name}`, () => {
       if (owned) void opening.then((c) => c.close(), () => undefined)
     })
-    return new NatsClientSession(nc, owned, this.subject, this.options.timeout ?? 30_000, this.options.maxReplyLength ?? 64 * 1024 * 1024)
+    return new NatsClientSession(nc, owned, this.subject, this.options.timeout ?? 30_000, this.options.maxReplyLength ?? 64 * 1024 * 1024, this.options.retryNoResponders ?? true)
   }
 }
 
@@ -64,6 +76,7 @@ export class NatsClient implements TransportClient {
  */
 export class NatsClientSession implements TransportClientSession {
   private readonly stream: ByteStream
+  private readonly outage: OutageBuffer
   private readonly prefix = createInbox()
   private readonly sub: Subscription
   private readonly calls = new Map<number, Call>()
@@ -79,8 +92,10 @@ export class NatsClientSession implements TransportClientSession {
     readonly subject: string,
     private readonly timeout: number,
     private readonly maxReplyLength: number,
+    private readonly retryNoResponders: boolean,
   ) {
     this.stream = new ByteStream(undefined, { label: `nats:${subject}` })
+    this.outage = new OutageBuffer(nc)
     this.sub = nc.subscribe(`${this.prefix}.*`, { callback: (_error, msg) => this.onReply(msg) })
     void nc.closed().then((error) => this.fail(error ?? new ConnectionError(`NATS connection for ${subject} closed`)))
   }
@@ -88,23 +103,47 @@ export class NatsClientSession implements TransportClientSession {
   request(request: Uint8Array): AsyncIterator<Uint8Array> {
     if (this.closed) throw new ConnectionError(`session to NATS service ${this.subject} is closed`)
     if (this.failure !== undefined) return this.stream
-    const call: Call = { seq: ++this.seq, done: false, held: [], error: undefined, upload: undefined, timer: undefined, received: 0 }
+    const call: Call = {
+      seq: ++this.seq,
+      done: false,
+      held: [],
+      error: undefined,
+      upload: undefined,
+      timer: undefined,
+      received: 0,
+      send: () => undefined,
+      deadline: this.timeout > 0 ? Date.now() + this.timeout : Infinity,
+      retries: 0,
+      noResponders: false,
+    }
     this.calls.set(call.seq, call)
     this.order.push(call)
-    if (this.timeout > 0) call.timer = setTimeout(() => this.finish(call, new TimeoutError(`NATS service ${this.subject} did not answer within ${this.timeout} ms`)), this.timeout)
-    const reply = `${this.prefix}.${call.seq}`
-    try {
-      const size = chunkSize(this.nc)
-      if (request.length <= size) this.nc.publish(this.subject, request, { reply })
-      else {
-        const h = natsHeaders()
-        h.set(SIZE_HEADER, String(request.length))
-        call.upload = request.subarray(size)
-        this.nc.publish(this.subject, request.subarray(0, size), { reply, headers: h })
-      }
-    } catch (cause) {
-      this.finish(call, new ConnectionError(`NATS publish to ${this.subject} failed`, { cause }))
+    if (this.timeout > 0) {
+      call.timer = setTimeout(() => {
+        const error = call.noResponders
+          ? new NoRespondersError(`no instance of NATS service ${this.subject} answered within ${this.timeout} ms (no responders)`)
+          : new TimeoutError(`NATS service ${this.subject} did not answer within ${this.timeout} ms`)
+        this.finish(call, error)
+      }, this.timeout)
     }
+    const reply = `${this.prefix}.${call.seq}`
+    call.send = () =>
+      this.outage.run(() => {
+        if (call.done) return
+        try {
+          const size = chunkSize(this.nc)
+          if (request.length <= size) this.nc.publish(this.subject, request, { reply })
+          else {
+            const h = natsHeaders()
+            h.set(SIZE_HEADER, String(request.length))
+            call.upload = request.subarray(size)
+            this.nc.publish(this.subject, request.subarray(0, size), { reply, headers: h })
+          }
+        } catch (cause) {
+          this.finish(call, new ConnectionError(`NATS publish to ${this.subject} failed`, { cause }))
+        }
+      })
+    call.send()
     return this.stream
   }
 
@@ -115,7 +154,15 @@ export class NatsClientSession implements TransportClientSession {
     const h = msg.headers
     let more = false
     if (h !== undefined) {
-      if (h.code === 503 && h.get(ERROR_HEADER) === '') return this.finish(call, new NoRespondersError(`no instance of NATS service ${this.subject} is reachable (no responders)`))
+      if (h.code === 503 && h.get(ERROR_HEADER) === '') {
+        const wait = Math.min(1000, 50 * 2 ** call.retries++)
+        if (this.retryNoResponders && Date.now() + wait < call.deadline) {
+          call.noResponders = true
+          setTimeout(call.send, wait)
+          return
+        }
+        return this.finish(call, new NoRespondersError(`no instance of NATS service ${this.subject} is reachable (no responders)`))
+      }
       const error = h.get(ERROR_HEADER)
       const code = h.get(ERROR_CODE_HEADER)
       if (error !== '' || code !== '') return this.finish(call, new NatsServiceError(Number(code) || 500, error, this.subject))
@@ -164,6 +211,7 @@ export class NatsClientSession implements TransportClientSession {
     for (const call of this.calls.values()) clearTimeout(call.timer)
     this.calls.clear()
     this.order.length = 0
+    this.outage.clear()
     this.stream.fail(failure)
   }
 

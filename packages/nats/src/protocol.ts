@@ -92,6 +92,51 @@ export function reconnectBackoff(now: () => number = Date.now): { delay: () => n
   }
 }
 
+/**
+ * Holds publishes while a connection is down. nats.js 2.x discards what was published while it
+ * was disconnected (its outbound buffer is reset on every dial), so a request sent during an
+ * outage would vanish and only time out. Publishing through `run` defers it to the moment the
+ * connection is back instead — safe, since the message was never sent (no duplicate).
+ */
+export class OutageBuffer {
+  private held: (() => void)[] = []
+  private offline = false
+
+  constructor(private readonly nc: NatsConnection) {
+    void (async () => {
+      for await (const status of nc.status()) {
+        if (status.type === Events.Disconnect) this.offline = true
+        else if (status.type === Events.Reconnect) {
+          this.offline = false
+          const held = this.held
+          this.held = []
+          for (const publish of held) publish()
+        }
+      }
+    })().catch(() => undefined)
+  }
+
+  /** True while the connection is down (the status event, or nats.js's own flag, which is set first). */
+  get down(): boolean {
+    if (this.offline) return true
+    const protocol = (this.nc as unknown as { protocol?: { connected?: unknown } }).protocol
+    return protocol?.connected === false && !this.nc.isClosed()
+  }
+
+  /** Publish now, or once the connection is back. */
+  run(publish: () => void): void {
+    if (this.down) {
+      this.offline = true
+      this.held.push(publish)
+    } else publish()
+  }
+
+  /** Drop what is held (the caller gave up: closed or timed out). */
+  clear(): void {
+    this.held = []
+  }
+}
+
 /** Open a NATS connection with labwire's defaults: reconnect forever with backoff. */
 export async function openConnection(options: NatsConnectOptions, name: string): Promise<NatsConnection> {
   const servers = options.servers === undefined ? undefined : typeof options.servers === 'string' ? options.servers.split(',').map((s) => s.trim()) : [...options.servers]

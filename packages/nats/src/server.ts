@@ -12,7 +12,7 @@ import {
   type ServeHandler,
 } from '@labwire/core'
 import { createInbox, headers as natsHeaders, nuid, type Msg, type NatsConnection, type Subscription } from 'nats'
-import { CONTINUE_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, MORE_HEADER, SERVICE_NAME, SIZE_HEADER, chunkSize, openConnection, type NatsConnectOptions } from './protocol.js'
+import { CONTINUE_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, MORE_HEADER, SERVICE_NAME, SIZE_HEADER, OutageBuffer, chunkSize, openConnection, type NatsConnectOptions } from './protocol.js'
 
 /** One more endpoint of a {@link NatsServer}: an RPC method, a second device. */
 export interface NatsEndpoint {
@@ -89,6 +89,7 @@ export class NatsServer implements AsyncDisposable {
   private readonly chunkTimeout: number
   private readonly logger: Logger
   private nc: NatsConnection | undefined
+  private outage: OutageBuffer | undefined
   private readonly subs: Subscription[] = []
   private started = ''
   private active = 0
@@ -123,6 +124,7 @@ export class NatsServer implements AsyncDisposable {
     if (this.nc === undefined) {
       const nc = this.options.connection ?? (await openConnection(this.options, `labwire ${this.name}`))
       this.nc = nc
+      this.outage = new OutageBuffer(nc)
       this.started = new Date().toISOString()
       for (const endpoint of this.endpoints) {
         const sub = nc.subscribe(endpoint.subject, this.queue === undefined ? {} : { queue: this.queue })
@@ -227,7 +229,9 @@ export class NatsServer implements AsyncDisposable {
     const h = natsHeaders()
     h.set(ERROR_HEADER, message.replace(/[\r\n]+/g, ' ').slice(0, 1024))
     h.set(ERROR_CODE_HEADER, String(code))
-    msg.respond(EMPTY, { headers: h })
+    const send = (): boolean => msg.respond(EMPTY, { headers: h })
+    if (this.outage === undefined) send()
+    else this.outage.run(send)
   }
 
   /** The whole request: the message itself, or its chunks gathered on a private inbox. */
@@ -283,6 +287,11 @@ export class NatsServer implements AsyncDisposable {
     const nc = this.nc
     if (msg.reply === undefined || nc === undefined || nc.isClosed()) return
     const size = chunkSize(nc)
+    const outage = this.outage
+    if (outage !== undefined && outage.down) {
+      outage.run(() => this.reply(msg, reply, more))
+      return
+    }
     if (reply.length <= size && !more) {
       msg.respond(reply)
       return
