@@ -220,6 +220,7 @@ export class NatsClientSession implements TransportClientSession {
     if (this.closed) return
     this.fail(new ConnectionError(`session to NATS service ${this.subject} closed`))
     this.closed = true
+    this.outage.close()
     if (!this.nc.isClosed()) this.sub.unsubscribe()
     if (this.owned && !this.nc.isClosed()) await this.nc.close().catch(() => undefined)
   }

@@ -101,10 +101,13 @@ export function reconnectBackoff(now: () => number = Date.now): { delay: () => n
 export class OutageBuffer {
   private held: (() => void)[] = []
   private offline = false
+  private readonly statuses: ReturnType<NatsConnection['status']>
 
   constructor(private readonly nc: NatsConnection) {
+    const statuses = nc.status()
+    this.statuses = statuses
     void (async () => {
-      for await (const status of nc.status()) {
+      for await (const status of statuses) {
         if (status.type === Events.Disconnect) this.offline = true
         else if (status.type === Events.Reconnect) {
           this.offline = false
@@ -134,6 +137,12 @@ export class OutageBuffer {
   /** Drop what is held (the caller gave up: closed or timed out). */
   clear(): void {
     this.held = []
+  }
+
+  /** Stop watching the connection's status (a shared connection outlives the session). */
+  close(): void {
+    this.held = []
+    ;(this.statuses as { stop?: () => void }).stop?.()
   }
 }
 

@@ -329,6 +329,7 @@ export class NatsServer implements AsyncDisposable {
       this.replyError(request.msg, 503, `service ${this.name} is shutting down`)
     }
     this.inflight.clear()
+    this.outage?.close()
     if (this.options.connection === undefined && !nc.isClosed()) await nc.drain().catch(() => nc.close())
     else if (!nc.isClosed()) await nc.flush().catch(() => undefined)
   }
