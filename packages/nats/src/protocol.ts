@@ -171,3 +171,20 @@ export async function openConnection(options: NatsConnectOptions, name: string):
     throw new ConnectionError(`NATS ${where}: ${cause instanceof Error ? cause.message : 'connect failed'}`, { cause })
   }
 }
+
+/**
+ * Parse a labwire NATS resource, `nats://host:port/NAME` (also `tls://…`; port defaults to 4222;
+ * several servers as `nats://h1:4222,h2:4222/NAME`; an endpoint as `/NAME/ENDPOINT`), into what
+ * {@link NatsClient} takes. Throws `RangeError` for anything else.
+ */
+export function parseNatsResource(resource: string): { servers: string[]; name: string; endpoint?: string } {
+  const match = /^(nats|tls):\/\/([^/]+)\/([A-Za-z0-9_-]+)(?:\/([A-Za-z0-9_-]+))?\/?$/.exec(resource.trim())
+  if (match === null) throw new RangeError(`not a NATS resource (nats://host:port/NAME): ${resource}`)
+  const [, scheme, hosts, name, endpoint] = match as unknown as [string, string, string, string, string | undefined]
+  const servers = hosts.split(',').map((host) => {
+    const hostPort = /^(\[[^\]]+\]|[^:[\]]+)(?::(\d{1,5}))?$/.exec(host)
+    if (hostPort === null || Number(hostPort[2] ?? 4222) > 65535) throw new RangeError(`bad NATS server "${host}" in ${resource}`)
+    return `${scheme}://${hostPort[1] as string}:${hostPort[2] ?? '4222'}`
+  })
+  return endpoint === undefined ? { servers, name } : { servers, name, endpoint }
+}
