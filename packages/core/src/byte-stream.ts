@@ -87,6 +87,8 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
    * waiting reader has been woken). Servers and client sessions use it to decode and answer from the data event.
    */
   onData: (() => void) | undefined = undefined
+  /** Called once when the source ends or fails (push mode: `end()` / `fail()`; pull mode: when a read finds the end). The serving kernel uses it to abort a connection's signal. */
+  onEnd: (() => void) | undefined = undefined
   /** Who is at the other end (`host:port`), for error messages. */
   readonly label: string | undefined
 
@@ -198,6 +200,14 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     if (this.sourceEnded || this.failure !== undefined) return
     this.sourceEnded = true
     this.wake()
+    this.notifyEnd()
+  }
+
+  private notifyEnd(): void {
+    const onEnd = this.onEnd
+    if (onEnd === undefined) return
+    this.onEnd = undefined
+    onEnd()
   }
 
   /** Push mode: the producer failed; reads reject with `error` (wrapped in `ConnectionError` unless it is a labwire error) once nothing decodes from the buffer. */
@@ -205,6 +215,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     if (this.sourceEnded || this.failure !== undefined) return
     this.failure = isLabwireError(error) ? error : new ConnectionError(error instanceof Error ? error.message : String(error), { cause: error })
     this.wake()
+    this.notifyEnd()
   }
 
   private wake(): void {
@@ -571,6 +582,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
           this.pending = undefined
           if (result.done === true) {
             this.sourceEnded = true
+            this.notifyEnd()
             return false
           }
           const value: unknown = result.value
@@ -586,6 +598,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
           this.failure = isLabwireError(error)
             ? error
             : new ConnectionError(`read failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
+          this.notifyEnd()
           throw this.failure
         },
     ))

@@ -15,6 +15,7 @@
  */
 export * from './errors.js'
 export type * from './types.js'
+export * from './connection.js'
 export * from './logger.js'
 export * from './abort.js'
 export * from './bytes.js'

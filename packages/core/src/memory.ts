@@ -88,13 +88,14 @@ export class MemoryServer {
     const close = (): void => {
       up.end()
       down.end()
+      serverStream.end()
       this.connections.delete(close)
     }
     this.connections.add(close)
     void serveConnection(
       serverStream,
       this.handler,
-      { peer: 'memory', busy: false, write: (bytes) => down.write(bytes), flush: () => undefined, close },
+      { peer: 'memory', transport: 'memory', busy: false, write: (bytes) => down.write(bytes), flush: () => undefined, close },
       this.logger,
     )
     return new MemoryClientSession(up, new ByteStream(down.queue, { timeout: options?.timeout }), close)

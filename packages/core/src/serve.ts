@@ -4,6 +4,7 @@ import { ConnectionClosedError, ConnectionError, FrameTooLargeError, FramingErro
 import { logDebug, type Logger } from './logger.js'
 import type { ByteHandler, ByteHandlerFunction } from './types.js'
 import { clampDelay } from './validate.js'
+import { isConnectionHandler, type ConnectionHandler, type ServerConnection } from './connection.js'
 
 /**
  * The synchronous fast path of a handler: decode one request from what `stream` has buffered and
@@ -13,13 +14,24 @@ import { clampDelay } from './validate.js'
 export type BufferedHandler = (stream: ByteStream) => Uint8Array | undefined | NeedMore | Promise<Uint8Array | undefined>
 
 /** A {@link ByteHandlerFunction} that may carry a {@link BufferedHandler} fast path. */
-export type ServeHandler = ByteHandlerFunction & { readonly handleBuffered?: BufferedHandler | undefined }
+export type ServeHandler = ByteHandlerFunction & {
+  readonly handleBuffered?: BufferedHandler | undefined
+  /** Set when the callback was a {@link ConnectionHandler}: {@link serveConnection} hands it the whole connection instead of calling the function. */
+  readonly connectionHandler?: ConnectionHandler | undefined
+}
 
 /**
- * Turn either form of {@link ByteHandler} into a function. An object's optional
- * `handleBuffered` fast path stays attached to the function.
+ * Turn any form of {@link ByteHandler} into a function. An object's optional `handleBuffered`
+ * fast path stays attached to the function; a {@link ConnectionHandler} is attached as
+ * `connectionHandler` (the function itself then refuses per-request use).
  */
 export function toHandlerFunction(handler: ByteHandler): ServeHandler {
+  if (isConnectionHandler(handler)) {
+    const perRequest: ByteHandlerFunction = () => {
+      throw new TypeError('this callback is a ConnectionHandler: it serves whole connections (serveConnection), not single requests')
+    }
+    return Object.assign(perRequest, { connectionHandler: handler })
+  }
   if (typeof handler === 'function') return handler
   if (handler === null || typeof handler !== 'object' || typeof handler.handle !== 'function') {
     throw new TypeError(`callback must be a function or an object with a handle(bytes) method (an ApplicationServer), got ${handler === null ? 'null' : typeof handler}`)
@@ -35,6 +47,8 @@ export function toHandlerFunction(handler: ByteHandler): ServeHandler {
 export interface ServedConnection {
   /** Human-readable peer name for logs, e.g. `127.0.0.1:53122`. */
   readonly peer: string
+  /** The transport kind (`'tcp'`, `'tls'`, `'unix'`, `'telnet'`, …), shown to a {@link ConnectionHandler}. Default `'unknown'`. */
+  readonly transport?: string
   /** Set by the loop: true while a request is being handled. */
   busy: boolean
   /** Queue a reply. Return a promise only when the caller should wait (write buffer full). A throw (or a rejection) closes the connection and is logged. */
@@ -69,9 +83,83 @@ export interface ServeOptions {
  * Resolves when the connection is done; never rejects.
  */
 export function serveConnection(stream: ByteStream, handler: ByteHandler, conn: ServedConnection, logger: Logger, options: ServeOptions = {}): Promise<void> {
+  const fn = toHandlerFunction(handler)
+  const whole = fn.connectionHandler
+  if (whole !== undefined) return serveWholeConnection(stream, whole, conn, logger)
   return new Promise<void>((resolve) => {
-    new ConnectionLoop(stream, toHandlerFunction(handler), conn, logger, options.requestTimeout, resolve).run()
+    new ConnectionLoop(stream, fn, conn, logger, options.requestTimeout, resolve).run()
   })
+}
+
+/**
+ * A {@link ServerConnection} over a transport's {@link ServedConnection}: the signal aborts when
+ * the stream ends (the peer closed or the transport closed the connection) or on `close()`.
+ */
+class HandedConnection implements ServerConnection {
+  readonly peer: string
+  readonly transport: string
+  private readonly controller = new AbortController()
+  private closed = false
+
+  constructor(
+    readonly stream: ByteStream,
+    private readonly conn: ServedConnection,
+  ) {
+    this.peer = conn.peer
+    this.transport = conn.transport ?? 'unknown'
+    stream.onEnd = () => this.abort()
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal
+  }
+
+  write(bytes: Uint8Array): Promise<void> | undefined {
+    if (this.closed || this.controller.signal.aborted) throw new ConnectionClosedError(`connection to ${this.peer} is closed`)
+    if (!(bytes instanceof Uint8Array)) throw new TypeError(`write takes a Uint8Array, got ${typeof bytes}`)
+    if (bytes.length === 0) return undefined
+    return this.conn.write(bytes)
+  }
+
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    try {
+      this.conn.flush()
+    } finally {
+      this.conn.close()
+      this.abort()
+    }
+  }
+
+  private abort(): void {
+    if (this.controller.signal.aborted) return
+    this.controller.abort(new ConnectionClosedError(`connection to ${this.peer} closed`))
+  }
+}
+
+function serveWholeConnection(stream: ByteStream, handler: ConnectionHandler, conn: ServedConnection, logger: Logger): Promise<void> {
+  const connection = new HandedConnection(stream, conn)
+  let served: Promise<void>
+  try {
+    served = Promise.resolve(handler.serveConnection(connection))
+  } catch (error) {
+    served = Promise.reject(error)
+  }
+  return served.then(
+    () => {
+      logDebug(logger, () => [{ peer: conn.peer }, 'connection handler done'])
+      connection.close()
+    },
+    (error: unknown) => {
+      if (connection.signal.aborted && (error instanceof ConnectionClosedError || error === connection.signal.reason)) {
+        logDebug(logger, () => [{ peer: conn.peer, err: error }, 'connection handler ended with its connection'])
+      } else {
+        logger.error({ peer: conn.peer, err: isLabwireError(error) || error instanceof Error ? error : new Error(describeThrown(error)) }, 'connection handler failed; closing the connection')
+      }
+      connection.close()
+    },
+  )
 }
 
 class ConnectionLoop {

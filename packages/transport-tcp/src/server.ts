@@ -66,6 +66,8 @@ export interface TcpServerOptions {
   requestTimeout?: number
   /** A protocol layer under the framing, one per connection (Telnet's codec, a wire trace). */
   filter?: ConnectionFilterFactory
+  /** @internal The transport kind a `ConnectionHandler` sees (`TelnetServer` passes `'telnet'`). Default `'tcp'`, `'tls'` or `'unix'`. */
+  transportName?: string
 }
 
 /**
@@ -99,6 +101,7 @@ export class TcpServer implements AsyncDisposable {
   private readonly idleTimeout: number | undefined
   private readonly requestTimeout: number | undefined
   private readonly filter: ConnectionFilterFactory | undefined
+  private readonly transportName: string
   private readonly sockets = new Set<Socket>()
   private bound: TcpServerAddress | undefined
   private listening: Promise<TcpServerAddress> | undefined
@@ -133,6 +136,7 @@ export class TcpServer implements AsyncDisposable {
       checkDuration('TcpServer', 'tls.handshakeTimeout', tls.handshakeTimeout)
     }
     this.tls = tls !== undefined
+    this.transportName = options.transportName ?? (this.tls ? 'tls' : this.path !== undefined ? 'unix' : 'tcp')
     // allowHalfOpen: a client that shuts its write side still gets the replies to what it sent.
     if (tls === undefined) {
       this.server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket))
@@ -420,6 +424,7 @@ export class TcpServer implements AsyncDisposable {
     const writer = replyWriter(socket, stream, filter === undefined ? undefined : (bytes) => filter.output(bytes))
     const conn: ServedConnection = {
       peer,
+      transport: this.transportName,
       busy: false,
       write: writer.write,
       flush: writer.flush,
