@@ -20,6 +20,8 @@ export interface ByteStreamOptions {
   onPause?: (() => void) | undefined
   /** Push mode: the producer may go on (e.g. `socket.resume()`). */
   onResume?: (() => void) | undefined
+  /** Push mode: an object to `pause()` / `resume()` (a socket) instead of `onPause` / `onResume` — no closure per connection. */
+  producer?: { pause(): unknown; resume(): unknown } | undefined
   /** Who is at the other end (`host:port`), used in error messages. */
   label?: string | undefined
 }
@@ -105,6 +107,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
   private readonly highWaterMark: number
   private readonly onPause: (() => void) | undefined
   private readonly onResume: (() => void) | undefined
+  private readonly producer: { pause(): unknown; resume(): unknown } | undefined
   private pausedProducer = false
   /** Coalescing slab: small chunks are appended here; `tailView` is the last chunk while it is the slab's. */
   private slab: Uint8Array | undefined
@@ -126,6 +129,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     this.highWaterMark = options.highWaterMark ?? 64 * 1024
     this.onPause = options.onPause
     this.onResume = options.onResume
+    this.producer = options.producer
     this.label = options.label
   }
 
@@ -191,6 +195,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     if (!this.pausedProducer && this.length > this.highWaterMark && this.big === undefined) {
       this.pausedProducer = true
       this.onPause?.()
+      this.producer?.pause()
     }
     this.wake()
   }
@@ -249,6 +254,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     if (this.pausedProducer) {
       this.pausedProducer = false
       this.onResume?.()
+      this.producer?.resume()
     }
   }
 
@@ -710,6 +716,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     if (this.pausedProducer && this.length <= this.highWaterMark >>> 1) {
       this.pausedProducer = false
       this.onResume?.()
+      this.producer?.resume()
     }
   }
 

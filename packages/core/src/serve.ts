@@ -4,6 +4,7 @@ import { ConnectionClosedError, ConnectionError, FrameTooLargeError, FramingErro
 import { logDebug, type Logger } from './logger.js'
 import type { ByteHandler, ByteHandlerFunction } from './types.js'
 import { clampDelay } from './validate.js'
+import { errorCodeOf, serverRequestChannel } from './diagnostics.js'
 import { isConnectionHandler, type ConnectionHandler, type ServerConnection } from './connection.js'
 
 /**
@@ -51,6 +52,8 @@ export interface ServedConnection {
   readonly transport?: string
   /** Set by the loop: true while a request is being handled. */
   busy: boolean
+  /** When present, the loop counts the requests it answers here (the kernel reports it on close). */
+  requests?: number
   /** Queue a reply. Return a promise only when the caller should wait (write buffer full). A throw (or a rejection) closes the connection and is logged. */
   write(bytes: Uint8Array): Promise<void> | undefined
   /** Called before the loop waits for more input: flush corked writes. */
@@ -169,6 +172,8 @@ class ConnectionLoop {
   private requests = 0
   private requestTimer: ReturnType<typeof setTimeout> | undefined
   private requestStartConsumed = 0
+  /** performance.now() when the current request started, only while someone subscribes to `labwire:server:request`; else -1. */
+  private startedAt = -1
   private readonly fast: BufferedHandler | undefined
 
   constructor(
@@ -216,14 +221,16 @@ class ConnectionLoop {
       }
       let result: ReturnType<BufferedHandler>
       conn.busy = true
+      if (serverRequestChannel.hasSubscribers) this.startedAt = performance.now()
       try {
         result = fast(stream)
       } catch (error) {
         conn.busy = false
-        if (!this.recover(error)) return
+        if (!this.recover(error, before)) return
         continue
       }
       if (result === NEED_MORE) {
+        this.startedAt = -1
         conn.busy = false
         if (stream.ended) {
           this.finish(stream.closedError())
@@ -264,12 +271,13 @@ class ConnectionLoop {
   /** The slow path: the handler reads the stream itself and may await. */
   private callAsync(before: number): void {
     this.conn.busy = true
+    if (serverRequestChannel.hasSubscribers) this.startedAt = performance.now()
     let result: Promise<Uint8Array | undefined> | Uint8Array | undefined
     try {
       result = this.handler(this.stream)
     } catch (error) {
       this.conn.busy = false
-      if (this.recover(error)) this.run()
+      if (this.recover(error, before)) this.run()
       return
     }
     if (result instanceof Promise) {
@@ -295,7 +303,7 @@ class ConnectionLoop {
         this.waiting = false
         this.conn.busy = false
         if (this.finished) return
-        if (this.recover(error)) this.run()
+        if (this.recover(error, before)) this.run()
       },
     )
   }
@@ -308,6 +316,8 @@ class ConnectionLoop {
       return false
     }
     this.requests++
+    if (this.conn.requests !== undefined) this.conn.requests++
+    if (this.startedAt >= 0) this.published(before, reply === undefined || !(reply instanceof Uint8Array) ? 0 : reply.length, undefined)
     if (reply === undefined || reply.length === 0) return true
     if (!(reply instanceof Uint8Array)) {
       this.finish(new TypeError(`the request handler returned ${typeof reply}, not a Uint8Array or undefined`), 'error')
@@ -335,8 +345,24 @@ class ConnectionLoop {
     return false
   }
 
+  /** Publish the finished request on `labwire:server:request`. */
+  private published(before: number, bytesOut: number, error: unknown): void {
+    const startedAt = this.startedAt
+    this.startedAt = -1
+    if (!serverRequestChannel.hasSubscribers) return
+    serverRequestChannel.publish({
+      transport: this.conn.transport ?? 'unknown',
+      peer: this.conn.peer,
+      duration: performance.now() - startedAt,
+      bytesIn: this.stream.consumed - before,
+      bytesOut,
+      ...(error === undefined ? {} : { error: errorCodeOf(error) }),
+    })
+  }
+
   /** A handler error: true when the connection can go on (the framer is back in step). */
-  private recover(error: unknown): boolean {
+  private recover(error: unknown, before: number): boolean {
+    if (this.startedAt >= 0) this.published(before, 0, error)
     if ((error instanceof FrameTooLargeError && error.resynchronised) || (error instanceof FramingError && error.recoverable)) {
       this.clearRequestTimer()
       this.logger.warn({ peer: this.conn.peer, err: error }, error instanceof FrameTooLargeError ? 'oversized request skipped' : 'bad request frame skipped')
