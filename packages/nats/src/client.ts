@@ -1,6 +1,6 @@
 import { ByteStream, ConnectionError, FrameTooLargeError, TimeoutError, raceSignal, throwIfAborted, type AbortOptions, type TransportClient, type TransportClientSession } from '@labwire/core'
 import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from 'nats'
-import { CONTINUE_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, MORE_HEADER, NatsServiceError, NoRespondersError, SERVICE_NAME, SIZE_HEADER, OutageBuffer, chunkSize, openConnection, type NatsConnectOptions } from './protocol.js'
+import { CONTINUE_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, ERROR_NAME_HEADER, MORE_HEADER, NatsServiceError, NoRespondersError, SERVICE_NAME, SIZE_HEADER, OutageBuffer, chunkSize, openConnection, type NatsConnectOptions } from './protocol.js'
 
 /** Options for {@link NatsClient}. */
 export interface NatsClientOptions extends NatsConnectOptions {
@@ -39,6 +39,8 @@ interface Call {
   deadline: number
   retries: number
   noResponders: boolean
+  /** A `call()`: the reply is collected whole and settles this, instead of going to the stream. */
+  whole?: { resolve: (reply: Uint8Array) => void; reject: (error: Error) => void }
 }
 
 /**
@@ -103,6 +105,22 @@ export class NatsClientSession implements TransportClientSession {
   request(request: Uint8Array): AsyncIterator<Uint8Array> {
     if (this.closed) throw new ConnectionError(`session to NATS service ${this.subject} is closed`)
     if (this.failure !== undefined) return this.stream
+    this.start(request, this.subject, undefined)
+    return this.stream
+  }
+
+  /**
+   * One request/reply exchange outside the session's byte stream: resolves with the whole reply
+   * (all its messages), rejects with this call's error only — the session goes on. `subject`
+   * defaults to the session's. What RPC over NATS (one endpoint per method) uses.
+   */
+  call(request: Uint8Array, options: { subject?: string } = {}): Promise<Uint8Array> {
+    if (this.closed) return Promise.reject(new ConnectionError(`session to NATS service ${this.subject} is closed`))
+    if (this.failure !== undefined) return Promise.reject(this.failure)
+    return new Promise<Uint8Array>((resolve, reject) => this.start(request, options.subject ?? this.subject, { resolve, reject }))
+  }
+
+  private start(request: Uint8Array, subject: string, whole: Call['whole']): void {
     const call: Call = {
       seq: ++this.seq,
       done: false,
@@ -115,9 +133,10 @@ export class NatsClientSession implements TransportClientSession {
       deadline: this.timeout > 0 ? Date.now() + this.timeout : Infinity,
       retries: 0,
       noResponders: false,
+      ...(whole === undefined ? {} : { whole }),
     }
     this.calls.set(call.seq, call)
-    this.order.push(call)
+    if (whole === undefined) this.order.push(call)
     if (this.timeout > 0) {
       call.timer = setTimeout(() => {
         const error = call.noResponders
@@ -132,19 +151,18 @@ export class NatsClientSession implements TransportClientSession {
         if (call.done) return
         try {
           const size = chunkSize(this.nc)
-          if (request.length <= size) this.nc.publish(this.subject, request, { reply })
+          if (request.length <= size) this.nc.publish(subject, request, { reply })
           else {
             const h = natsHeaders()
             h.set(SIZE_HEADER, String(request.length))
             call.upload = request.subarray(size)
-            this.nc.publish(this.subject, request.subarray(0, size), { reply, headers: h })
+            this.nc.publish(subject, request.subarray(0, size), { reply, headers: h })
           }
         } catch (cause) {
-          this.finish(call, new ConnectionError(`NATS publish to ${this.subject} failed`, { cause }))
+          this.finish(call, new ConnectionError(`NATS publish to ${subject} failed`, { cause }))
         }
       })
     call.send()
-    return this.stream
   }
 
   private onReply(msg: Msg): void {
@@ -165,7 +183,12 @@ export class NatsClientSession implements TransportClientSession {
       }
       const error = h.get(ERROR_HEADER)
       const code = h.get(ERROR_CODE_HEADER)
-      if (error !== '' || code !== '') return this.finish(call, new NatsServiceError(Number(code) || 500, error, this.subject))
+      if (error !== '' || code !== '') {
+        const failure = new NatsServiceError(Number(code) || 500, error, this.subject)
+        const name = h.get(ERROR_NAME_HEADER)
+        if (name !== '') failure.remoteName = name
+        return this.finish(call, failure)
+      }
       const next = h.get(CONTINUE_HEADER)
       if (next !== '') {
         const upload = call.upload
@@ -180,7 +203,7 @@ export class NatsClientSession implements TransportClientSession {
     if (msg.data.length > 0) {
       call.received += msg.data.length
       if (call.received > this.maxReplyLength) return this.finish(call, new FrameTooLargeError(this.maxReplyLength, `reply from NATS service ${this.subject} exceeds maxReplyLength ${this.maxReplyLength}`))
-      if (this.order[0] === call) this.stream.push(msg.data)
+      if (call.whole === undefined && this.order[0] === call) this.stream.push(msg.data)
       else call.held.push(msg.data)
     }
     if (!more) this.finish(call)
@@ -192,6 +215,11 @@ export class NatsClientSession implements TransportClientSession {
     call.error = error
     clearTimeout(call.timer)
     this.calls.delete(call.seq)
+    if (call.whole !== undefined) {
+      if (error === undefined) call.whole.resolve(call.held.length === 1 ? (call.held[0] as Uint8Array) : Buffer.concat(call.held))
+      else call.whole.reject(error)
+      return
+    }
     // Deliver in request order: the head's held bytes, then, if it is done, the next one's.
     while (this.order.length > 0) {
       const head = this.order[0] as Call
@@ -208,7 +236,10 @@ export class NatsClientSession implements TransportClientSession {
     // A service error: what was received and not yet read is the unfinished frame.
     const failure = error instanceof NatsServiceError && this.stream.bufferedLength > 0 ? new NatsServiceError(error.statusCode, error.description, this.subject, this.stream.peek().slice()) : error
     this.failure = failure
-    for (const call of this.calls.values()) clearTimeout(call.timer)
+    for (const call of this.calls.values()) {
+      clearTimeout(call.timer)
+      call.whole?.reject(failure)
+    }
     this.calls.clear()
     this.order.length = 0
     this.outage.clear()

@@ -23,3 +23,4 @@
 export * from './protocol.js'
 export * from './server.js'
 export * from './client.js'
+export * from './rpc.js'

@@ -25,6 +25,8 @@ export const CONTINUE_HEADER = 'Labwire-Continue'
 /** ADR-32 error headers. */
 export const ERROR_HEADER = 'Nats-Service-Error'
 export const ERROR_CODE_HEADER = 'Nats-Service-Error-Code'
+/** labwire's addition: the thrown error's `name` (RPC's `RemoteError.remoteName`). */
+export const ERROR_NAME_HEADER = 'Labwire-Error-Name'
 /** Room left in each message for headers and protocol overhead. */
 export const HEADER_ROOM = 4096
 /** ADR-32 service names: `A-Z a-z 0-9 - _`. */
@@ -50,6 +52,8 @@ export class NatsServiceError extends ConnectionClosedError {
   readonly statusCode: number
   /** The `Nats-Service-Error` header. */
   readonly description: string
+  /** The thrown error's name (`Labwire-Error-Name` header), when the service is labwire's. */
+  remoteName: string | undefined
 
   constructor(statusCode: number, description: string, service: string, partial?: Uint8Array) {
     super(`service ${service} answered error ${statusCode}: ${description}`, partial === undefined ? undefined : { partial })

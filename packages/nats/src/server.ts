@@ -12,7 +12,7 @@ import {
   type ServeHandler,
 } from '@labwire/core'
 import { createInbox, headers as natsHeaders, nuid, type Msg, type NatsConnection, type Subscription } from 'nats'
-import { CONTINUE_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, MORE_HEADER, SERVICE_NAME, SIZE_HEADER, OutageBuffer, chunkSize, openConnection, type NatsConnectOptions } from './protocol.js'
+import { CONTINUE_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, ERROR_NAME_HEADER, MORE_HEADER, SERVICE_NAME, SIZE_HEADER, OutageBuffer, chunkSize, openConnection, type NatsConnectOptions } from './protocol.js'
 
 /** One more endpoint of a {@link NatsServer}: an RPC method, a second device. */
 export interface NatsEndpoint {
@@ -214,7 +214,7 @@ export class NatsServer implements AsyncDisposable {
       endpoint.stats.last_error = message
       const code = error instanceof FramingError || error instanceof ConnectionClosedError ? 400 : error instanceof TimeoutError ? 408 : 500
       this.logger.warn({ error, subject: endpoint.subject }, 'nats service request failed')
-      if (!inflight.answered) this.replyError(msg, code, message)
+      if (!inflight.answered) this.replyError(msg, code, message, error instanceof Error ? error.name : undefined)
     } finally {
       inflight.answered = true
       this.inflight.delete(inflight)
@@ -224,9 +224,10 @@ export class NatsServer implements AsyncDisposable {
     }
   }
 
-  private replyError(msg: Msg, code: number, message: string): void {
+  private replyError(msg: Msg, code: number, message: string, errorName?: string): void {
     if (msg.reply === undefined || this.nc === undefined || this.nc.isClosed()) return
     const h = natsHeaders()
+    if (errorName !== undefined && /^[A-Za-z0-9_$]{1,64}$/.test(errorName)) h.set(ERROR_NAME_HEADER, errorName)
     h.set(ERROR_HEADER, message.replace(/[\r\n]+/g, ' ').slice(0, 1024))
     h.set(ERROR_CODE_HEADER, String(code))
     const send = (): boolean => msg.respond(EMPTY, { headers: h })
