@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { ExitCode, UsageError, exitCodeOf, type ExitCodeValue } from './exit-codes.js'
 import { proxy } from './proxy.js'
 import { query } from './query.js'
+import { registry } from './registry.js'
 import { RESOURCE_FORMS } from './resource.js'
 import { shell } from './shell.js'
 import { sim } from './sim.js'
@@ -24,7 +25,7 @@ Commands:
   shell RESOURCE        interactive session with an instrument (history, line editing)
   proxy RESOURCE        sit between a client and an instrument: record it, inject faults
   serve CONFIG          host services from a config file (not implemented yet: exit 7)
-  registry              list known services (not implemented yet: exit 7)
+  registry              serve an RPyC-compatible service registry (list, discover NAME)
 
 Resources:
 ${RESOURCE_FORMS.map((form) => `  ${form}`).join('\n')}
@@ -75,8 +76,9 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
         return await shell(rest, io)
       case 'proxy':
         return await proxy(rest, io)
-      case 'serve':
       case 'registry':
+        return await registry(rest, io)
+      case 'serve':
         if (rest.includes('--help') || rest.includes('-h')) {
           io.stdout.write(`Usage: labwire ${command === 'serve' ? 'serve CONFIG' : 'registry'}\n\nNot implemented yet in this version of labwire; it exits with code 7.\n`)
           return ExitCode.ok
