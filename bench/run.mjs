@@ -18,6 +18,7 @@ const figures = {
   uds: { load: () => import('./p-uds.mjs').then((m) => m.pUds), limitMs: 180_000 },
   framing: { load: () => import('./p-framing.mjs').then((m) => m.framing), limitMs: 300_000 },
   proxy: { load: () => import('./p-proxy.mjs').then((m) => m.pProxy), limitMs: 300_000 },
+  nats: { load: () => import('./p-nats.mjs').then((m) => m.pNats), limitMs: 180_000 },
   monitor: { load: () => import('./p-monitor.mjs').then((m) => m.pMonitor), limitMs: 180_000 },
 }
 
