@@ -76,7 +76,7 @@ class HttpError extends Error {
  * GET    /devices/:name/connections            list connections
  * DELETE /devices/:name/connections/:id        close one
  * PUT    /devices/:name/cable                  { connected: bool }
- * POST   /devices/:name/broadcast              { message } → { sent }
+ * POST   /devices/:name/broadcast              { message } or { hex } → { sent }
  * ```
  */
 export class ControlServer implements AsyncDisposable {
@@ -347,16 +347,35 @@ export class ControlServer implements AsyncDisposable {
       }
       case 'POST broadcast': {
         const body = await this.body(req)
-        if (typeof body.message !== 'string') throw new HttpError(400, 'message must be a string')
+        const message = broadcastMessage(body)
         const to = body.to
         if (to !== undefined && typeof to !== 'number') throw new HttpError(400, 'to must be a connection id')
-        send(res, 200, { sent: device.broadcast(body.message, to === undefined ? {} : { to }) })
+        let sent: number
+        try {
+          sent = device.broadcast(message, to === undefined ? {} : { to })
+        } catch (error) {
+          throw new HttpError(400, `the device could not encode the message: ${error instanceof Error ? error.message : String(error)}`)
+        }
+        send(res, 200, { sent })
         return
       }
       default:
         throw new HttpError(404, `no route ${method} ${url.pathname}`)
     }
   }
+}
+
+/** A broadcast body's message: `message` (text) or `hex` (bytes, e.g. `"a5 01 02"`, for binary devices), not both. */
+function broadcastMessage(body: Record<string, unknown>): string | Uint8Array {
+  if (body.hex !== undefined) {
+    if (body.message !== undefined) throw new HttpError(400, 'give message or hex, not both')
+    if (typeof body.hex !== 'string') throw new HttpError(400, 'hex must be a string of hex digit pairs')
+    const digits = body.hex.replace(/[\s:]/g, '')
+    if (!/^(?:[0-9a-fA-F]{2})*$/.test(digits)) throw new HttpError(400, 'hex must be a string of hex digit pairs')
+    return Uint8Array.from(Buffer.from(digits, 'hex'))
+  }
+  if (typeof body.message !== 'string') throw new HttpError(400, 'message must be a string (or hex: bytes as hex digit pairs)')
+  return body.message
 }
 
 function fail(res: ServerResponse, error: unknown, logger: Logger): void {
