@@ -488,9 +488,10 @@ export class Device<S = Record<string, unknown>, M = any> {
   /**
    * Execute one request message (terminator removed): split by the delimiter, run each unit,
    * return the replies, each followed by the response terminator. Synchronous when every
-   * command that ran was.
+   * command that ran was. Text devices only: a device with `framing` runs {@link Device.executeMessage}.
    */
   execute(message: Uint8Array, context: CommandContext = { connection: undefined, session: {} }): Uint8Array[] | Promise<Uint8Array[]> {
+    if (this.framing !== undefined) throw new TypeError(`Device ${this.name}: execute() is for text devices; a device with framing runs executeMessage(decoded message)`)
     const units = this.delimiter === undefined ? [message] : splitBytes(message, this.delimiter)
     const replies: Uint8Array[] = []
     for (let i = 0; i < units.length; i++) {

@@ -377,6 +377,7 @@ describe('Device options with framing', () => {
     const device = oven()
     expect(hex((await device.executeMessage(Uint8Array.of(READ))) ?? new Uint8Array(0))).toBe(hex(protocol.marshall(Uint8Array.of(0x81, 0, 0xd7))))
     expect(() => new Device({ name: 't', state: {} }).executeMessage('x')).toThrow(TypeError)
+    expect(() => device.execute(Uint8Array.of(READ))).toThrow(/execute\(\) is for text devices/)
     expect(describeMessage(Uint8Array.of(1, 0xab))).toBe('01 ab')
     expect(describeMessage('VOLT?')).toBe('VOLT?')
     expect(describeMessage({ op: 1 })).toBe('{"op":1}')
