@@ -2,7 +2,8 @@
  * @packageDocumentation
  * labwire device simulators. One device engine ({@link Device}: state, a command table, error
  * handling, faults, a tick loop, unsolicited messages) built either from pyvisa-sim device files
- * ({@link loadDevice}, answers byte for byte as pyvisa-sim 0.5) or in TypeScript; served on TCP by
+ * ({@link loadDevice}, answers byte for byte as pyvisa-sim 0.5) or in TypeScript — text lines, or
+ * any framer and codecs for binary instruments ({@link DeviceOptions.framing}); served on TCP by
  * {@link SimulatorServer} (or on any transport server through {@link Device.handler}); driven at run
  * time through an HTTP {@link ControlServer}.
  *
