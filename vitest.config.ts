@@ -38,7 +38,7 @@ function testFiles(): string[] {
   return files
 }
 
-/** Does the file, or a local module it imports (transitively, outside packages/*\/src), run built code? */
+/** Does the file, or a local module it imports (transitively; not sources, examples or scripts/), run built code? */
 function needsBuild(file: string, seen = new Set<string>()): boolean {
   if (seen.has(file)) return false
   seen.add(file)
@@ -51,7 +51,7 @@ function needsBuild(file: string, seen = new Set<string>()): boolean {
   if (needsBuildText.test(text)) return true
   for (const [, specifier] of text.matchAll(/(?:from|import)\s*\(?\s*['"](\.{1,2}\/[^'"]+)['"]/g)) {
     const target = resolve(dirname(file), specifier as string)
-    if (/\/packages\/[^/]+\/src\//.test(target) || target.includes('/examples/')) continue
+    if (/\/packages\/[^/]+\/src\//.test(target) || target.includes('/examples/') || target.startsWith(join(root, 'scripts'))) continue
     for (const candidate of [target, target.replace(/\.js$/, '.ts'), `${target}.ts`]) {
       if (existsSync(candidate) && needsBuild(candidate, seen)) return true
     }

@@ -11,8 +11,8 @@
 // from a different lockfile.
 //
 // `test` starts vitest at once: tests run against the packages' TypeScript sources (aliases in
-// vitest.config.ts). Meanwhile, on the other core, two chains run: build → package checks
-// (scripts/packages.mjs), and typecheck → eslint. A stage whose inputs have not changed since it
+// vitest.config.ts). Meanwhile, on the other core, two chains run: build → eslint, and typecheck →
+// package checks (scripts/packages.mjs; after the build too). A stage whose inputs have not changed since it
 // last passed here is skipped (scripts/fingerprint.mjs: content hashes of its input files, recorded
 // in node_modules/.cache/labwire/). The tests that run built code (child processes on dist/, the
 // `labwire` binary, the examples) are a second vitest group that runs after the others and waits
