@@ -50,7 +50,10 @@ if (major < 20 || (major === 20 && minor < 10)) {
 
 const { color, env } = colorEnv()
 const seconds = (since) => `${((performance.now() - since) / 1000).toFixed(1)} s`
-const say = (line) => console.log(line)
+// On a terminal, vitest redraws its last lines in place; a line from this process in between would
+// tear that display, so while vitest runs on a terminal the stage lines wait and follow its summary.
+let held = null
+const say = (line) => (held === null ? console.log(line) : held.push(line))
 
 /** Run a command in the repo root with inherited stdio (or captured, if `quiet`); return its exit status. */
 function runSync(command, args, { quiet = false, childEnv = env } = {}) {
@@ -107,7 +110,7 @@ if (!existsSync(installed) || readFileSync(installed, 'utf8') !== readFileSync(l
   ensurePnpm()
   const first = existsSync(join(root, 'node_modules')) ? '' : ' (the first run downloads the dependencies)'
   const since = performance.now()
-  const status = runSync('pnpm', ['install', '--frozen-lockfile', '--config.confirmModulesPurge=false', ...(color ? [] : ['--color=never'])], {
+  const status = runSync('pnpm', ['install', '--frozen-lockfile', '--config.confirmModulesPurge=false', ...(color ? [] : ['--no-color'])], {
     quiet: true,
   })
   if (status !== 0) {
@@ -200,13 +203,20 @@ const summaryFile = join(cacheDir, 'vitest-summary.txt')
 rmSync(summaryFile, { force: true })
 mkdirSync(cacheDir, { recursive: true })
 const vitestSince = performance.now()
+if (process.stdout.isTTY) held = []
 const vitest = runCommand(
   process.execPath,
   [bin('vitest/vitest.mjs'), 'run', '--reporter=default', `--reporter=${join(root, 'scripts', 'vitest-summary-reporter.mjs')}`, ...rest],
   { env: { ...env, LABWIRE_VITEST_SUMMARY: summaryFile }, capture: false },
 )
 
-const [vitestStatus, ...chains] = await Promise.all([vitest.then((result) => result.status), buildThenLint, typecheckThenPackages])
+const vitestDone = vitest.then((result) => {
+  const lines = held ?? []
+  held = null
+  for (const line of lines) say(line)
+  return result.status
+})
+const [vitestStatus, ...chains] = await Promise.all([vitestDone, buildThenLint, typecheckThenPackages])
 const failures = chains.flat().filter((result) => !result.ok)
 for (const failure of failures) {
   say(`\n---- ${failure.label} failed; its output: ----`)
