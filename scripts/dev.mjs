@@ -131,7 +131,7 @@ async function build() {
     say(`build: FAILED after ${seconds(since)} (pnpm run build; output at the end)`)
     return { ok: false, label: 'pnpm run build', output: result.output }
   }
-  say(result.built ? `build: pnpm run build done in ${seconds(since)}` : 'build: up to date (inputs unchanged, skipped)')
+  say(result.built ? `build: built ${result.what} in ${seconds(since)}` : 'build: up to date (inputs unchanged, skipped)')
   return { ok: true }
 }
 

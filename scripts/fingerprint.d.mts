@@ -6,7 +6,8 @@ export type Stage = keyof typeof STAGES
 export declare function repoFiles(): string[]
 export declare function fingerprint(stage: Stage, files?: string[]): string
 export declare function recorded(stage: Stage): string | undefined
-export declare function record(stage: Stage, fingerprint: string, seconds: number): void
+export declare function record(stage: Stage, fingerprint: string, seconds: number, extra?: Record<string, unknown>): void
+export declare function buildParts(files?: string[]): Record<string, string>
 export declare function forget(stage: Stage): void
 export declare function clearBuildFailure(): void
 export declare function packageDirs(): string[]
@@ -21,5 +22,7 @@ export declare function runCommand(command: string, args: string[], options?: { 
 export interface BuildResult extends CommandResult {
   built: boolean
   seconds: number
+  /** What was built: "everything", or the packages (with their dependents) and "examples". */
+  what?: string
 }
 export declare function ensureBuilt(options?: { env?: NodeJS.ProcessEnv; onStart?: () => void; onWait?: (holder: number) => void }): Promise<BuildResult>

@@ -69,6 +69,28 @@ export function fingerprint(stage, files = repoFiles()) {
   return hash.digest('hex')
 }
 
+/**
+ * The build's inputs in parts, so that a change rebuilds only what it touches: `root` (the shared
+ * config: root package.json, lockfile, tsconfig files), `examples` (examples/*.ts) and one part per
+ * package (its src/, package.json, tsconfig.json, tsup.config.ts).
+ */
+export function buildParts(files = repoFiles()) {
+  const hashes = new Map()
+  const part = (name) => {
+    if (!hashes.has(name)) hashes.set(name, createHash('sha256').update(`labwire ${STAMP_VERSION} build:${name}\n`))
+    return hashes.get(name)
+  }
+  part('root')
+  part('examples')
+  for (const dir of packageDirs()) part(`packages/${dir}`)
+  for (const path of files) {
+    if (!STAGES.build(path)) continue
+    const name = path.startsWith('packages/') ? path.split('/', 2).join('/') : path.startsWith('examples/') ? 'examples' : 'root'
+    part(name).update(`${path}\0`).update(readFileSync(join(root, path))).update('\0')
+  }
+  return Object.fromEntries([...hashes].map(([name, hash]) => [name, hash.digest('hex')]))
+}
+
 const stampFile = (stage) => join(cacheDir, `${stage}.json`)
 
 /** The fingerprint recorded by the last passing run of the stage, if any. */
@@ -80,9 +102,17 @@ export function recorded(stage) {
   }
 }
 
-export function record(stage, fingerprint, seconds) {
+export function record(stage, fingerprint, seconds, extra = {}) {
   mkdirSync(cacheDir, { recursive: true })
-  writeFileSync(stampFile(stage), `${JSON.stringify({ fingerprint, seconds, at: new Date().toISOString() })}\n`)
+  writeFileSync(stampFile(stage), `${JSON.stringify({ fingerprint, seconds, at: new Date().toISOString(), ...extra })}\n`)
+}
+
+function recordedParts() {
+  try {
+    return JSON.parse(readFileSync(stampFile('build'), 'utf8')).parts ?? {}
+  } catch {
+    return {}
+  }
 }
 
 export function forget(stage) {
@@ -233,18 +263,53 @@ export async function ensureBuilt({ env = colorEnv().env, onStart, onWait } = {}
       }
       onStart?.()
       const started = performance.now()
-      const { status, output } = await runCommand('pnpm', ['run', 'build'], { env })
+      const { status, output, what } = await buildChanged(files, env)
       const seconds = (performance.now() - started) / 1000
       if (status === 0) {
         rmSync(failedStamp, { force: true })
-        record('build', wanted, seconds)
+        record('build', wanted, seconds, { parts: buildParts(files), what })
       } else {
         forget('build')
         mkdirSync(cacheDir, { recursive: true })
         writeFileSync(failedStamp, JSON.stringify({ fingerprint: wanted, output }))
       }
-      return { built: true, seconds, status, output }
+      return { built: true, seconds, status, output, what }
     },
     { onWait },
   )
+}
+
+/**
+ * Build what changed since the recorded build: everything (`pnpm run build`) when the shared config
+ * changed or nothing is recorded; otherwise each changed package or package without dist/, with the
+ * packages that depend on it (`pnpm -r --filter ...@labwire/<dir> run build`: their declarations are
+ * checked against its new ones), and the examples when an example changed or is not built (they keep
+ * `@labwire/*` as imports, so a package change does not change them).
+ */
+async function buildChanged(files, env) {
+  const parts = buildParts(files)
+  const before = recordedParts()
+  if (before.root !== parts.root) return { ...(await runCommand('pnpm', ['run', 'build'], { env })), what: 'everything' }
+  const packages = packageDirs().filter((dir) => {
+    const dist = join(root, 'packages', dir, 'dist')
+    return before[`packages/${dir}`] !== parts[`packages/${dir}`] || !existsSync(join(dist, 'index.js')) || !existsSync(join(dist, 'index.d.ts'))
+  })
+  const examplesBuilt = readdirSync(join(root, 'examples'))
+    .filter((name) => name.endsWith('.ts') && name !== 'tsup.config.ts')
+    .every((name) => existsSync(join(root, 'examples', 'dist', name.replace(/\.ts$/, '.js'))))
+  const examples = before.examples !== parts.examples || !examplesBuilt
+  let output = ''
+  if (packages.length > 0) {
+    const filters = packages.flatMap((dir) => ['--filter', `...@labwire/${dir}`])
+    const result = await runCommand('pnpm', ['-r', ...filters, 'run', 'build'], { env })
+    output += result.output
+    if (result.status !== 0) return { status: result.status, output, what: packages.join(', ') }
+  }
+  if (examples) {
+    const result = await runCommand('pnpm', ['run', 'build:examples'], { env })
+    output += result.output
+    if (result.status !== 0) return { status: result.status, output, what: 'examples' }
+  }
+  const what = [...packages.map((dir) => `${dir} (+ dependents)`), ...(examples ? ['examples'] : [])].join(', ')
+  return { status: 0, output, what }
 }
