@@ -2,37 +2,39 @@
 // The two-command quick start: `npm run demo` and `npm test` both land here.
 //
 //   node scripts/dev.mjs demo            build if the sources changed, then run the demo (examples/dist/demo.js)
-//   node scripts/dev.mjs test [args…]    build (always), lint, typecheck, then `vitest run [args…]`
+//   node scripts/dev.mjs test [args…]    vitest run [args…], and beside it build, package checks,
+//                                        typecheck and eslint, each only if its inputs changed
 //
 // Needs only Node >= 20.10 and npm. If pnpm (>= 10) is not on PATH, this script runs itself
 // again under `npx --yes --package pnpm@<version>`, which puts pnpm on PATH for every nested
 // script. It runs `pnpm install --frozen-lockfile` when node_modules is missing or was installed
 // from a different lockfile.
 //
-// Install, build, lint and typecheck print one line each; their own output is shown only when
-// they fail. vitest prints its summary as usual.
+// `test` starts vitest at once: tests run against the packages' TypeScript sources (aliases in
+// vitest.config.ts). Meanwhile, on the other core, two chains run: build → eslint, and typecheck →
+// package checks (scripts/packages.mjs; after the build too). A stage whose inputs have not changed since it
+// last passed here is skipped (scripts/fingerprint.mjs: content hashes of its input files, recorded
+// in node_modules/.cache/labwire/). The tests that run built code (child processes on dist/, the
+// `labwire` binary, the examples) are a second vitest group that runs after the others and waits
+// for the same build. Each stage prints one line; a failing stage's output is printed at the end.
+// The last line is `vitest: N passed, N failed, N skipped`, for CI tooling.
 //
-// "The sources changed" means: the fingerprint (path, size, mtime) of every build input differs
-// from the one recorded in node_modules/.cache/labwire-build.json by the last successful build
-// made here, or a package's dist/ or examples/dist/ is missing. Build inputs are everything under
-// packages/*/src, each package's package.json, tsconfig.json and tsup.config.ts (packages/* is
-// listed afresh on every run, so new packages count), examples/*.ts, the root package.json,
-// tsconfig files and the lockfile. `pnpm build` run by hand does not record a fingerprint, so
-// the next demo builds once more.
+// Colour: off when stdout is not a terminal or NO_COLOR is set, on when FORCE_COLOR is set (not
+// "0"); the child tools get the matching NO_COLOR / FORCE_COLOR.
 import { spawnSync } from 'node:child_process'
-import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { buildUpToDate, cacheDir, clearBuildFailure, colorEnv, ensureBuilt, fingerprint, recorded, record, repoFiles, root, runCommand } from './fingerprint.mjs'
 
 const PNPM_VERSION = '10.34.9'
 const BOOTSTRAP_ENV = 'LABWIRE_PNPM_BOOTSTRAPPED'
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const isWindows = process.platform === 'win32'
 const started = performance.now()
 
-// pnpm's and npm's "update available" banners are noise in a scripted run.
+// pnpm's and npm's "update available" banners and funding notes are noise in a scripted run.
 process.env.npm_config_update_notifier ??= 'false'
+process.env.npm_config_fund ??= 'false'
 
 const [task, ...rest] = process.argv.slice(2)
 if (task !== 'demo' && task !== 'test') {
@@ -46,11 +48,18 @@ if (major < 20 || (major === 20 && minor < 10)) {
   process.exit(1)
 }
 
+const { color, env } = colorEnv()
+const seconds = (since) => `${((performance.now() - since) / 1000).toFixed(1)} s`
+// On a terminal, vitest redraws its last lines in place; a line from this process in between would
+// tear that display, so while vitest runs on a terminal the stage lines wait and follow its summary.
+let held = null
+const say = (line) => (held === null ? console.log(line) : held.push(line))
+
 /** Run a command in the repo root with inherited stdio (or captured, if `quiet`); return its exit status. */
-function run(command, args, { quiet = false, env = process.env } = {}) {
+function runSync(command, args, { quiet = false, childEnv = env } = {}) {
   const result = spawnSync(command, args, {
     cwd: root,
-    env,
+    env: childEnv,
     stdio: quiet ? ['ignore', 'pipe', 'pipe'] : 'inherit',
     shell: isWindows,
     encoding: 'utf8',
@@ -66,19 +75,9 @@ function run(command, args, { quiet = false, env = process.env } = {}) {
   return result.status ?? 1
 }
 
-/** Run a step; exit with its status if it fails. */
-function step(label, command, args, options) {
-  console.error(options?.quiet ? `▶ ${label} (output shown only on failure)` : `\n▶ ${label}`)
-  const status = run(command, args, options)
-  if (status !== 0) {
-    console.error(`\n✗ ${label} failed (exit ${status})`)
-    process.exit(status)
-  }
-}
-
 /** The major version of the pnpm on PATH, or 0 if there is none. */
 function pnpmMajor() {
-  const result = spawnSync('pnpm', ['--version'], { cwd: root, encoding: 'utf8', shell: isWindows, stdio: ['ignore', 'pipe', 'ignore'] })
+  const result = spawnSync('pnpm', ['--version'], { cwd: root, env, encoding: 'utf8', shell: isWindows, stdio: ['ignore', 'pipe', 'ignore'] })
   if (result.status !== 0 || typeof result.stdout !== 'string') return 0
   return Number(result.stdout.trim().split('.')[0]) || 0
 }
@@ -86,7 +85,7 @@ function pnpmMajor() {
 /**
  * Make sure pnpm >= 10 is on PATH before the first step that needs it; if it is not, run this
  * script again through npx (which puts pnpm on PATH) and exit with its status. Called lazily: a
- * demo whose build is up to date needs no pnpm, and spawning it costs a second or two.
+ * run with nothing to install or build needs no pnpm, and spawning it costs a second or two.
  */
 let pnpmChecked = false
 function ensurePnpm() {
@@ -98,8 +97,8 @@ function ensurePnpm() {
     process.exit(1)
   }
   console.error(`pnpm >= 10 not found on PATH: running through npx --package pnpm@${PNPM_VERSION}`)
-  const status = run('npx', ['--yes', '--package', `pnpm@${PNPM_VERSION}`, '--', 'node', fileURLToPath(import.meta.url), task, ...rest], {
-    env: { ...process.env, [BOOTSTRAP_ENV]: '1' },
+  const status = runSync('npx', ['--yes', '--package', `pnpm@${PNPM_VERSION}`, '--', 'node', fileURLToPath(import.meta.url), task, ...rest], {
+    childEnv: { ...env, [BOOTSTRAP_ENV]: '1' },
   })
   process.exit(status)
 }
@@ -109,89 +108,129 @@ const lockfile = join(root, 'pnpm-lock.yaml')
 const installed = join(root, 'node_modules', '.pnpm', 'lock.yaml')
 if (!existsSync(installed) || readFileSync(installed, 'utf8') !== readFileSync(lockfile, 'utf8')) {
   ensurePnpm()
-  const first = existsSync(join(root, 'node_modules')) ? '' : '; the first run downloads the dependencies'
-  step(`pnpm install --frozen-lockfile${first}`, 'pnpm', ['install', '--frozen-lockfile', '--config.confirmModulesPurge=false'], {
+  const first = existsSync(join(root, 'node_modules')) ? '' : ' (the first run downloads the dependencies)'
+  const since = performance.now()
+  const status = runSync('pnpm', ['install', '--frozen-lockfile', '--config.confirmModulesPurge=false', ...(color ? [] : ['--no-color'])], {
     quiet: true,
   })
+  if (status !== 0) {
+    say(`install: FAILED (exit ${status}) after ${seconds(since)}`)
+    process.exit(status)
+  }
+  say(`install: pnpm install --frozen-lockfile done in ${seconds(since)}${first}`)
 }
 
-/** Every build input's path, size and mtime, hashed; new packages/* directories are found here. */
-function sourceFingerprint() {
-  const files = []
-  const add = (path) => {
-    if (existsSync(join(root, path))) files.push(path)
+/** The build, through the lock shared with the vitest workers that wait for it; one line of report. */
+async function build() {
+  const since = performance.now()
+  const result = await ensureBuilt({
+    env,
+    onWait: (pid) => say(`build: waiting for the build running in process ${pid}`),
+  })
+  if (result.status !== 0) {
+    say(`build: FAILED after ${seconds(since)} (pnpm run build; output at the end)`)
+    return { ok: false, label: 'pnpm run build', output: result.output }
   }
-  const walk = (dir) => {
-    for (const entry of readdirSync(join(root, dir), { withFileTypes: true })) {
-      const path = `${dir}/${entry.name}`
-      if (entry.isDirectory()) walk(path)
-      else if (entry.isFile()) files.push(path)
-    }
-  }
-  for (const entry of readdirSync(join(root, 'packages'), { withFileTypes: true })) {
-    if (!entry.isDirectory()) continue
-    const dir = `packages/${entry.name}`
-    if (existsSync(join(root, dir, 'src'))) walk(`${dir}/src`)
-    for (const name of ['package.json', 'tsconfig.json', 'tsup.config.ts']) add(`${dir}/${name}`)
-  }
-  for (const name of readdirSync(join(root, 'examples'))) if (name.endsWith('.ts')) add(`examples/${name}`)
-  for (const name of ['package.json', 'pnpm-lock.yaml', 'pnpm-workspace.yaml', 'tsconfig.json', 'tsconfig.base.json']) add(name)
-  const hash = createHash('sha256')
-  for (const path of files.sort()) {
-    const { size, mtimeMs } = statSync(join(root, path))
-    hash.update(`${path}\0${size}\0${mtimeMs}\n`)
-  }
-  return hash.digest('hex')
+  say(result.built ? `build: built ${result.what} in ${seconds(since)}` : 'build: up to date (inputs unchanged, skipped)')
+  return { ok: true }
 }
 
-/** True when every package has its dist/index.js and .d.ts, and the examples are built. */
-function outputsPresent() {
-  for (const entry of readdirSync(join(root, 'packages'), { withFileTypes: true })) {
-    const dir = join(root, 'packages', entry.name)
-    if (!entry.isDirectory() || !existsSync(join(dir, 'package.json'))) continue
-    if (!existsSync(join(dir, 'dist', 'index.js')) || !existsSync(join(dir, 'dist', 'index.d.ts'))) return false
-  }
-  return existsSync(join(root, 'examples', 'dist', 'demo.js'))
-}
-
-const buildStamp = join(root, 'node_modules', '.cache', 'labwire-build.json')
-
-/** Build quietly and record the fingerprint the build started from (a change made meanwhile makes it stale). */
-function build() {
-  ensurePnpm()
-  const fingerprint = sourceFingerprint()
-  step('pnpm run build', 'pnpm', ['run', 'build'], { quiet: true })
-  mkdirSync(dirname(buildStamp), { recursive: true })
-  writeFileSync(buildStamp, `${JSON.stringify({ fingerprint, builtAt: new Date().toISOString() })}\n`)
-}
+// The build needs pnpm: make sure of it now, before any lock is taken or vitest started (ensurePnpm
+// may run this whole script again through npx).
+const files = repoFiles()
+if (!buildUpToDate(files)) ensurePnpm()
 
 if (task === 'demo') {
-  let recorded
-  try {
-    recorded = JSON.parse(readFileSync(buildStamp, 'utf8')).fingerprint
-  } catch {
-    recorded = undefined
+  const result = await build()
+  if (!result.ok) {
+    process.stdout.write(result.output)
+    process.exit(1)
   }
-  if (recorded === sourceFingerprint() && outputsPresent()) console.error('▶ build is up to date (sources unchanged)')
-  else build()
-  process.exit(run('node', [join('examples', 'dist', 'demo.js')]))
+  process.exit(runSync('node', [join('examples', 'dist', 'demo.js')], { childEnv: process.env }))
 }
 
-// CI runs this: always a fresh build, never a recorded one.
-build()
-step('pnpm run lint', 'pnpm', ['run', 'lint'], { quiet: true })
-step('pnpm run typecheck', 'pnpm', ['run', 'typecheck'], { quiet: true })
-// vitest's own summary is for people; a JSON report beside it gives the plain closing count line
-// ("vitest: N passed, N failed, N skipped") that CI tooling reads.
-const report = join(root, 'node_modules', '.cache', 'vitest-report.json')
-const vitestArgs = ['exec', 'vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...rest]
-const vitestStatus = run('pnpm', vitestArgs)
-if (existsSync(report)) {
-  const { numPassedTests = 0, numFailedTests = 0, numPendingTests = 0, numTodoTests = 0 } = JSON.parse(readFileSync(report, 'utf8'))
-  console.log(`vitest: ${numPassedTests} passed, ${numFailedTests} failed, ${numPendingTests + numTodoTests} skipped`)
+// ---- test ----------------------------------------------------------------------------------------
+
+const bin = (path) => join(root, 'node_modules', ...path.split('/'))
+clearBuildFailure()
+
+/** A stage that runs only when its fingerprint differs from the one recorded when it last passed. */
+async function stage(name, label, command, args) {
+  const wanted = fingerprint(name, files)
+  if (recorded(name) === wanted) {
+    say(`${name}: up to date (inputs unchanged, skipped)`)
+    return { ok: true }
+  }
+  const since = performance.now()
+  const { status, output } = await runCommand(command, args, { env })
+  if (status !== 0) {
+    say(`${name}: FAILED after ${seconds(since)} (${label}; output at the end)`)
+    return { ok: false, label, output }
+  }
+  record(name, wanted, (performance.now() - since) / 1000)
+  say(`${name}: ${label} passed in ${seconds(since)}`)
+  return { ok: true }
 }
-if (vitestStatus !== 0) {
-  console.error(`\n✗ vitest run failed (exit ${vitestStatus})`)
-  process.exit(vitestStatus)
+
+// Two chains beside vitest. eslint and the package checks read the build output (each package's
+// tsconfig resolves the other @labwire packages through their dist/*.d.ts), so they wait for the
+// build; the typecheck (root tsconfig: paths to the sources) starts at once.
+const building = build()
+const buildThenLint = (async () => {
+  const built = await building
+  if (!built.ok) return [built]
+  return [built, await stage('eslint', 'eslint .', process.execPath, [bin('eslint/bin/eslint.js'), '.', color ? '--color' : '--no-color'])]
+})()
+const typecheckThenPackages = (async () => {
+  mkdirSync(cacheDir, { recursive: true })
+  const typecheck = await stage('typecheck', 'tsc --noEmit', process.execPath, [
+    bin('typescript/bin/tsc'),
+    '-p',
+    'tsconfig.json',
+    '--noEmit',
+    '--incremental',
+    '--tsBuildInfoFile',
+    join(cacheDir, 'tsconfig.tsbuildinfo'),
+    '--pretty',
+    String(color),
+  ])
+  if (!(await building).ok) return [typecheck]
+  return [typecheck, await stage('packages', 'scripts/packages.mjs (manifests, publint, attw)', process.execPath, [join(root, 'scripts', 'packages.mjs')])]
+})()
+
+// vitest's own summary is for people; a silent reporter beside it writes the plain closing count line.
+const summaryFile = join(cacheDir, 'vitest-summary.txt')
+rmSync(summaryFile, { force: true })
+mkdirSync(cacheDir, { recursive: true })
+const vitestSince = performance.now()
+if (process.stdout.isTTY) held = []
+const vitest = runCommand(
+  process.execPath,
+  [bin('vitest/vitest.mjs'), 'run', '--reporter=default', `--reporter=${join(root, 'scripts', 'vitest-summary-reporter.mjs')}`, ...rest],
+  { env: { ...env, LABWIRE_VITEST_SUMMARY: summaryFile }, capture: false },
+)
+
+const vitestDone = vitest.then((result) => {
+  const lines = held ?? []
+  held = null
+  for (const line of lines) say(line)
+  return result.status
+})
+const [vitestStatus, ...chains] = await Promise.all([vitestDone, buildThenLint, typecheckThenPackages])
+const failures = chains.flat().filter((result) => !result.ok)
+for (const failure of failures) {
+  say(`\n---- ${failure.label} failed; its output: ----`)
+  process.stdout.write(failure.output.endsWith('\n') || failure.output === '' ? failure.output : `${failure.output}\n`)
 }
-console.error(`\n✓ build, lint, typecheck and tests passed in ${((performance.now() - started) / 1000).toFixed(1)} s`)
+
+// No summary: vitest did not get to the end of a run (bad arguments, a config error, killed).
+let summary = 'vitest: 0 passed, 1 failed, 0 skipped'
+if (existsSync(summaryFile)) summary = readFileSync(summaryFile, 'utf8').trim()
+else {
+  say(`vitest: exited with ${vitestStatus} after ${seconds(vitestSince)} without a summary`)
+  writeFileSync(summaryFile, `${summary}\n`)
+}
+const ok = vitestStatus === 0 && failures.length === 0
+say(`test: ${ok ? 'passed' : 'FAILED'} in ${seconds(started)} (vitest ${vitestStatus === 0 ? 'passed' : `exit ${vitestStatus}`}${failures.length > 0 ? `; failed: ${failures.map((f) => f.label).join(', ')}` : ''})`)
+say(summary)
+process.exit(ok ? 0 : vitestStatus || 1)

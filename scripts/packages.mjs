@@ -5,7 +5,8 @@
 //   node scripts/packages.mjs core cli   check only these package directories
 //
 // For each package, in parallel:
-//   1. package.json has the shape every labwire package shares (see `checkManifest` below), and its
+//   1. package.json has the shape every labwire package shares (see `checkManifest` below: name, type,
+//      license, description, keywords, sideEffects, engines, repository, files, exports), and its
 //      LICENSE is the root LICENSE, byte for byte (npm cannot pack a file from outside the package
 //      directory, so each package keeps its own copy: `cp LICENSE packages/<dir>/`);
 //   2. `publint --strict` (what a published package exposes: exports, files, types);
@@ -17,6 +18,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { colorEnv } from './fingerprint.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const bin = (name) => join(root, 'node_modules', '.bin', process.platform === 'win32' ? `${name}.cmd` : name)
@@ -38,6 +40,12 @@ function checkManifest(dir) {
   expect(pkg.name === `@labwire/${dir}`, `"name" must be "@labwire/${dir}" (got ${JSON.stringify(pkg.name)})`)
   expect(pkg.type === 'module', '"type" must be "module"')
   expect(pkg.license === 'Apache-2.0', '"license" must be "Apache-2.0"')
+  expect(typeof pkg.description === 'string' && pkg.description.length >= 20, '"description" is missing or too short (one sentence: what the package holds)')
+  expect(
+    Array.isArray(pkg.keywords) && pkg.keywords.includes('labwire') && pkg.keywords.length >= 3,
+    '"keywords" must list "labwire" and at least two words a user would search for',
+  )
+  expect(pkg.sideEffects === false, '"sideEffects": false is missing (labwire modules do nothing on import)')
   expect(typeof pkg.engines?.node === 'string', '"engines": { "node": ">=20.10" } is missing')
   expect(
     pkg.repository?.type === 'git' && pkg.repository?.directory === `packages/${dir}`,
@@ -66,7 +74,7 @@ async function tool(dir, command, args) {
   try {
     const { stdout, stderr } = await promisify(execFile)(bin(command), args, {
       cwd: join(root, 'packages', dir),
-      env: { ...process.env, FORCE_COLOR: '0', npm_config_update_notifier: 'false' },
+      env: colorEnv(process.env, false).env,
       shell: process.platform === 'win32',
       maxBuffer: 16 * 1024 * 1024,
     })
