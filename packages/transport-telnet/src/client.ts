@@ -99,6 +99,16 @@ export class TelnetClientSession implements TransportClientSession {
     return this.tcp.close()
   }
 
+  /** Let the process exit while this connection is open (the application layer does this while a session is idle). */
+  unref(): void {
+    this.tcp.unref()
+  }
+
+  /** Hold the process open while this connection is open (the default). */
+  ref(): void {
+    this.tcp.ref()
+  }
+
   [Symbol.asyncDispose](): Promise<void> {
     return this.close()
   }
