@@ -231,7 +231,11 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
    */
   private adopt(transport: TransportClientSession): void {
     const stream = (transport as { stream?: unknown }).stream
-    if (stream instanceof ByteStream) this.attachStream(stream)
+    if (stream instanceof ByteStream) {
+      this.attachStream(stream)
+      // Bytes that came with the connection (a banner sent while connecting) are read now.
+      if (this.pushStream === stream && (stream.bufferedLength > 0 || stream.ended)) queueMicrotask(this.onData)
+    }
     this.setRef(this.active > 0)
   }
 
