@@ -29,8 +29,8 @@ function usageFrom(error: unknown, command: string, options: Options): unknown {
     return new UsageError(`unknown option ${flag}${guess === undefined ? '' : `; did you mean --${guess}?`} ${help}`)
   }
   if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
-    const flag = /'(-{1,2}[^'\s]*)'/.exec(message)?.[1]
-    const name = flag?.replace(/^-+/, '').replace(/ <value>$/, '')
+    const flag = /'(-{1,2}[^'\s]+)/.exec(message)?.[1]
+    const name = flag?.replace(/^-+/, '')
     const option = name === undefined ? undefined : (options[name] ?? Object.values(options).find((o) => o.short === name))
     if (option?.type === 'boolean') return new UsageError(`option ${flag ?? ''} takes no value ${help}`)
     return new UsageError(`option ${flag ?? ''} needs a value ${help}`)
