@@ -143,8 +143,7 @@ export async function sim(args: string[], io: Io): Promise<ExitCodeValue> {
       }
     }
     if (controlPort !== undefined) {
-      const options: ControlServerOptions & { token?: string } = { servers: simulators, host: controlHost, port: controlPort, logger }
-      if (controlToken !== undefined) options.token = controlToken
+      const options: ControlServerOptions = { servers: simulators, host: controlHost, port: controlPort, logger, ...(controlToken === undefined ? {} : { token: controlToken }) }
       const control = new ControlServer(options)
       servers.push(control)
       announce('http', await control.listen(), 'the control channel')

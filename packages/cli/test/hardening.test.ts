@@ -12,7 +12,9 @@ import { TelnetClient } from '@labwire/transport-telnet'
 import { CLI, REPO, finished, run, spawnCli, waitForLine } from './helpers.js'
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))
-const cleanups: (() => Promise<unknown> | void)[] = []
+// eslint-disable-next-line no-control-regex -- what must never reach a terminal
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/
+const cleanups: (() => unknown)[] = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
@@ -44,7 +46,7 @@ describe('labwire: hardening round two', () => {
     const raw = await run(['query', `tcp://127.0.0.1:${port}`, 'EVIL?', '--raw'])
     expect(raw.stdout).toBe(`${HOSTILE}\n`)
     const json = await run(['query', `tcp://127.0.0.1:${port}`, 'EVIL?', '--json'])
-    expect(json.stdout).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/)
+    expect(json.stdout).not.toMatch(CONTROL)
     expect((JSON.parse(json.stdout) as { results: { reply: string }[] }).results[0]?.reply).toBe(HOSTILE)
     const shell = await run(['shell', `tcp://127.0.0.1:${port}`], { input: 'EVIL?\n' })
     expect(shell.stdout).toBe('\\x1b]52;c;ZXZpbA==\\x07\\x1b[2J\\rFAKE: all tests passed\\x9b31m\n')
@@ -52,8 +54,6 @@ describe('labwire: hardening round two', () => {
 
   it('error messages that quote device text escape it; a timeout says what arrived and suggests --read-term (hardening #13)', async () => {
     const port = await device({ 'MEAS?': 'x' }) // answers "x\n": with --read-term \r it never completes
-    const crOnly = await device({})
-    void crOnly
     const result = await run(['query', `tcp://127.0.0.1:${port}`, 'MEAS?', '--read-term', '\\r', '--timeout', '300'])
     expect(result.code).toBe(4)
     expect(result.stderr).toContain('timeout (command "MEAS?"): no complete reply within 300 ms: 2 bytes arrived without the read terminator "\\r": "x\\n"; they end with "\\n": try --read-term "\\n"')
@@ -61,7 +61,7 @@ describe('labwire: hardening round two', () => {
     const quoted = await run(['query', `tcp://127.0.0.1:${hostile}`, 'EVIL?', '--read-term', 'CRLF', '--timeout', '300'])
     expect(quoted.code).toBe(4)
     expect(quoted.stderr).toContain('\\x1b]52;c;')
-    expect(quoted.stderr).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/)
+    expect(quoted.stderr).not.toMatch(CONTROL)
   })
 
   it('query never exits before stdout is flushed to a slow reader; a reader that goes away is a non-zero exit (hardening #14)', async () => {
@@ -154,7 +154,7 @@ describe('labwire: hardening round two', () => {
     expect(file.stdout).toMatch(/devices: alpha, beta/)
     const unknown = await run(['sim', 'no-such-device'])
     expect(unknown.code).toBe(8)
-    expect(unknown.stderr).toMatch(/bundled: scpi-psu, dmm, cli-switch/)
+    expect(unknown.stderr).toMatch(/bundled devices: scpi-psu, dmm, cli-switch/)
     const sim = startSim(['scpi-psu', '--port', '0', '--quiet'])
     const port = Number((await waitForLine(sim, /^listening tcp:\/\/127\.0\.0\.1:(\d+)$/))[1])
     const idn = await run(['query', `TCPIP::127.0.0.1::${port}::SOCKET`, '*IDN?'])
@@ -182,6 +182,13 @@ describe('labwire: hardening round two', () => {
     expect(open.stderr).toMatch(/needs --control-token/)
     const alone = await run(['sim', 'scpi-psu', '--port', '0', '--control-token', 'x'])
     expect(alone.code).toBe(2)
+    // --control-token reaches the simulator's control server: requests without it are refused.
+    const sim = startSim(['scpi-psu', '--port', '0', '--host', '127.0.0.1', '--control-port', '0', '--control-token', 's3cret', '--quiet'])
+    const port = Number((await waitForLine(sim, /^listening http:\/\/127\.0\.0\.1:(\d+)$/))[1])
+    const refused = await fetch(`http://127.0.0.1:${port}/devices`, { signal: AbortSignal.timeout(5_000) })
+    expect(refused.status).toBe(401)
+    const allowed = await fetch(`http://127.0.0.1:${port}/devices`, { headers: { authorization: 'Bearer s3cret' }, signal: AbortSignal.timeout(5_000) })
+    expect(allowed.status).toBe(200)
   })
 
   it('a script that forgets close() still exits: an idle client session does not hold the event loop open (rough edge)', async () => {

@@ -50,7 +50,7 @@ async function bannerDevice(total: number, after = ''): Promise<{ port: number; 
 }
 
 /** Largest gap between 20 ms ticks while `promise` runs: how long the event loop stalled. */
-async function maxStall<T>(promise: Promise<T>): Promise<{ value: T | unknown; stall: number }> {
+async function maxStall<T>(promise: Promise<T>): Promise<{ value: unknown; stall: number }> {
   let last = performance.now()
   let stall = 0
   const timer = setInterval(() => {
