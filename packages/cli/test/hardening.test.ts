@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { ApplicationServer } from '@labwire/application'
 import { SentinelBytesMarshaller, textMarshaller } from '@labwire/marshallers'
 import { TcpServer } from '@labwire/transport-tcp'
-import { TelnetClient } from '@labwire/transport-telnet'
+import { TelnetClient, TelnetServer } from '@labwire/transport-telnet'
 import { CLI, REPO, finished, run, spawnCli, waitForLine } from './helpers.js'
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))
@@ -50,6 +50,17 @@ describe('labwire: hardening round two', () => {
     expect((JSON.parse(json.stdout) as { results: { reply: string }[] }).results[0]?.reply).toBe(HOSTILE)
     const shell = await run(['shell', `tcp://127.0.0.1:${port}`], { input: 'EVIL?\n' })
     expect(shell.stdout).toBe('\\x1b]52;c;ZXZpbA==\\x07\\x1b[2J\\rFAKE: all tests passed\\x9b31m\n')
+  })
+
+  it('labwire query over Telnet prints the reply, not the banner the server sent first (hardening #12)', async () => {
+    const line = textMarshaller(new SentinelBytesMarshaller('\n'))
+    const app = new ApplicationServer(line.unmarshall, line.marshall, (command: string) => (command === '*IDN?' ? 'ACME,DMM,1,1.0' : undefined))
+    const server = new TelnetServer({ port: 0, callback: app, banner: 'labwire DMM simulator\r\n' })
+    const { port } = await server.listen()
+    cleanups.push(() => server.close())
+    const result = await run(['query', `telnet://127.0.0.1:${port}`, '*IDN?'])
+    expect(result.code).toBe(0)
+    expect(result.stdout).toBe('ACME,DMM,1,1.0\n')
   })
 
   it('error messages that quote device text escape it; a timeout says what arrived and suggests --read-term (hardening #13)', async () => {
