@@ -719,7 +719,7 @@ const QUOTED = 64
  * What arrived of an unfinished reply, for a timeout message: its length, the bytes escaped and
  * truncated, and a hint when it holds a line ending the framer was not waiting for.
  */
-export function describeArrived(partial: Uint8Array): string {
+function describeArrived(partial: Uint8Array): string {
   const shown = escapeBytes(partial.subarray(0, QUOTED))
   const more = partial.length > QUOTED ? `… (+${partial.length - QUOTED} B)` : ''
   return `${partial.length} byte${partial.length === 1 ? '' : 's'} arrived without completing a frame: "${shown}"${more}${terminatorHint(partial)}`
@@ -728,7 +728,7 @@ export function describeArrived(partial: Uint8Array): string {
 const LINE_ENDINGS = ['\r\n', '\n\r', '\r', '\n', '\0'].map((text) => ({ text, bytes: new TextEncoder().encode(text) }))
 
 /** `; they end with "\r": is that the response terminator?` when the bytes end with (or hold) a line ending. */
-export function terminatorHint(partial: Uint8Array): string {
+function terminatorHint(partial: Uint8Array): string {
   for (const { bytes } of LINE_ENDINGS) {
     if (partial.length >= bytes.length && bytes.every((byte, i) => partial[partial.length - bytes.length + i] === byte)) {
       return `; they end with "${escapeBytes(bytes)}": is that the response terminator?`
