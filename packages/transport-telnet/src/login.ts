@@ -203,7 +203,8 @@ export class LoginDialogue {
         reply.catch(() => undefined)
         const matched = new Promise<string>((resolve) => {
           this.onMatch = (text) => {
-            this.channel.push(Buffer.from(text, 'latin1'))
+            // telnet-client treats a chunk starting with 0xFF as negotiation (and answers it): it never sees one.
+            this.channel.push(Buffer.from(text.replace(/\xff/g, '?'), 'latin1'))
             resolve(text)
           }
         })

@@ -90,6 +90,34 @@ describe('TelnetClient login mode: hardening round two', () => {
     expect(session.closed).toBe(false)
   })
 
+  it('a window that starts with a data byte 0xFF is never taken for negotiation by telnet-client', async () => {
+    const sockets = new Set<Socket>()
+    const received: string[] = []
+    const server = createServer((socket) => {
+      sockets.add(socket)
+      socket.on('error', () => undefined)
+      const codec = new TelnetCodec({ send: (bytes) => socket.write(bytes) })
+      let pending = ''
+      socket.on('data', (data: Buffer) => {
+        pending += Buffer.from(codec.decode(data)).toString('latin1')
+        let index: number
+        while ((index = pending.indexOf('\n')) >= 0) {
+          received.push(pending.slice(0, index).replace(/\r$/, ''))
+          pending = pending.slice(index + 1)
+          socket.write(codec.encode(Buffer.from(received.length === 1 ? '\r\nPassword: ' : '\r\nsw1# ', 'latin1')))
+        }
+      })
+      // Data bytes FF FD 18 (what IAC DO TTYPE looks like) right before the prompt, in one chunk.
+      socket.write(codec.encode(Buffer.from('\xff\xfd\x18login: ', 'latin1')))
+    })
+    servers.push({ server, sockets })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()))
+    const port = (server.address() as { port: number }).port
+    await using session = await new TelnetClient({ host: '127.0.0.1', port, mode: 'login', username: 'admin', password: 'pw', negotiationTimeout: 100 }).connect({ signal: AbortSignal.timeout(5_000) })
+    expect(session.closed).toBe(false)
+    expect(received).toEqual(['admin', 'pw'])
+  })
+
   it('promptWindow is checked at construction', () => {
     expect(() => new TelnetClient({ host: '127.0.0.1', port: 23, mode: 'login', promptWindow: 2 })).toThrow(RangeError)
     expect(() => new TelnetClient({ host: '127.0.0.1', port: 23, mode: 'login', promptWindow: 1024 })).not.toThrow()
