@@ -149,7 +149,7 @@ describe('hardening round two: client side', () => {
     await Promise.all(
       Array.from({ length: 30 }, () => {
         const payload = new Uint8Array(MiB)
-        return (child.write as NonNullable<typeof child.write>)(payload, { signal: AbortSignal.timeout(30) }).then(
+        return (child.write)(payload, { signal: AbortSignal.timeout(30) }).then(
           () => written.push(new WeakRef(payload.buffer)),
           () => piped.push(new WeakRef(payload.buffer)),
         )
