@@ -1,6 +1,7 @@
 /**
  * Hardening round two (issue 16), the client side: each test is named after the failure it pins.
  */
+import { createHash } from 'node:crypto'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -11,6 +12,7 @@ import { SentinelBytesMarshaller, checksumCodec, compose, crc8, textMarshaller }
 import { ChildProcessClient } from '@labwire/transport-stdio'
 import { TcpClient, TcpServer } from '@labwire/transport-tcp'
 import { TelnetClient, TelnetServer } from '@labwire/transport-telnet'
+import { WebSocketClient } from '@labwire/transport-websocket'
 import { RecordingLogger, rejectionOf, within } from './reliability/helpers.js'
 
 // eslint-disable-next-line no-control-regex -- what must never reach a terminal
@@ -168,6 +170,27 @@ describe('hardening round two: client side', () => {
     expect(alive(sent)).toBe(0)
     expect(piped.length).toBeGreaterThan(25)
     expect(alive(piped)).toBe(0)
+  })
+
+  it('aborted WebSocket writes were never sent: a peer that never reads holds at most one buffer of them (hardening #17)', async () => {
+    // A WebSocket peer that accepts the handshake and then never reads.
+    const port = await rawServer((socket) => {
+      socket.once('data', (head: Buffer) => {
+        const key = /sec-websocket-key: *(\S+)/i.exec(head.toString('latin1'))?.[1] ?? ''
+        const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`)
+        socket.pause()
+      })
+    })
+    const session = await new WebSocketClient({ url: `ws://127.0.0.1:${port}` }).connect()
+    cleanups.push(() => session.close())
+    const outcomes = await Promise.all(
+      Array.from({ length: 60 }, () => (session.write)(new Uint8Array(1024 * 1024), { signal: AbortSignal.timeout(30) }).then(() => 'written', (error: unknown) => (error instanceof AbortError ? 'aborted' : 'other'))),
+    )
+    expect(outcomes.filter((outcome) => outcome === 'aborted').length).toBeGreaterThan(40)
+    expect(outcomes).not.toContain('other')
+    // What was not written is not queued either (before: every "aborted" message was queued anyway, 60 MiB).
+    expect(session.bufferedAmount).toBeLessThan(24 * 1024 * 1024)
   })
 
   it('a timeout message says what arrived (escaped, truncated) and suggests the terminator', async () => {
