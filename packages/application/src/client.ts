@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer'
 import {
   AbortError,
   ByteStream,
@@ -14,6 +15,7 @@ import {
   checkDuration,
   clampDelay,
   decoderOf,
+  escapeBytes,
   isLabwireError,
   logDebug,
   silentLogger,
@@ -147,8 +149,9 @@ interface SessionSettings<Res> {
 }
 
 interface Job<Req, Res> {
-  readonly request: Req
-  readonly bytes: Uint8Array
+  /** The request and its bytes; released (emptied) once the call settles, so an abandoned call holds no payload. */
+  request: Req | undefined
+  bytes: Uint8Array
   readonly expectsReply: boolean
   readonly resolve: (value: Res | undefined) => void
   readonly reject: (error: LabwireError) => void
@@ -197,6 +200,8 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
   private closed = false
   private transport: TransportClientSession | undefined
   private reconnectAttempts = 0
+  /** Calls not yet settled: while there are none the session is idle and does not hold the event loop open. */
+  private active = 0
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined
   private readonly maxInFlight: number
   private readonly timeout: number | undefined
@@ -216,6 +221,34 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     this.logger = options.logger
     this.settings = { onUnsolicited: undefined, reconnect: undefined, ...options }
     this.decoder = decoderOf<Res>(responseUnmarshaller)
+    this.adopt(transport)
+  }
+
+  /**
+   * Take a (new) connection: read its stream from the start, so that bytes arriving before the
+   * first request (a banner, a prompt, an alarm) are unsolicited and never taken for its reply;
+   * and let it hold the event loop open only while a call is pending.
+   */
+  private adopt(transport: TransportClientSession): void {
+    const stream = (transport as { stream?: unknown }).stream
+    if (stream instanceof ByteStream) {
+      this.attachStream(stream)
+      // Bytes that came with the connection (a banner sent while connecting) are read now.
+      if (this.pushStream === stream && (stream.bufferedLength > 0 || stream.ended)) queueMicrotask(this.onData)
+    }
+    this.setRef(this.active > 0)
+  }
+
+  /** Hold the event loop open (a call is pending, or `onUnsolicited` listens) or let the process exit (idle). */
+  private setRef(on: boolean): void {
+    const hold = on || this.settings.onUnsolicited !== undefined
+    const transport = this.transport as Refable | undefined
+    if (hold) transport?.ref?.()
+    else transport?.unref?.()
+    if (this.timer !== undefined) {
+      if (hold) this.timer.ref()
+      else this.timer.unref()
+    }
   }
 
   /** Calls not yet settled by a reply: written requests whose replies have not been read (including abandoned ones), the send being written, and queued calls. */
@@ -264,15 +297,21 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     try {
       throwIfAborted(options)
       timeout = options?.timeout === undefined ? this.timeout : checkDuration('sendReceive', 'timeout', options.timeout)
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new TypeError(String(error)))
+    }
+    try {
       bytes = this.requestMarshaller(request)
     } catch (error) {
-      return Promise.reject(isLabwireError(error) || error instanceof TypeError || error instanceof RangeError ? error : new FramingError('request marshaller failed', { cause: error }))
+      if (isLabwireError(error)) return Promise.reject(error)
+      return Promise.reject(new FramingError(`request marshaller failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error }))
     }
     if (!(bytes instanceof Uint8Array)) {
-      return Promise.reject(new TypeError(`the request marshaller returned ${typeof bytes}, not a Uint8Array`))
+      return Promise.reject(new FramingError(`the request marshaller returned ${bytes === null ? 'null' : typeof bytes}, not a Uint8Array`))
     }
     return new Promise<Res | undefined>((resolve, reject) => {
       const deadline = timeout === undefined ? Infinity : Date.now() + timeout
+      if (this.active++ === 0) this.setRef(true)
       const job: Job<Req, Res> = {
         request,
         bytes,
@@ -316,6 +355,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.timerAt = deadline
     this.timer = setTimeout(this.onTimer, clampDelay(deadline - Date.now()))
+    if (this.active === 0 && this.settings.onUnsolicited === undefined) this.timer.unref()
   }
 
   /** Time out every call past its deadline; re-arm for the next one. */
@@ -341,7 +381,8 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
             : queued
               ? ' (never written: still queued)'
               : ''
-        return new TimeoutError(`no response from ${this.target} to ${describeRequest(job.request)} within ${job.timeout} ms${reason}`, { partial })
+        const arrived = partial.length === 0 ? '' : `: ${describeArrived(partial)}`
+        return new TimeoutError(`no ${partial.length === 0 ? '' : 'complete '}response from ${this.target} to ${describeRequest(job.request)} within ${job.timeout} ms${reason}${arrived}`, { partial })
       })
     }
     for (const job of this.inFlight) check(job)
@@ -389,6 +430,10 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
   private settle(job: Job<Req, Res>, error: LabwireError | undefined, value?: Res): void {
     if (job.settled) return
     job.settled = true
+    // The payload is released at once: a call that timed out or was aborted in the queue holds nothing.
+    job.bytes = EMPTY
+    job.request = undefined
+    if (--this.active === 0) this.setRef(false)
     const signal = job.signal
     if (signal !== undefined) {
       const watch = this.signals.get(signal)
@@ -636,6 +681,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
           logDebug(this.logger, () => [{ target: this.target, attempts: this.reconnectAttempts }, 'reconnected'])
           this.reconnectAttempts = 0
           this.transport = session
+          this.adopt(session)
           this.pump()
         },
         (error: unknown) => {
@@ -656,6 +702,44 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     for (const job of this.waiting.drain()) this.settle(job, error)
     this.settledWaiting = 0
   }
+}
+
+const EMPTY = new Uint8Array(0)
+
+/** Optional on a transport session: `unref()` lets the process exit while the session is idle (TCP, Telnet, stdio, UDP and WebSocket sessions have both). */
+interface Refable {
+  ref?(): void
+  unref?(): void
+}
+
+/** Longest part of an unfinished reply quoted in a timeout message. */
+const QUOTED = 64
+
+/**
+ * What arrived of an unfinished reply, for a timeout message: its length, the bytes escaped and
+ * truncated, and a hint when it holds a line ending the framer was not waiting for.
+ */
+function describeArrived(partial: Uint8Array): string {
+  const shown = escapeBytes(partial.subarray(0, QUOTED))
+  const more = partial.length > QUOTED ? `… (+${partial.length - QUOTED} B)` : ''
+  return `${partial.length} byte${partial.length === 1 ? '' : 's'} arrived without completing a frame: "${shown}"${more}${terminatorHint(partial)}`
+}
+
+const LINE_ENDINGS = ['\r\n', '\n\r', '\r', '\n', '\0'].map((text) => ({ text, bytes: new TextEncoder().encode(text) }))
+
+/** `; they end with "\r": is that the response terminator?` when the bytes end with (or hold) a line ending. */
+function terminatorHint(partial: Uint8Array): string {
+  for (const { bytes } of LINE_ENDINGS) {
+    if (partial.length >= bytes.length && bytes.every((byte, i) => partial[partial.length - bytes.length + i] === byte)) {
+      return `; they end with "${escapeBytes(bytes)}": is that the response terminator?`
+    }
+  }
+  for (const { bytes } of LINE_ENDINGS.slice(0, 4)) {
+    if (Buffer.from(partial.buffer, partial.byteOffset, partial.byteLength).indexOf(bytes) >= 0) {
+      return `; they hold "${escapeBytes(bytes)}": is that the response terminator?`
+    }
+  }
+  return ''
 }
 
 function asConnectionError(error: unknown): LabwireError {

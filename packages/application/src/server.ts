@@ -1,4 +1,4 @@
-import { decoderOf, NEED_MORE, silentLogger, type ByteHandlerObject, type ByteStream, type FrameDecoder, type Logger, type NeedMore } from '@labwire/core'
+import { FrameTooLargeError, FramingError, decoderOf, NEED_MORE, silentLogger, type ByteHandlerObject, type ByteStream, type FrameDecoder, type Logger, type NeedMore } from '@labwire/core'
 
 /** Reads one request from the connection's byte stream. */
 export type RequestUnmarshaller<Req> = (bytes: AsyncIterator<Uint8Array>) => Req | Promise<Req>
@@ -15,7 +15,12 @@ export interface ApplicationServerOptions<Req, Res> {
    * returned response (if any) is sent instead; the connection stays open.
    */
   errorResponse?: (error: unknown, request: Req) => Res | undefined
-  /** Where callback errors are logged when `errorResponse` handles them. */
+  /**
+   * Where callback errors are logged when `errorResponse` handles them, and where a malformed
+   * request (a `FramingError` such as a bad checksum; not an oversized frame, which the transport
+   * logs) is logged at `warn` before the transport closes that connection: so it shows up on the
+   * server a user gave a logger to, not only on the transport server.
+   */
   logger?: Logger
 }
 
@@ -57,7 +62,13 @@ export class ApplicationServer<Req, Res> implements ByteHandlerObject {
    * `NEED_MORE` when no whole request is buffered, a promise only when the callback returns one.
    */
   handleBuffered: ((stream: ByteStream) => Uint8Array | undefined | NeedMore | Promise<Uint8Array | undefined>) | undefined = (stream) => {
-    const request = (this.decoder as FrameDecoder<Req>).decode(stream)
+    let request: Req | NeedMore
+    try {
+      request = (this.decoder as FrameDecoder<Req>).decode(stream)
+    } catch (error) {
+      this.logBadRequest(error)
+      throw error
+    }
     if (request === NEED_MORE) return NEED_MORE
     let result: Res | undefined | Promise<Res | undefined>
     try {
@@ -74,6 +85,16 @@ export class ApplicationServer<Req, Res> implements ByteHandlerObject {
     return result === undefined ? undefined : this.responseMarshaller(result)
   }
 
+  /**
+   * A malformed request (a bad checksum, a wrong length): logged here when this server has its own
+   * logger, since the user may have given the logger to this server and not to the transport. An
+   * oversized frame is the transport's limit and is logged by it.
+   */
+  private logBadRequest(error: unknown): void {
+    if (this.logger === silentLogger || !(error instanceof FramingError) || error instanceof FrameTooLargeError) return
+    this.logger.warn({ err: error }, 'request could not be decoded (malformed frame); the transport closes the connection')
+  }
+
   private answerError(error: unknown, request: Req): Uint8Array | undefined {
     if (this.errorResponse === undefined) throw error
     this.logger.error({ err: error }, 'server callback failed; answering with the error response')
@@ -83,8 +104,14 @@ export class ApplicationServer<Req, Res> implements ByteHandlerObject {
 
   /** Handle one request from `bytes`; resolve with the reply bytes, or `undefined` for no reply. */
   readonly handle = async (bytes: AsyncIterator<Uint8Array>): Promise<Uint8Array | undefined> => {
-    const unmarshalled = this.requestUnmarshaller(bytes)
-    const request = unmarshalled instanceof Promise ? await unmarshalled : unmarshalled
+    let request: Req
+    try {
+      const unmarshalled = this.requestUnmarshaller(bytes)
+      request = unmarshalled instanceof Promise ? await unmarshalled : unmarshalled
+    } catch (error) {
+      this.logBadRequest(error)
+      throw error
+    }
     let response: Res | undefined
     try {
       const result = this.callback(request)

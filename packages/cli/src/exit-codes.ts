@@ -14,6 +14,7 @@ import { AbortError, ConnectionClosedError, ConnectionError, FramingError, Timeo
  * | 6 | `closed` | the instrument closed the connection before replying |
  * | 7 | `unavailable` | the subcommand or feature is not implemented yet (`serve`, `registry`) or needs a package that is missing |
  * | 8 | `device` | `sim`: the device file cannot be read or is invalid |
+ * | 9 | `output` | the output could not be written whole (stdout closed or failed before it was flushed) |
  * | 130 | `interrupted` | stopped by SIGINT (Ctrl-C) while waiting (`query`) |
  */
 export const ExitCode = {
@@ -26,6 +27,7 @@ export const ExitCode = {
   closed: 6,
   unavailable: 7,
   device: 8,
+  output: 9,
   interrupted: 130,
 } as const
 

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs'
 import { ExitCode, UsageError, exitCodeOf, type ExitCodeValue } from './exit-codes.js'
+import { nearest } from './flags.js'
 import { proxy } from './proxy.js'
 import { query } from './query.js'
 import { registry } from './registry.js'
@@ -7,20 +7,19 @@ import { RESOURCE_FORMS } from './resource.js'
 import { shell } from './shell.js'
 import { sim } from './sim.js'
 import { oneLine, processIo, styleFor, type Io } from './style.js'
+import { version } from './version.js'
+import { visible, visibleLine } from './visible.js'
 
-/** The version of this package. */
-export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
-  return pkg.version
-}
+export { version }
 
 export const MAIN_HELP = `Usage: labwire <command> [options]
 
 Talk to lab instruments over TCP and Telnet line protocols, and simulate them.
 
 Commands:
-  sim FILE              serve a simulated instrument from a device file (pyvisa-sim YAML)
-                        or a module exporting a programmatic device
+  sim FILE|NAME         serve a simulated instrument from a device file (pyvisa-sim YAML), a
+                        module exporting a programmatic device, or a bundled device by name
+                        (labwire sim --list shows them)
   query RESOURCE CMD... send commands, print the replies, exit
   shell RESOURCE        interactive session with an instrument (history, line editing)
   proxy RESOURCE        sit between a client and an instrument: record it, inject faults
@@ -37,13 +36,50 @@ Options:
 Exit codes:
   0 ok                  2 usage error          3 connection failed      4 timeout
   5 framing error       6 closed by the peer   7 not available          8 bad device file
-  1 unexpected failure  130 interrupted (Ctrl-C)
+  9 output not written (stdout closed)   1 unexpected failure   130 interrupted (Ctrl-C)
 
 Examples:
+  labwire sim scpi-psu --port 0
   labwire sim devices.yaml --port 0
   labwire query TCPIP::127.0.0.1::5025::SOCKET '*IDN?'
   labwire shell tcp://127.0.0.1:5025
 `
+
+/** A subcommand: `run(args, io)` resolves with the exit code (throws `UsageError` and the like for bad input). */
+export interface Subcommand {
+  run(args: string[], io: Io): Promise<ExitCodeValue>
+}
+
+/** A subcommand that is not in this build: `--help` says so, running it exits 7. */
+function notImplemented(name: string, usage: string): Subcommand {
+  return {
+    run(args, io) {
+      if (args.includes('--help') || args.includes('-h')) {
+        io.stdout.write(`Usage: labwire ${usage}\n\nNot implemented yet in this version of labwire; it exits with code 7.\n`)
+        return Promise.resolve(ExitCode.ok)
+      }
+      if (args.includes('--version')) {
+        io.stdout.write(`${version()}\n`)
+        return Promise.resolve(ExitCode.ok)
+      }
+      io.stderr.write(`${styleFor(io.stderr, io.env).red(`labwire ${name}:`)} not implemented yet in labwire ${version()} (exit code 7)\n`)
+      return Promise.resolve(ExitCode.unavailable)
+    },
+  }
+}
+
+/**
+ * The subcommands, by name. To add one: one line here (`name: { run: (args, io) => command(args, io) }`);
+ * the dispatch, `help NAME`, `NAME --version` and the error handling are shared.
+ */
+export const SUBCOMMANDS: Record<string, Subcommand> = {
+  sim: { run: sim },
+  query: { run: query },
+  shell: { run: shell },
+  serve: notImplemented('serve', 'serve CONFIG'),
+  proxy: { run: proxy },
+  registry: { run: registry },
+}
 
 /**
  * Run the `labwire` command with `argv` (without `node` and the script). Resolves with the exit
@@ -68,45 +104,28 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
       case 'version':
         io.stdout.write(`${version()}\n`)
         return ExitCode.ok
-      case 'sim':
-        return await sim(rest, io)
-      case 'query':
-        return await query(rest, io)
-      case 'shell':
-        return await shell(rest, io)
-      case 'proxy':
-        return await proxy(rest, io)
-      case 'registry':
-        return await registry(rest, io)
-      case 'serve':
-        if (rest.includes('--help') || rest.includes('-h')) {
-          io.stdout.write(`Usage: labwire ${command === 'serve' ? 'serve CONFIG' : 'registry'}\n\nNot implemented yet in this version of labwire; it exits with code 7.\n`)
+      default: {
+        const subcommand = Object.hasOwn(SUBCOMMANDS, command) ? SUBCOMMANDS[command] : undefined
+        if (subcommand === undefined) {
+          const names = Object.keys(SUBCOMMANDS)
+          const guess = command.startsWith('-') ? nearest(command.replace(/^-+/, ''), ['help', 'version']) : nearest(command, names)
+          const hint = guess === undefined ? '' : `; did you mean ${command.startsWith('-') ? `--${guess}` : guess}?`
+          throw new UsageError(`unknown ${command.startsWith('-') ? 'option' : 'command'} "${command}"${hint} (commands: ${names.join(', ')}; labwire --help)`)
+        }
+        // `labwire query --version` and the like: the version, whatever else is on the line.
+        if (rest.includes('--version') && !rest.includes('--')) {
+          io.stdout.write(`${version()}\n`)
           return ExitCode.ok
         }
-        io.stderr.write(`${style.red(`labwire ${command}:`)} not implemented yet in labwire ${version()} (exit code 7)\n`)
-        return ExitCode.unavailable
-      default:
-        throw new UsageError(`unknown command "${command}" (commands: sim, query, shell, serve, registry; labwire --help)`)
+        return await subcommand.run(rest, io)
+      }
     }
   } catch (error) {
     const code = exitCodeOf(error)
-    const message = error instanceof Error ? error.message : String(error)
+    const message = visibleLine(oneLine(error instanceof Error ? error.message : String(error)))
     const where = command === undefined || command.startsWith('-') ? 'labwire' : `labwire ${command}`
-    if (code === ExitCode.usage) {
-      // parseArgs' own errors (unknown option, missing value) are usage errors too.
-      io.stderr.write(`${style.red(`${where}:`)} ${message}\n`)
-    } else if (code === ExitCode.internal && isParseArgsError(error)) {
-      io.stderr.write(`${style.red(`${where}:`)} ${oneLine(message)} (${where} --help)\n`)
-      return ExitCode.usage
-    } else {
-      io.stderr.write(`${style.red(`${where}:`)} ${oneLine(message)}\n`)
-      if (code === ExitCode.internal && error instanceof Error && error.stack !== undefined && io.env.LABWIRE_DEBUG !== undefined) io.stderr.write(`${error.stack}\n`)
-    }
+    io.stderr.write(`${style.red(`${where}:`)} ${message}\n`)
+    if (code === ExitCode.internal && error instanceof Error && error.stack !== undefined && io.env.LABWIRE_DEBUG !== undefined) io.stderr.write(`${visible(error.stack)}\n`)
     return code
   }
-}
-
-function isParseArgsError(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code
-  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')
 }

@@ -1,10 +1,13 @@
-import { parseArgs } from 'node:util'
-import { hexOf, toText } from '@labwire/core'
+import { Buffer } from 'node:buffer'
+import { TimeoutError, escapeBytes, hexOf, toText } from '@labwire/core'
 import { decodeValues, parseDataType, type DataType } from './binary.js'
 import { ExitCode, UsageError, exitCodeName, exitCodeOf, type ExitCodeValue } from './exit-codes.js'
 import { Instrument, MAX_REPLY, isQuery } from './instrument.js'
-import { parseMilliseconds, parseResource, parseTerminator, type Resource } from './resource.js'
+import { parseFlags } from './flags.js'
+import { version } from './version.js'
+import { formatTerminator, parseMilliseconds, parseResource, parseTerminator, type Resource } from './resource.js'
 import { oneLine, styleFor, type Io } from './style.js'
+import { safeJson, visible, visibleLine } from './visible.js'
 
 export const QUERY_HELP = `Usage: labwire query RESOURCE COMMAND... [options]
 
@@ -26,14 +29,19 @@ Options:
   --read-all          read (and print) a reply after every command, also writes (for devices
                       that answer writes, e.g. with OK)
   --json              print one JSON object: {"resource", "ok", "results": [...], "error"?}
+  --raw               print replies as they are; by default control characters other than
+                      newline and tab are shown escaped (\\r, \\x1b, …) so that a device cannot
+                      clear the screen, set the clipboard or fake a line on your terminal
   --trace             write every byte each way to stderr (direction, timestamp, hex, text)
+  --version           print the version
   -h, --help          this help
 
 RESOURCE: TCPIP[board]::host::port::SOCKET, tcp://host:port, telnet://host:port;
 URIs take ?read_term=%0A&write_term=%0A&timeout=MS (flags win over the URI).
 
 Exit codes: 0 ok, 2 usage, 3 connection failed, 4 timeout, 5 framing error,
-6 closed by the instrument, 7 not available, 130 interrupted.
+6 closed by the instrument, 7 not available, 9 output not written whole (stdout closed), 130 interrupted.
+It exits only once stdout is flushed, however slow its reader.
 
 Examples:
   labwire query TCPIP::127.0.0.1::5025::SOCKET '*IDN?'
@@ -79,27 +87,28 @@ export function clientFlags(
 
 /** `labwire query`. Resolves with the exit code. */
 export async function query(args: string[], io: Io): Promise<ExitCodeValue> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      timeout: { type: 'string' },
-      'read-term': { type: 'string' },
-      'write-term': { type: 'string' },
-      binary: { type: 'boolean', default: false },
-      datatype: { type: 'string' },
-      'big-endian': { type: 'boolean', default: false },
-      'max-length': { type: 'string' },
-      hex: { type: 'boolean', default: false },
-      'read-all': { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      trace: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
+  const { values, positionals } = parseFlags('query', args, {
+    timeout: { type: 'string' },
+    'read-term': { type: 'string' },
+    'write-term': { type: 'string' },
+    binary: { type: 'boolean', default: false },
+    datatype: { type: 'string' },
+    'big-endian': { type: 'boolean', default: false },
+    'max-length': { type: 'string' },
+    hex: { type: 'boolean', default: false },
+    'read-all': { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+    raw: { type: 'boolean', default: false },
+    trace: { type: 'boolean', default: false },
+    version: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
   })
   if (values.help) {
     io.stdout.write(QUERY_HELP)
+    return ExitCode.ok
+  }
+  if (values.version) {
+    io.stdout.write(`${version()}\n`)
     return ExitCode.ok
   }
   const [resourceText, ...commands] = positionals
@@ -145,20 +154,20 @@ export async function query(args: string[], io: Io): Promise<ExitCodeValue> {
       results.push(result)
       if (!values.json) {
         const shown = result.values !== undefined ? result.values.join(',') : (result.reply ?? '')
-        io.stdout.write(`${shown}\n`)
+        io.stdout.write(`${values.raw ? shown : visible(shown)}\n`)
       }
     }
     current = undefined
     await instrument.close()
-    if (values.json) io.stdout.write(`${JSON.stringify({ resource: resource.text, ok: true, results })}\n`)
+    if (values.json) io.stdout.write(`${safeJson({ resource: resource.text, ok: true, results })}\n`)
     return ExitCode.ok
   } catch (error) {
     await instrument.close().catch(() => undefined)
     const code = exitCodeOf(error)
-    const message = describeFailure(error, resource, current, flags.timeout)
+    const message = describeFailure(error, resource, current, flags.timeout, flags.readTerm)
     if (values.json) {
       const errorCode = typeof (error as { code?: unknown }).code === 'string' ? (error as { code: string }).code : undefined
-      io.stdout.write(`${JSON.stringify({ resource: resource.text, ok: false, results, error: { exitCode: code, kind: exitCodeName(code), code: errorCode, command: current ?? null, message } })}\n`)
+      io.stdout.write(`${safeJson({ resource: resource.text, ok: false, results, error: { exitCode: code, kind: exitCodeName(code), code: errorCode, command: current ?? null, message } })}\n`)
     }
     io.stderr.write(`${style.red('labwire query:')} ${message}\n`)
     return code
@@ -167,14 +176,26 @@ export async function query(args: string[], io: Io): Promise<ExitCodeValue> {
   }
 }
 
-/** One line naming the resource (and the command, when one was running). */
-export function describeFailure(error: unknown, resource: Resource, command: string | undefined, timeout: number): string {
+/**
+ * One line naming the resource (and the command, when one was running), device text escaped. A
+ * timeout says what arrived of the reply and, when it holds a line ending other than the read
+ * terminator, suggests `--read-term`.
+ */
+export function describeFailure(error: unknown, resource: Resource, command: string | undefined, timeout: number, readTerm?: Uint8Array): string {
+  return visibleLine(oneLine(failureText(error, resource, command, timeout, readTerm)))
+}
+
+function failureText(error: unknown, resource: Resource, command: string | undefined, timeout: number, readTerm: Uint8Array | undefined): string {
   const code = exitCodeOf(error)
   const what = command === undefined ? '' : ` (command "${command}")`
   const detail = error instanceof Error ? error.message : String(error)
   switch (code) {
-    case ExitCode.timeout:
-      return oneLine(`${resource.text}: timeout${what}: ${command === undefined ? `no connection within ${timeout} ms` : `no reply within ${timeout} ms`}`)
+    case ExitCode.timeout: {
+      if (command === undefined) return `${resource.text}: timeout: no connection within ${timeout} ms`
+      const partial = error instanceof TimeoutError ? error.partial : new Uint8Array(0)
+      if (partial.length === 0) return `${resource.text}: timeout${what}: no reply within ${timeout} ms`
+      return `${resource.text}: timeout${what}: no complete reply within ${timeout} ms: ${arrived(partial, readTerm)}`
+    }
     case ExitCode.connection:
       return oneLine(`${resource.text}: connection failed${what}: ${detail}`)
     case ExitCode.framing:
@@ -186,6 +207,28 @@ export function describeFailure(error: unknown, resource: Resource, command: str
     default:
       return oneLine(`${resource.text}: ${detail}`)
   }
+}
+
+const QUOTED = 64
+
+/** `27 bytes arrived without the read terminator "\n": "…"; they end with "\r": try --read-term "\r"`. */
+function arrived(partial: Uint8Array, readTerm: Uint8Array | undefined): string {
+  const shown = escapeBytes(partial.subarray(0, QUOTED))
+  const more = partial.length > QUOTED ? `… (+${partial.length - QUOTED} B)` : ''
+  const term = readTerm === undefined ? 'the read terminator' : `the read terminator "${formatTerminator(readTerm)}"`
+  const hint = suggestTerminator(partial, readTerm)
+  return `${partial.length} byte${partial.length === 1 ? '' : 's'} arrived without ${term}: "${shown}"${more}${hint === undefined ? '' : `; they end with "${hint}": try --read-term "${hint}" (or ?read_term= in the resource)`}`
+}
+
+/** The line ending the bytes end with (or hold), as an escape, when it is not the read terminator. */
+export function suggestTerminator(partial: Uint8Array, readTerm: Uint8Array | undefined): string | undefined {
+  const current = readTerm === undefined ? undefined : formatTerminator(readTerm)
+  const text = Buffer.from(partial.buffer, partial.byteOffset, partial.byteLength).toString('latin1')
+  for (const ending of ['\r\n', '\n\r', '\r', '\n', '\0']) {
+    const escaped = formatTerminator(new TextEncoder().encode(ending))
+    if (text.endsWith(ending) && escaped !== current) return escaped
+  }
+  return undefined
 }
 
 function round(ms: number): number {

@@ -73,14 +73,27 @@ export function parseResource(text: string): Resource {
   let readTerm: Uint8Array | undefined
   let writeTerm: Uint8Array | undefined
   let timeout: number | undefined
-  for (const key of new Set(url.searchParams.keys())) {
-    if (!URI_PARAMS.has(key)) throw new ResourceError(text, `unknown query parameter "${key}" (known: ${[...URI_PARAMS].join(', ')})`)
-  }
-  for (const [key, value] of url.searchParams) {
+  // Parsed from the raw query string: a malformed percent escape (%ZZ, a lone %) is refused, not
+  // taken literally, and %XX is the byte XX (not UTF-8 text: %FF is the byte 0xFF).
+  const query = url.search.replace(/^\?/, '')
+  for (const pair of query === '' ? [] : query.split('&')) {
+    if (pair === '') continue
+    const equals = pair.indexOf('=')
+    const rawKey = equals < 0 ? pair : pair.slice(0, equals)
+    const rawValue = equals < 0 ? '' : pair.slice(equals + 1)
+    const bad = /%(?![0-9a-f]{2})/i.exec(pair)
+    if (bad !== null) throw new ResourceError(text, `malformed percent escape "${pair.slice(bad.index, bad.index + 3)}" in "${pair}" (write a byte as %XX, two hex digits)`)
+    let key: string
     try {
-      if (key === 'read_term') readTerm = parseTerminator(value)
-      else if (key === 'write_term') writeTerm = parseTerminator(value)
-      else timeout = parseMilliseconds(value, 'timeout')
+      key = decodeURIComponent(rawKey.replace(/\+/g, ' '))
+    } catch {
+      throw new ResourceError(text, `malformed query parameter name "${rawKey}"`)
+    }
+    if (!URI_PARAMS.has(key)) throw new ResourceError(text, `unknown query parameter "${key}" (known: ${[...URI_PARAMS].join(', ')})`)
+    try {
+      if (key === 'read_term') readTerm = parseTerminator(percentToEscapes(rawValue))
+      else if (key === 'write_term') writeTerm = parseTerminator(percentToEscapes(rawValue))
+      else timeout = parseMilliseconds(decodeURIComponent(rawValue), 'timeout')
     } catch (error) {
       throw new ResourceError(text, error instanceof Error ? error.message : String(error))
     }
@@ -107,6 +120,18 @@ function parseVisa(text: string, trimmed: string): Resource {
   const host = stripBrackets(hostText)
   if (host === '') throw new ResourceError(text, 'missing host')
   return { scheme: 'tcp', host, port: parsePort(text, portText), board: boardText === '' ? 0 : Number(boardText), text: trimmed }
+}
+
+/**
+ * A percent-encoded query value as the escapes {@link parseTerminator} reads: printable ASCII as
+ * itself, every other byte as `\xNN`; `+` is a space. Decoding comes first, so `%5Cr` is the
+ * escape `\r` (a backslash byte is `%5C%5C`), as before.
+ */
+function percentToEscapes(value: string): string {
+  return value.replace(/\+/g, ' ').replace(/%([0-9a-f]{2})/gi, (_, hex: string) => {
+    const byte = parseInt(hex, 16)
+    return byte >= 0x20 && byte < 0x7f ? String.fromCharCode(byte) : `\\x${hex}`
+  })
 }
 
 function stripBrackets(host: string): string {

@@ -1,12 +1,14 @@
 import { createInterface } from 'node:readline'
-import { parseArgs } from 'node:util'
 import { hexOf, toText } from '@labwire/core'
 import { decodeValues, parseDataType, type DataType } from './binary.js'
 import { ExitCode, UsageError, exitCodeOf, type ExitCodeValue } from './exit-codes.js'
 import { Instrument, isQuery } from './instrument.js'
 import { parseMilliseconds, parseResource, parseTerminator } from './resource.js'
 import { clientFlags, describeFailure } from './query.js'
+import { parseFlags } from './flags.js'
 import { oneLine, styleFor, type Io } from './style.js'
+import { version } from './version.js'
+import { visible, visibleLine } from './visible.js'
 
 export const SHELL_HELP = `Usage: labwire shell RESOURCE [options]
 
@@ -30,8 +32,9 @@ at the end of input: 0 if every command succeeded, otherwise the exit code of th
 Ctrl-C stops a command that is waiting; at the prompt it leaves the shell.
 
 Options:
-  --timeout MS, --read-term TERM, --write-term TERM, --max-length BYTES, --trace, --hex
-                         as for labwire query
+  --timeout MS, --read-term TERM, --write-term TERM, --max-length BYTES, --trace, --hex, --raw
+                         as for labwire query (replies show control characters escaped unless --raw)
+  --version              print the version
   -h, --help             this help
 
 Examples:
@@ -43,22 +46,23 @@ const COMMAND_HELP = SHELL_HELP.split('\n').filter((line) => line.startsWith('  
 
 /** `labwire shell`. Resolves with the exit code. */
 export async function shell(args: string[], io: Io): Promise<ExitCodeValue> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      timeout: { type: 'string' },
-      'read-term': { type: 'string' },
-      'write-term': { type: 'string' },
-      'max-length': { type: 'string' },
-      hex: { type: 'boolean', default: false },
-      trace: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
+  const { values, positionals } = parseFlags('shell', args, {
+    timeout: { type: 'string' },
+    'read-term': { type: 'string' },
+    'write-term': { type: 'string' },
+    'max-length': { type: 'string' },
+    hex: { type: 'boolean', default: false },
+    raw: { type: 'boolean', default: false },
+    trace: { type: 'boolean', default: false },
+    version: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
   })
   if (values.help) {
     io.stdout.write(SHELL_HELP)
+    return ExitCode.ok
+  }
+  if (values.version) {
+    io.stdout.write(`${version()}\n`)
     return ExitCode.ok
   }
   if (positionals.length !== 1) throw new UsageError('shell needs exactly one RESOURCE (labwire shell --help)')
@@ -73,7 +77,10 @@ export async function shell(args: string[], io: Io): Promise<ExitCodeValue> {
 
   const report = (error: unknown, command: string | undefined): ExitCodeValue => {
     const code = exitCodeOf(error)
-    const message = code === ExitCode.usage || code === ExitCode.unavailable ? oneLine(error instanceof Error ? error.message : String(error)) : describeFailure(error, resource, command, instrument.settings.timeout)
+    const message =
+      code === ExitCode.usage || code === ExitCode.unavailable
+        ? visibleLine(oneLine(error instanceof Error ? error.message : String(error)))
+        : describeFailure(error, resource, command, instrument.settings.timeout, instrument.settings.readTerm)
     io.stderr.write(`${err.red('error:')} ${message}\n`)
     return code
   }
@@ -168,7 +175,7 @@ export async function shell(args: string[], io: Io): Promise<ExitCodeValue> {
       let shown: string
       if (instrument.settings.binary) shown = state.datatype === 'hex' ? hexOf(reply) : decodeValues(reply, state.datatype).join(',')
       else shown = state.hex ? hexOf(reply) : toText(reply)
-      io.stdout.write(`${shown}\n`)
+      io.stdout.write(`${values.raw ? shown : visible(shown)}\n`)
     } finally {
       running = undefined
     }

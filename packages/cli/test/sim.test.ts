@@ -56,7 +56,9 @@ describe('labwire sim + labwire query over TCP (both built binaries)', () => {
     const result = await sim.done
     expect(result.code).toBe(0)
     expect(result.stdout).toBe(`listening tcp://127.0.0.1:${sim.ports[0]}\n`)
-    expect(result.stderr).toContain('TCPIP::localhost::10001::SOCKET (device "siggen")')
+    // Only the real port's VISA resource is printed, never the file's default port next to it.
+    expect(result.stderr).toContain(`serving device "siggen" on tcp://127.0.0.1:${sim.ports[0]}, VISA resource TCPIP::127.0.0.1::${sim.ports[0]}::SOCKET`)
+    expect(result.stderr).not.toContain('10001')
   })
 
   it('takes the terminators from the eom entry: TCPIP SOCKET by default, --eom to pick another', async () => {

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { Buffer } from 'node:buffer'
 import type {
   AbortOptions,
   ConnectionFilter,
@@ -40,6 +41,12 @@ export interface TraceOptions {
   label?: string
   /** Bytes shown per chunk; the rest are counted, not shown. Default: all of them. */
   maxBytes?: number
+  /**
+   * Bytes per line: a larger chunk is shown over several lines (`[0-1023 of 65536]`), each handed
+   * to `sink` as it is formatted, so the memory a trace needs does not grow with the traffic.
+   * Default 1024.
+   */
+  lineBytes?: number
   /** The clock. Default `() => new Date()`. */
   now?: () => Date
   /** When this returns false the trace is silent (toggle it at run time). Default: always on. */
@@ -62,31 +69,34 @@ export function formatTraceLine(event: TraceEvent, maxBytes = Infinity): string 
   return `${head} ${event.bytes.length} B  ${hexOf(shown)}${suffix}  "${escapeBytes(shown)}"${suffix}`
 }
 
-/** Bytes as lower-case hex pairs separated by spaces: `2a 49 0a`. */
+/**
+ * Bytes as lower-case hex pairs separated by spaces: `2a 49 0a`. One flat string of 3 bytes per
+ * input byte (no string built a character at a time, whose rope would cost ~60 bytes per byte).
+ */
 export function hexOf(bytes: Uint8Array): string {
-  let out = ''
-  for (let i = 0; i < bytes.length; i++) {
-    if (i > 0) out += ' '
-    out += HEX[bytes[i] as number] as string
-  }
-  return out
+  if (bytes.length === 0) return ''
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex').replace(PAIR, '$1 ').slice(0, bytes.length * 3 - 1)
 }
 
+const PAIR = /(..)/g
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
+const ESCAPES = Array.from({ length: 256 }, (_, byte) => {
+  if (byte === 0x0a) return '\\n'
+  if (byte === 0x0d) return '\\r'
+  if (byte === 0x09) return '\\t'
+  if (byte === 0x5c) return '\\\\'
+  if (byte === 0x22) return '\\"'
+  if (byte >= 0x20 && byte < 0x7f) return String.fromCharCode(byte)
+  return `\\x${HEX[byte] as string}`
+})
+const NEEDS_ESCAPE = /[^\x20-\x21\x23-\x5b\x5d-\x7e]/g
 
-/** Bytes as printable ASCII with C-style escapes (`\n`, `\r`, `\t`, `\\`, `\"`, `\xNN`). */
+/** Bytes as printable ASCII with C-style escapes (`\n`, `\r`, `\t`, `\\`, `\"`, `\xNN`). One flat string. */
 export function escapeBytes(bytes: Uint8Array): string {
-  let out = ''
-  for (const byte of bytes) {
-    if (byte === 0x0a) out += '\\n'
-    else if (byte === 0x0d) out += '\\r'
-    else if (byte === 0x09) out += '\\t'
-    else if (byte === 0x5c) out += '\\\\'
-    else if (byte === 0x22) out += '\\"'
-    else if (byte >= 0x20 && byte < 0x7f) out += String.fromCharCode(byte)
-    else out += `\\x${HEX[byte] as string}`
-  }
-  return out
+  if (bytes.length === 0) return ''
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    .toString('latin1')
+    .replace(NEEDS_ESCAPE, (char) => ESCAPES[char.charCodeAt(0)] as string)
 }
 
 /** A tracer: the shared part of the filter and the transport wrapper. */
@@ -96,15 +106,31 @@ function makeTracer(options: TraceOptions, peer: string): (kind: TraceEvent['kin
   const label = options.label ?? peer
   const maxBytes = options.maxBytes ?? Infinity
   if (!(maxBytes >= 0)) throw new RangeError(`maxBytes must be a non-negative number, got ${String(maxBytes)}`)
+  const lineBytes = options.lineBytes ?? DEFAULT_LINE_BYTES
+  if (!Number.isInteger(lineBytes) || lineBytes < 1) throw new RangeError(`lineBytes must be a positive integer, got ${String(lineBytes)}`)
   const enabled = options.enabled
   const onEvent = options.onEvent
   return (kind, bytes) => {
     if (enabled !== undefined && !enabled()) return
     const event: TraceEvent = { kind, time: now(), peer: label, bytes }
     onEvent?.(event)
-    sink(formatTraceLine(event, maxBytes))
+    if (Math.min(bytes.length, maxBytes) <= lineBytes) {
+      sink(formatTraceLine(event, maxBytes))
+      return
+    }
+    // A large chunk: one line per lineBytes, each formatted and handed over before the next.
+    const shown = Math.min(bytes.length, maxBytes)
+    const head = `${event.time.toISOString()} ${event.peer} ${ARROW[kind]} ${bytes.length} B`
+    for (let start = 0; start < shown; start += lineBytes) {
+      const end = Math.min(shown, start + lineBytes)
+      const part = bytes.subarray(start, end)
+      sink(`${head} [${start}-${end - 1}]  ${hexOf(part)}  "${escapeBytes(part)}"`)
+    }
+    if (shown < bytes.length) sink(`${head} … (+${bytes.length - shown} B not shown)`)
   }
 }
+
+const DEFAULT_LINE_BYTES = 1024
 
 const EMPTY = new Uint8Array(0)
 

@@ -206,6 +206,7 @@ export class ChildProcessSession implements TransportClientSession {
   private closing: Promise<void> | undefined
   private readonly exitPromise: Promise<void>
   private stderrWatcher: ((line: string) => void) | undefined
+  private drainWait: Promise<void> | undefined
 
   /** @internal Created by {@link ChildProcessClient.connect}. */
   constructor(
@@ -261,27 +262,48 @@ export class ChildProcessSession implements TransportClientSession {
     return this.stream
   }
 
-  /** Write `bytes` to the child's stdin; resolves when the pipe has room again (backpressure). */
+  /**
+   * Write `bytes` to the child's stdin once the pipe has room (backpressure): while stdin's buffer
+   * is full this waits for drain first. Rejecting with `AbortError` means the bytes were not
+   * written (and the aborted call holds nothing).
+   */
   async write(bytes: Uint8Array, options?: AbortOptions): Promise<void> {
     throwIfAborted(options)
-    if (this.writeNow(bytes)) return
-    await raceSignal(
-      new Promise<void>((resolve, reject) => {
-        const stdin = this.child.stdin
-        const done = (): void => {
-          stdin.off('close', gone)
-          resolve()
-        }
-        const gone = (): void => {
-          stdin.off('drain', done)
-          reject(new ConnectionError(`${this.target}: stdin closed during a write`))
-        }
-        stdin.once('drain', done)
-        stdin.once('close', gone)
-      }),
-      options?.signal,
-      'write',
-    )
+    if (this.closed) this.writeNow(bytes) // throws the closed-session error
+    while (this.child.stdin.writableNeedDrain) await raceSignal(this.drained(), options?.signal, 'write')
+    this.writeNow(bytes)
+  }
+
+  /** Let the process exit while the child runs (the application layer does this while a session is idle). */
+  unref(): void {
+    this.child.unref()
+    for (const pipe of [this.child.stdin, this.child.stdout, this.child.stderr]) (pipe as { unref?: () => void }).unref?.()
+  }
+
+  /** Hold the process open while the child runs (the default). */
+  ref(): void {
+    this.child.ref()
+    for (const pipe of [this.child.stdin, this.child.stdout, this.child.stderr]) (pipe as { ref?: () => void }).ref?.()
+  }
+
+  /** One shared wait for stdin's drain (many waiting writers add no listeners); rejects if stdin closes first. */
+  private drained(): Promise<void> {
+    this.drainWait ??= new Promise<void>((resolve, reject) => {
+      const stdin = this.child.stdin
+      const done = (): void => {
+        stdin.off('close', gone)
+        this.drainWait = undefined
+        resolve()
+      }
+      const gone = (): void => {
+        stdin.off('drain', done)
+        this.drainWait = undefined
+        reject(new ConnectionError(`${this.target}: stdin closed during a write`))
+      }
+      stdin.once('drain', done)
+      stdin.once('close', gone)
+    })
+    return this.drainWait
   }
 
   /**

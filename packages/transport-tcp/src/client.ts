@@ -2,6 +2,7 @@ import { connect as netConnect, isIP, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import {
   ByteStream,
+  ConnectionClosedError,
   ConnectionError,
   TimeoutError,
   abortErrorFrom,
@@ -257,9 +258,14 @@ export class TcpClientSession implements TransportClientSession {
       })
     }
     socket.on('end', () => stream.end())
-    socket.on('error', (error: Error) => {
+    socket.on('error', (error: Error & { code?: string }) => {
       logDebug(options.logger, () => [{ target, err: error }, 'socket error'])
       const tls = describeTlsFailure(error, target, options.servername)
+      if (tls === undefined && (error.code === 'ECONNRESET' || error.code === 'EPIPE')) {
+        // The peer closed (a cut cable, a crashed device): the documented ConnectionClosedError, whichever side noticed first.
+        stream.fail(new ConnectionClosedError(`${target} reset the connection (${error.code})${stream.bufferedLength > 0 ? ` in the middle of a frame (${stream.bufferedLength} bytes received)` : ''}`, { cause: error, partial: stream.peek().slice() }))
+        return
+      }
       stream.fail(new ConnectionError(tls === undefined ? `connection to ${target} failed: ${error.message}` : `TLS: ${tls}`, { cause: error }))
     })
     socket.on('close', () => {
@@ -293,8 +299,21 @@ export class TcpClientSession implements TransportClientSession {
   async write(bytes: Uint8Array, options?: AbortOptions): Promise<void> {
     throwIfAborted(options)
     if (this.closed) throw new ConnectionError(`connection to ${this.target} is closed`)
-    if (this.socket.writableNeedDrain) await raceSignal(this.drained(), options?.signal, 'write')
+    // Writers woken by one drain go one at a time: each checks for room again, so a peer that does
+    // not read never gets more than one write buffer's worth, and a writer aborted while waiting
+    // was never written and holds nothing.
+    while (this.socket.writableNeedDrain) await raceSignal(this.drained(), options?.signal, 'write')
     this.writeNow(bytes)
+  }
+
+  /** Let the process exit while this connection is open (the application layer does this while a session is idle). */
+  unref(): void {
+    this.socket.unref()
+  }
+
+  /** Hold the process open while this connection is open (the default). */
+  ref(): void {
+    this.socket.ref()
   }
 
   /** Close the connection: flush pending writes, then close (at most 1 s later). Idempotent. */

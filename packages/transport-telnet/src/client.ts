@@ -31,12 +31,13 @@ export class TelnetClient implements TransportClient {
   constructor(options: TelnetClientOptions) {
     const {
       mode = 'plain', binary, negotiationTimeout, terminalType, windowSize, stripPrompt, maxSubnegotiation,
-      username, password, loginPrompt, passwordPrompt, shellPrompt, failedLoginMatch, loginTimeout,
+      username, password, loginPrompt, passwordPrompt, shellPrompt, failedLoginMatch, loginTimeout, promptWindow,
       ...tcp
     } = options
     if (mode !== 'plain' && mode !== 'login') throw new RangeError(`TelnetClient: mode must be 'plain' or 'login', got ${String(mode)}`)
     if (mode === 'plain' && stripPrompt === true) throw new RangeError("TelnetClient: stripPrompt needs mode: 'login'")
     checkDuration('TelnetClient', 'loginTimeout', loginTimeout)
+    if (promptWindow !== undefined) checkCount('TelnetClient', 'promptWindow', promptWindow, { min: 16 })
     if (maxSubnegotiation !== undefined) checkCount('TelnetClient', 'maxSubnegotiation', maxSubnegotiation, { min: 4 })
     if (windowSize != null) {
       for (const [name, value] of Object.entries(windowSize)) checkCount('TelnetClient', `windowSize.${name}`, value, { min: 0 })
@@ -45,7 +46,7 @@ export class TelnetClient implements TransportClient {
     if (terminalType !== undefined && !/^[\x21-\x7e]{1,40}$/.test(terminalType)) throw new RangeError(`TelnetClient: terminalType must be 1–40 printable ASCII characters, got '${terminalType}'`)
     const telnet: TelnetClientFilterOptions = {
       mode, binary, negotiationTimeout, terminalType, windowSize, stripPrompt, maxSubnegotiation,
-      username, password, loginPrompt, passwordPrompt, shellPrompt, failedLoginMatch, loginTimeout,
+      username, password, loginPrompt, passwordPrompt, shellPrompt, failedLoginMatch, loginTimeout, promptWindow,
     }
     this.tcp = new TcpClient({ ...tcp, filter: telnetClientFilter(telnet) })
   }
@@ -97,6 +98,16 @@ export class TelnetClientSession implements TransportClientSession {
   /** Close the connection. Idempotent. */
   close(): Promise<void> {
     return this.tcp.close()
+  }
+
+  /** Let the process exit while this connection is open (the application layer does this while a session is idle). */
+  unref(): void {
+    this.tcp.unref()
+  }
+
+  /** Hold the process open while this connection is open (the default). */
+  ref(): void {
+    this.tcp.ref()
   }
 
   [Symbol.asyncDispose](): Promise<void> {

@@ -8,7 +8,7 @@
  */
 import { Duplex } from 'node:stream'
 import { Telnet } from 'telnet-client'
-import { ConnectionError, LabwireError, TimeoutError, abortErrorFrom, checkDuration, clampDelay, type AbortOptions } from '@labwire/core'
+import { ConnectionError, TimeoutError, abortErrorFrom, checkCount, checkDuration, clampDelay, type AbortOptions } from '@labwire/core'
 
 /** What the login dialogue looks for and answers with. */
 export interface LoginOptions {
@@ -24,6 +24,11 @@ export interface LoginOptions {
   failedLoginMatch?: string | RegExp | undefined
   /** Limit for the whole dialogue, in ms. Default 10 000; 0 = no limit (the `signal` still applies). */
   loginTimeout?: number | undefined
+  /**
+   * How much of the device's latest output (characters) the prompts are matched against: only this
+   * tail is kept, so an endless banner costs bounded memory and linear time. Default 4096 (min 16).
+   */
+  promptWindow?: number | undefined
 }
 
 export const DEFAULT_LOGIN_PROMPT = /login[: ]*$/i
@@ -60,19 +65,6 @@ function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 }
 
-/** A RegExp that matches when any of several patterns (with their own flags) matches: what telnet-client's `waitFor` accepts. */
-class AnyOf extends RegExp {
-  constructor(private readonly patterns: readonly RegExp[]) {
-    super('(?:)')
-  }
-  override test(text: string): boolean {
-    return this.patterns.some((pattern) => {
-      pattern.lastIndex = 0
-      return pattern.test(text)
-    })
-  }
-}
-
 /** The duplex telnet-client talks to: reads are the device's data bytes, writes go to the codec. */
 class LoginChannel extends Duplex {
   constructor(private readonly sendData: (bytes: Uint8Array) => void) {
@@ -92,21 +84,34 @@ class LoginChannel extends Duplex {
 }
 
 const SEEN_LIMIT = 512
-/** How long telnet-client listens per call before labwire looks again (its timer cannot be cancelled). */
-const WINDOW_MS = 250
+/** Default of {@link LoginOptions.promptWindow}. */
+export const DEFAULT_PROMPT_WINDOW = 4096
+
+/** The one step telnet-client takes per prompt: it is handed the matched window and returns it. */
+const MATCHED = /[\s\S]$/
 
 /**
  * One connection's login dialogue. Feed it the device's data bytes with {@link LoginDialogue.feed};
  * {@link LoginDialogue.run} resolves once the shell prompt is seen.
+ *
+ * Bounded and linear: of what the device sends, only the last `promptWindow` characters are kept,
+ * and the prompts are tested once per chunk against that window (never against everything
+ * received), so an endless banner costs time proportional to its length, holds at most the
+ * window in memory, and the dialogue ends at `loginTimeout`. `telnet-client` sends the answers
+ * and is handed only the window that matched.
  */
 export class LoginDialogue {
   private readonly channel: LoginChannel
   private readonly telnet = new Telnet()
-  private held: Buffer[] = []
-  private active = false
+  /** The tail of what arrived since the last prompt was answered (at most `promptWindow` characters). */
+  private window = ''
   private seenText = ''
   private closedReason: TelnetLoginError | undefined
   private onClosed: ((error: TelnetLoginError) => void) | undefined
+  /** Set while a step waits: called with the window when a prompt pattern matches it. */
+  private onMatch: ((text: string) => void) | undefined
+  private patterns: readonly RegExp[] = []
+  private readonly windowSize: number
 
   constructor(
     private readonly options: LoginOptions,
@@ -114,6 +119,7 @@ export class LoginDialogue {
     private readonly target: string,
   ) {
     this.channel = new LoginChannel(sendData)
+    this.windowSize = options.promptWindow === undefined ? DEFAULT_PROMPT_WINDOW : checkCount('TelnetClient', 'promptWindow', options.promptWindow, { min: 16 })
     // telnet-client emits 'error' from its socket; errors are reported through run() instead.
     this.telnet.on('error', () => undefined)
   }
@@ -123,15 +129,16 @@ export class LoginDialogue {
     return this.seenText
   }
 
-  /** Device data bytes (already IAC-decoded) that arrived during the dialogue. */
+  /** Device data bytes (already IAC-decoded) that arrived during the dialogue. O(chunk) however much came before. */
   feed(data: Uint8Array): void {
     if (data.length === 0) return
-    const latin1 = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('latin1')
-    this.seenText = (this.seenText + latin1).slice(-SEEN_LIMIT)
-    // telnet-client treats a chunk starting with 0xFF as negotiation; it must never see one.
-    const safe = Buffer.from(latin1.replace(/\xff/g, '?'), 'latin1')
-    if (this.active) this.channel.push(safe)
-    else this.held.push(safe)
+    const size = this.windowSize
+    // Only the part of the chunk that can end up in the window is decoded.
+    const tail = data.length > size ? data.subarray(data.length - size) : data
+    const latin1 = Buffer.from(tail.buffer, tail.byteOffset, tail.byteLength).toString('latin1')
+    this.window = this.window.length + latin1.length > size ? (this.window + latin1).slice(-size) : this.window + latin1
+    this.seenText = this.window.length >= SEEN_LIMIT ? this.window.slice(-SEEN_LIMIT) : (this.seenText + latin1).slice(-SEEN_LIMIT)
+    this.check()
   }
 
   /** The connection closed during the dialogue. */
@@ -139,6 +146,17 @@ export class LoginDialogue {
     this.closedReason ??= this.error('closed', 'the connection closed during the login dialogue')
     this.onClosed?.(this.closedReason)
     this.channel.destroy()
+  }
+
+  /** While a step waits: if a prompt pattern matches the window, hand the window over and start a new one. */
+  private check(): void {
+    const onMatch = this.onMatch
+    if (onMatch === undefined || this.window.length === 0) return
+    if (!this.patterns.some((pattern) => test(pattern, this.window))) return
+    const text = this.window
+    this.window = ''
+    this.onMatch = undefined
+    onMatch(text)
   }
 
   /**
@@ -152,7 +170,7 @@ export class LoginDialogue {
     const password = toRegExp(o.passwordPrompt ?? DEFAULT_PASSWORD_PROMPT)
     const shell = toRegExp(o.shellPrompt ?? DEFAULT_SHELL_PROMPT)
     const failed = toRegExp(o.failedLoginMatch ?? DEFAULT_FAILED_LOGIN)
-    const any = new AnyOf([failed, shell, password, login])
+    this.patterns = [failed, shell, password, login]
     const limit = o.loginTimeout === undefined ? 10_000 : checkDuration('TelnetClient', 'loginTimeout', o.loginTimeout)
     const signal = options?.signal
     if (signal?.aborted === true) throw abortErrorFrom(signal, `login to ${this.target}`)
@@ -176,28 +194,25 @@ export class LoginDialogue {
     if (this.closedReason !== undefined) stop?.(this.closedReason)
     try {
       /**
-       * Send `send`, then collect what the device says until one of the patterns matches. telnet-client
-       * listens in short windows (so its timer never outlives the dialogue by more than one window);
-       * labwire's own timer ends the whole dialogue at the deadline.
+       * Send `send` (through telnet-client, which waits for the answer), then wait until a prompt
+       * pattern matches the window of what the device said since; telnet-client is handed that
+       * window (only it) and resolves with it.
        */
       const step = async (send: string): Promise<string> => {
-        let text = ''
-        for (let first = true; ; first = false) {
-          // telnet-client's write() starts listening before it returns; only then is held data released to it.
-          const reply = this.telnet.write(first ? send : '', { waitFor: any, sendTimeout: WINDOW_MS })
-          this.active = true
-          for (const chunk of this.held) this.channel.push(chunk)
-          this.held = []
-          try {
-            text += await Promise.race([reply, stopped])
-            if (any.test(text)) return text
-          } catch (error) {
-            // A plain Error from telnet-client ("response not received"): nothing came in this window.
-            if (!(error instanceof Error) || error instanceof LabwireError || error.name !== 'Error') throw error
-          } finally {
-            this.active = false
+        const reply = this.telnet.write(send, { waitFor: MATCHED, sendTimeout: 0 })
+        reply.catch(() => undefined)
+        const matched = new Promise<string>((resolve) => {
+          this.onMatch = (text) => {
+            // telnet-client treats a chunk starting with 0xFF as negotiation (and answers it): it never sees one.
+            this.channel.push(Buffer.from(text.replace(/\xff/g, '?'), 'latin1'))
+            resolve(text)
           }
-        }
+        })
+        this.check()
+        const text = await Promise.race([matched, stopped])
+        // telnet-client was handed the same window; its write resolves with it.
+        await Promise.race([reply, stopped])
+        return text
       }
       let sentUser = false
       let sentPassword = false
@@ -223,7 +238,7 @@ export class LoginDialogue {
       clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
       this.onClosed = undefined
-      this.active = false
+      this.onMatch = undefined
       this.telnet.removeAllListeners()
       this.channel.destroy()
     }

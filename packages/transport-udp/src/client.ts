@@ -241,6 +241,16 @@ export class UdpClientSession implements TransportClientSession {
     return this.close()
   }
 
+  /** Let the process exit while this session is open (the application layer does this while a session is idle). */
+  unref(): void {
+    this.socket.unref()
+  }
+
+  /** Hold the process open while this session is open (the default). */
+  ref(): void {
+    this.socket.ref()
+  }
+
   private send(bytes: Uint8Array): void {
     if (this.closed) throw new ConnectionError(`UDP session to ${this.target} is closed`)
     if (bytes.length > this.settings.maxDatagramSize) {

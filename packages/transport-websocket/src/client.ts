@@ -151,6 +151,7 @@ export class WebSocketClientSession implements TransportClientSession {
   private closing: Promise<void> | undefined
   private readonly closedPromise: Promise<void>
   private readonly bufferSize: number
+  private flushWait: { promise: Promise<void>; resolve: () => void; reject: (error: Error) => void } | undefined
 
   /** @internal Created by {@link WebSocketClient.connect}. */
   constructor(
@@ -188,6 +189,9 @@ export class WebSocketClientSession implements TransportClientSession {
     this.closedPromise = new Promise<void>((resolve) => {
       ws.once('close', (code: number, reason: Buffer) => {
         logDebug(logger, () => [{ target, code, reason: reason.toString() }, 'closed'])
+        const wait = this.flushWait
+        this.flushWait = undefined
+        wait?.reject(new ConnectionError(`connection to ${target} closed during a write`))
         stream.end()
         resolve()
       })
@@ -206,27 +210,46 @@ export class WebSocketClientSession implements TransportClientSession {
 
   /** Send `request` as one binary message and return the connection's response stream. Throws `ConnectionError` if the session is closed. */
   request(request: Uint8Array): AsyncIterator<Uint8Array> {
-    this.sendNow(request, undefined)
+    this.sendNow(request)
     return this.stream
   }
 
-  /** Send `bytes` as one binary message; waits while more than `bufferSize` bytes are buffered (backpressure via `bufferedAmount`). */
+  /**
+   * Send `bytes` as one binary message once there is room: while more than `bufferSize` bytes are
+   * buffered (`bufferedAmount`) it waits for earlier messages to be written first. Rejecting with
+   * `AbortError` means the message was not sent (and the aborted call holds nothing).
+   */
   async write(bytes: Uint8Array, options?: AbortOptions): Promise<void> {
     throwIfAborted(options)
-    if (this.ws.bufferedAmount + bytes.length <= this.bufferSize) {
-      this.sendNow(bytes, undefined)
-      return
+    if (this.closed) this.sendNow(bytes) // throws the closed-session error
+    while (this.ws.bufferedAmount > 0 && this.ws.bufferedAmount + bytes.length > this.bufferSize) {
+      await raceSignal(this.flushed(), options?.signal, 'write')
     }
-    await raceSignal(
-      new Promise<void>((resolve, reject) => {
-        this.sendNow(bytes, (error) => {
-          if (error == null) resolve()
-          else reject(new ConnectionError(`write to ${this.target} failed: ${error.message}`, { cause: error }))
-        })
-      }),
-      options?.signal,
-      'write',
-    )
+    this.sendNow(bytes)
+  }
+
+  /** Let the process exit while this connection is open (the application layer does this while a session is idle). */
+  unref(): void {
+    ;(this.ws as unknown as { _socket?: { unref?: () => void } })._socket?.unref?.()
+  }
+
+  /** Hold the process open while this connection is open (the default). */
+  ref(): void {
+    ;(this.ws as unknown as { _socket?: { ref?: () => void } })._socket?.ref?.()
+  }
+
+  /** One shared wait for the next message to be written to the socket; rejects if the connection closes first. */
+  private flushed(): Promise<void> {
+    if (this.flushWait === undefined) {
+      let resolve!: () => void
+      let reject!: (error: Error) => void
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res
+        reject = rej
+      })
+      this.flushWait = { promise, resolve, reject }
+    }
+    return this.flushWait.promise
   }
 
   /** Close the connection (closing handshake, code 1000; the socket is dropped if the server does not answer within 1 s). Idempotent. */
@@ -248,10 +271,15 @@ export class WebSocketClientSession implements TransportClientSession {
     return this.close()
   }
 
-  private sendNow(bytes: Uint8Array, done: ((error?: Error) => void) | undefined): void {
+  private sendNow(bytes: Uint8Array): void {
     if (this.closed) throw new ConnectionError(`connection to ${this.target} is closed`)
-    // Non-string data goes out as a binary message.
-    if (done === undefined) this.ws.send(bytes)
-    else this.ws.send(bytes, done)
+    // Non-string data goes out as a binary message; its callback wakes writers waiting for room.
+    this.ws.send(bytes, this.onSent)
+  }
+
+  private readonly onSent = (): void => {
+    const wait = this.flushWait
+    this.flushWait = undefined
+    wait?.resolve()
   }
 }
