@@ -89,7 +89,10 @@ export type Handler<D> = D extends { stream: true }
   ? (request: ReqOf<D>, ctx: RpcContext) => AsyncIterable<ResOf<D>> | Iterable<ResOf<D>> | Promise<AsyncIterable<ResOf<D>> | Iterable<ResOf<D>>>
   : D extends { oneWay: true }
     ? (request: ReqOf<D>, ctx: RpcContext) => unknown
-    : (request: ReqOf<D>, ctx: RpcContext) => ResOf<D> | Promise<ResOf<D>>
+    : (request: ReqOf<D>, ctx: RpcContext) => HandlerResult<ResOf<D>>
+
+/** What a unary handler returns: the response value (a method with no response may return nothing). */
+export type HandlerResult<R> = undefined extends R ? R | void | Promise<R | void> : R | Promise<R>
 
 /** The handlers an `RpcServer` needs for a spec: one per method. */
 export type Handlers<S extends ServiceDef> = { readonly [K in keyof S['methods']]: Handler<S['methods'][K]> }
