@@ -6,6 +6,7 @@
 import { Buffer } from 'node:buffer'
 import {
   AbortError,
+  ByteStream,
   ConnectionClosedError,
   MemoryClient,
   NEED_MORE,
@@ -17,7 +18,6 @@ import {
   silentLogger,
   throwIfAborted,
   type AbortOptions,
-  type ByteStream,
   type FrameDecoder,
   type LabwireError,
   type Logger,
@@ -129,7 +129,7 @@ interface Pending {
 interface StreamState {
   items: unknown[]
   ended: boolean
-  error: unknown
+  error: LabwireError | undefined
   wake: (() => void) | undefined
 }
 
@@ -177,13 +177,13 @@ class SessionCore {
     const failWith = (): LabwireError => (signal?.aborted === true ? abortErrorFrom(signal, 'RPC handshake') : new TimeoutError(`RPC handshake got no answer within ${limit} ms (connectTimeout)`))
     if (this.protocol === 'labwire') {
       const hello = new TextEncoder().encode(JSON.stringify({ v: 1, service: this.spec.name, methods: this.spec.fingerprint }))
-      this.stream = byteStreamOf(this.session.request(concat(encodeFrame(FrameType.HELLO, 0, NO_CALL, hello))))
+      this.stream = byteStreamOf(await this.firstRequest(concat(encodeFrame(FrameType.HELLO, 0, NO_CALL, hello))))
       const frame = await this.readOne(this.decoder, combined, failWith)
       if (frame.type === FrameType.HELLO_ERROR) throw helloError(frame.payload)
       if (frame.type !== FrameType.HELLO_OK) throw new RpcProtocolError(`expected the handshake answer, got frame type ${frame.type}`)
     } else {
       const retry = this.options.initRetryInterval ?? 500
-      this.stream = byteStreamOf(this.session.request(encodeBsr(BsrType.INIT, BSR_VERSION)))
+      this.stream = byteStreamOf(await this.firstRequest(encodeBsr(BsrType.INIT, BSR_VERSION)))
       for (;;) {
         const frame = await this.readOne(this.bsr, combined, failWith)
         if (frame.type === BsrType.EXCEPTION) {
@@ -204,6 +204,26 @@ class SessionCore {
       }
     }
     void this.readLoop()
+  }
+
+  /**
+   * The first write. A server whose access policy turned us away may have closed the connection
+   * already; its notice is then in the session's stream (when the session exposes one).
+   */
+  private async firstRequest(bytes: Uint8Array): Promise<AsyncIterator<Uint8Array>> {
+    try {
+      return this.session.request(bytes)
+    } catch (error) {
+      const stream = (this.session as { stream?: unknown }).stream
+      if (stream instanceof ByteStream) {
+        const limit = Date.now() + 1_000
+        while (stream.indexOf(0x0a) < 0 && !stream.ended && Date.now() < limit) {
+          if (!(await Promise.race([stream.fill().catch(() => false), new Promise<boolean>((r) => setTimeout(() => r(false), 100))]))) break
+        }
+        this.checkNotice(stream)
+      }
+      throw error
+    }
   }
 
   private async readOne<T>(decoder: FrameDecoder<T>, signal: AbortSignal, failWith: () => LabwireError): Promise<T> {
@@ -241,7 +261,7 @@ class SessionCore {
         const frame = this.protocol === 'labwire' ? this.decoder.decode(stream) : this.bsr.decode(stream)
         if (frame !== NEED_MORE) {
           if (this.protocol === 'labwire') this.onFrame(frame as Frame)
-          else this.onBsrFrame(frame as BsrFrame)
+          else this.onBsrFrame(frame)
           continue
         }
         if (stream.ended) throw stream.closedError()
@@ -506,7 +526,7 @@ class SessionCore {
     let finished = false
     let timer: ReturnType<typeof setTimeout> | undefined
     const signal = options?.signal
-    const stop = (error: unknown): void => {
+    const stop = (error: LabwireError): void => {
       if (finished) return
       if (!state.ended) {
         state.ended = true
@@ -540,13 +560,13 @@ class SessionCore {
       state.error = isLabwireError(error) ? error : asDecodeError(name, error)
       if (call !== NO_CALL) this.pending.delete(call)
     }
-    const self = this
-    async function* iterate(): AsyncGenerator<unknown> {
+    const releaseBlock = (): void => this.releaseBlock()
+    async function* iterate(): AsyncGenerator {
       try {
         for (;;) {
           if (state.items.length > 0) {
             const item = state.items.shift()
-            self.releaseBlock()
+            releaseBlock()
             yield item
             continue
           }

@@ -5,10 +5,8 @@
  */
 import {
   AbortError,
-  ConnectionClosedError,
   NEED_MORE,
   TimeoutError,
-  isLabwireError,
   silentLogger,
   type ConnectionHandler,
   type FrameDecoder,
@@ -16,7 +14,7 @@ import {
   type ServerConnection,
 } from '@labwire/core'
 import { checkBsrSpec, decodeBsrValue, type RpcProtocol } from './client.js'
-import { RpcDecodeError, RpcInsecureCodecError, RpcProtocolError, RpcSpecError, RpcSpecMismatchError, RpcUnknownMethodError } from './errors.js'
+import { RpcDecodeError, RpcInsecureCodecError, RpcSpecError, RpcSpecMismatchError, RpcUnknownMethodError } from './errors.js'
 import { compareFingerprints, insecureMethods, type Handlers, type MethodDef, type MethodFingerprint, type RpcContext, type ServiceSpec } from './spec.js'
 import { BsrType, DEFAULT_MAX_FRAME, FLAG_ONE_WAY, FrameType, bsrDecoder, bsrString, encodeBsr, encodeFrame, frameDecoder, type BsrFrame, type Frame } from './wire.js'
 
