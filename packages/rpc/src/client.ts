@@ -151,6 +151,8 @@ class SessionCore {
   /** Resolves when a stream consumer has taken items below the high-water mark. */
   private unblock: (() => void) | undefined
   private pings = new Map<number, (t: number) => void>()
+  /** Streams not finished by their consumer (checked for backpressure). */
+  private readonly streams = new Set<StreamState>()
 
   constructor(
     private readonly spec: ServiceSpec,
@@ -282,7 +284,8 @@ class SessionCore {
   }
 
   private blocked(): boolean {
-    for (const p of this.pending.values()) if (p.stream !== undefined && p.stream.items.length >= this.highWater) return true
+    if (this.streams.size === 0) return false
+    for (const state of this.streams) if (state.items.length >= this.highWater) return true
     return false
   }
 
@@ -542,6 +545,8 @@ class SessionCore {
     const onAbort = (): void => stop(abortErrorFrom(signal as AbortSignal, name))
     const cleanup = (): void => {
       finished = true
+      this.streams.delete(state)
+      this.releaseBlock()
       if (timer !== undefined) clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
     }
@@ -552,6 +557,7 @@ class SessionCore {
       const timeout = options?.timeout ?? this.options.timeout
       call = this.allocateCall()
       this.pending.set(call, { name, def, resolve: () => undefined, reject: () => undefined, stream: state })
+      this.streams.add(state)
       this.write(encodeFrame(FrameType.REQUEST, def.id, call, payload, { timeout }))
       if (timeout !== undefined) timer = setTimeout(() => stop(new TimeoutError(`${name} stream did not finish within ${timeout} ms`)), timeout)
       signal?.addEventListener('abort', onAbort, { once: true })

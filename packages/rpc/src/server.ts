@@ -36,9 +36,32 @@ export interface RpcServerOptions {
 /** Transports that never leave the machine's process boundary in a way a remote peer could use. */
 const LOCAL_TRANSPORTS = new Set(['memory', 'stdio'])
 
-interface Running {
-  controller: AbortController
-  timer: ReturnType<typeof setTimeout> | undefined
+/** One running call. Its AbortController is made only when the handler reads `ctx.signal` (or a deadline needs it). */
+class Running {
+  timer: ReturnType<typeof setTimeout> | undefined = undefined
+  private ac: AbortController | undefined
+  /** Set when the call was stopped before anyone asked for the signal. */
+  private reason: unknown = undefined
+  private stopped = false
+
+  get signal(): AbortSignal {
+    if (this.ac === undefined) {
+      this.ac = new AbortController()
+      if (this.stopped) this.ac.abort(this.reason)
+    }
+    return this.ac.signal
+  }
+
+  get aborted(): boolean {
+    return this.stopped
+  }
+
+  abort(reason: unknown): void {
+    if (this.stopped) return
+    this.stopped = true
+    this.reason = reason
+    this.ac?.abort(reason)
+  }
 }
 
 /**
@@ -97,7 +120,7 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
     let greeted = false
     let slot: (() => void) | undefined
     const onClose = (): void => {
-      for (const run of running.values()) run.controller.abort(connection.signal.reason)
+      for (const run of running.values()) run.abort(connection.signal.reason)
     }
     connection.signal.addEventListener('abort', onClose, { once: true })
     const send = (chunks: Uint8Array[]): Promise<void> | undefined => {
@@ -148,7 +171,7 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
             void send(encodeFrame(FrameType.PONG, 0, frame.call, EMPTY))
             break
           case FrameType.CANCEL:
-            running.get(frame.call)?.controller.abort(new AbortError('the client cancelled the call'))
+            running.get(frame.call)?.abort(new AbortError('the client cancelled the call'))
             break
           case FrameType.REQUEST: {
             if (running.has(frame.call)) {
@@ -230,14 +253,21 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
       fail(new RpcDecodeError(`${name}: undecodable request: ${error instanceof Error ? error.message : String(error)}`), name)
       return undefined
     }
-    const controller = new AbortController()
     const deadline = frame.timeout === undefined ? undefined : Date.now() + frame.timeout
-    const run: Running = { controller, timer: undefined }
+    const run = new Running()
     if (frame.timeout !== undefined) {
-      run.timer = setTimeout(() => controller.abort(new TimeoutError(`${name}: the call's deadline (${frame.timeout} ms) passed`)), frame.timeout)
+      run.timer = setTimeout(() => run.abort(new TimeoutError(`${name}: the call's deadline (${frame.timeout} ms) passed`)), frame.timeout)
     }
     running.set(frame.call, run)
-    const ctx: RpcContext = { signal: controller.signal, deadline, peer: connection.peer, session, method: name }
+    const ctx: RpcContext = {
+      get signal() {
+        return run.signal
+      },
+      deadline,
+      peer: connection.peer,
+      session,
+      method: name,
+    }
     const finish = (): void => {
       if (run.timer !== undefined) clearTimeout(run.timer)
       if (running.get(frame.call) === run) running.delete(frame.call)
@@ -246,7 +276,7 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
     const onError = (error: unknown): void => {
       finish()
       // A cancelled or expired call has nobody waiting for its answer.
-      if (controller.signal.aborted) return
+      if (run.aborted) return
       this.logger.debug({ peer: connection.peer, method: name, err: error }, 'RPC: handler threw')
       fail(error, name)
     }
@@ -257,10 +287,10 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
       onError(error)
       return undefined
     }
-    if (def.stream === true) return this.pump(result, def, frame, controller.signal, send).then(finish, onError)
+    if (def.stream === true) return this.pump(result, def, frame, run, send).then(finish, onError)
     const reply = (value: unknown): void => {
       finish()
-      if (oneWay || controller.signal.aborted) return
+      if (oneWay || run.aborted) return
       let payload: Uint8Array
       try {
         payload = (def.response ?? NONE).encode(value)
@@ -275,7 +305,7 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
     return undefined
   }
 
-  private async pump(result: unknown, def: MethodDef, frame: Frame, signal: AbortSignal, send: (chunks: Uint8Array[]) => Promise<void> | undefined): Promise<void> {
+  private async pump(result: unknown, def: MethodDef, frame: Frame, signal: Running, send: (chunks: Uint8Array[]) => Promise<void> | undefined): Promise<void> {
     const source = (isPromiseLike(result) ? await result : result) as AsyncIterable<unknown> | Iterable<unknown>
     const codec = def.response ?? NONE
     if (source === null || typeof source !== 'object' || !(Symbol.asyncIterator in source || Symbol.iterator in source)) {
