@@ -19,6 +19,9 @@ describe('labwire frame layout', () => {
     expect(hex(encodeFrame(FrameType.REQUEST, 2, 1, new Uint8Array([0xaa]), { timeout: 500 }))).toBe('0d000000' + '10' + '01' + '0200' + '01000000' + 'f4010000' + 'aa')
     expect(hex(encodeFrame(FrameType.REQUEST, 6, 3, new Uint8Array(), { oneWay: true }))).toBe('08000000' + '10' + '02' + '0600' + '03000000')
     expect(hex(encodeFrame(FrameType.CANCEL, 5, 9, new Uint8Array()))).toBe('08000000' + '13' + '00' + '0500' + '09000000')
+    // The README's example: add([2, 3]) as call 7 with a 500 ms timeout.
+    const args = new Uint8Array([2, 0, 0, 0, 3, 0, 0, 0])
+    expect(hex(encodeFrame(FrameType.REQUEST, 2, 7, args, { timeout: 500 }))).toBe('14000000' + '10' + '01' + '0200' + '07000000' + 'f4010000' + '02000000' + '03000000')
     // A large payload is a separate chunk, not copied into the header's buffer.
     const big = new Uint8Array(100_000)
     const chunks = encodeFrame(FrameType.RESPONSE, 1, 1, big)
