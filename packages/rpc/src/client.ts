@@ -445,6 +445,18 @@ class SessionCore {
       return Promise.resolve(undefined)
     }
     const call = this.allocateCall()
+    if (timeout === undefined && options?.signal === undefined) {
+      // The common case, no timer and no signal: nothing to clean up when the answer comes.
+      return new Promise<unknown>((resolve, reject) => {
+        this.pending.set(call, { name, def, resolve, reject })
+        try {
+          this.write(encodeFrame(FrameType.REQUEST, def.id, call, payload))
+        } catch (error) {
+          this.pending.delete(call)
+          reject(error)
+        }
+      })
+    }
     return new Promise<unknown>((resolve, reject) => {
       const signal = options?.signal
       let timer: ReturnType<typeof setTimeout> | undefined
