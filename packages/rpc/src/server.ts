@@ -118,7 +118,6 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
     const inflight = new Set<Promise<void>>()
     const session = new Map<string, unknown>()
     let greeted = false
-    let slot: (() => void) | undefined
     const onClose = (): void => {
       for (const run of running.values()) run.abort(connection.signal.reason)
     }
@@ -133,72 +132,120 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
         return undefined
       }
     }
-    try {
-      for (;;) {
-        if (running.size >= this.maxCalls) await new Promise<void>((resolve) => (slot = resolve))
-        let frame: Frame | typeof NEED_MORE
-        try {
-          frame = this.decoder.decode(stream)
-        } catch (error) {
-          this.logger.warn({ peer: connection.peer, err: error }, 'RPC: malformed frame, closing the connection')
+    let stopped = false
+    let busy = false
+    let pulling = false
+    let finished: () => void = () => undefined
+    const done = new Promise<void>((resolve) => (finished = resolve))
+    const stop = (): void => {
+      if (stopped) return
+      stopped = true
+      stream.onData = undefined
+      finished()
+    }
+    // Decode and dispatch every whole frame buffered, synchronously: from the stream's data events
+    // (push mode) or after a pull (pull mode). Returns when it needs more bytes or must wait.
+    const drive = (): void => {
+      if (busy || stopped) return
+      busy = true
+      try {
+        while (!stopped) {
+          if (running.size >= this.maxCalls) return // resumed when a call ends
+          let frame: Frame | typeof NEED_MORE
+          try {
+            frame = this.decoder.decode(stream)
+          } catch (error) {
+            this.logger.warn({ peer: connection.peer, err: error }, 'RPC: malformed frame, closing the connection')
+            stop()
+            return
+          }
+          if (frame === NEED_MORE) {
+            if (stream.ended || connection.signal.aborted) stop()
+            else if (stream.pushMode) stream.wantMore()
+            else if (!pulling) {
+              pulling = true
+              stream.fill().then(
+                (more) => {
+                  pulling = false
+                  if (more) drive()
+                  else stop()
+                },
+                () => stop(),
+              )
+            }
+            return
+          }
+          this.dispatch(frame, greeted, connection, running, session, send, inflight, drive, stop)
+          greeted = true
+        }
+      } finally {
+        busy = false
+      }
+    }
+    if (stream.pushMode) stream.onData = drive
+    connection.signal.addEventListener('abort', stop, { once: true })
+    drive()
+    await done
+    connection.signal.removeEventListener('abort', onClose)
+    connection.signal.removeEventListener('abort', stop)
+    // Input ended or broke: calls still running finish (the kernel's drain) unless the connection closes.
+    if (inflight.size > 0) await Promise.allSettled([...inflight])
+  }
+
+  /** Handle one frame (HELLO first, then calls). */
+  private dispatch(
+    frame: Frame,
+    greeted: boolean,
+    connection: ServerConnection,
+    running: Map<number, Running>,
+    session: Map<string, unknown>,
+    send: (chunks: Uint8Array[]) => Promise<void> | undefined,
+    inflight: Set<Promise<void>>,
+    drive: () => void,
+    stop: () => void,
+  ): void {
+    if (!greeted) {
+      if (frame.type !== FrameType.HELLO) {
+        this.logger.warn({ peer: connection.peer }, `RPC: expected HELLO, got frame type ${frame.type}; closing`)
+        stop()
+        return
+      }
+      const refusal = this.hello(frame.payload, connection)
+      if (refusal !== undefined) {
+        void send(encodeFrame(FrameType.HELLO_ERROR, 0, 0, json(refusal)))
+        stop()
+        return
+      }
+      void send(encodeFrame(FrameType.HELLO_OK, 0, 0, EMPTY))
+      return
+    }
+    switch (frame.type) {
+      case FrameType.PING:
+        void send(encodeFrame(FrameType.PONG, 0, frame.call, EMPTY))
+        return
+      case FrameType.CANCEL:
+        running.get(frame.call)?.abort(new AbortError('the client cancelled the call'))
+        return
+      case FrameType.REQUEST: {
+        if (running.has(frame.call)) {
+          this.logger.warn({ peer: connection.peer, call: frame.call }, 'RPC: call id already in flight; closing')
+          stop()
           return
         }
-        if (frame === NEED_MORE) {
-          if (stream.ended) return
-          try {
-            if (!(await stream.fill())) return
-          } catch {
-            return
-          }
-          continue
+        const pending = this.request(frame, connection, running, session, send)
+        if (pending !== undefined) {
+          inflight.add(pending)
+          void pending.then(() => {
+            inflight.delete(pending)
+            // The loop may have stopped at maxConcurrentCalls: go on.
+            queueMicrotask(drive)
+          })
         }
-        if (!greeted) {
-          if (frame.type !== FrameType.HELLO) {
-            this.logger.warn({ peer: connection.peer }, `RPC: expected HELLO, got frame type ${frame.type}; closing`)
-            return
-          }
-          const refusal = this.hello(frame.payload, connection)
-          if (refusal !== undefined) {
-            await send(encodeFrame(FrameType.HELLO_ERROR, 0, 0, json(refusal)))
-            return
-          }
-          greeted = true
-          void send(encodeFrame(FrameType.HELLO_OK, 0, 0, EMPTY))
-          continue
-        }
-        switch (frame.type) {
-          case FrameType.PING:
-            void send(encodeFrame(FrameType.PONG, 0, frame.call, EMPTY))
-            break
-          case FrameType.CANCEL:
-            running.get(frame.call)?.abort(new AbortError('the client cancelled the call'))
-            break
-          case FrameType.REQUEST: {
-            if (running.has(frame.call)) {
-              this.logger.warn({ peer: connection.peer, call: frame.call }, 'RPC: call id already in flight; closing')
-              return
-            }
-            const done = this.request(frame, connection, running, session, send)
-            if (done !== undefined) {
-              inflight.add(done)
-              void done.then(() => {
-                inflight.delete(done)
-                const wake = slot
-                slot = undefined
-                wake?.()
-              })
-            }
-            break
-          }
-          default:
-            this.logger.warn({ peer: connection.peer, type: frame.type }, 'RPC: unexpected frame type; closing')
-            return
-        }
+        return
       }
-    } finally {
-      connection.signal.removeEventListener('abort', onClose)
-      // Input ended or broke: calls still running finish (the kernel's drain) unless the connection closes.
-      if (inflight.size > 0) await Promise.allSettled([...inflight])
+      default:
+        this.logger.warn({ peer: connection.peer, type: frame.type }, 'RPC: unexpected frame type; closing')
+        stop()
     }
   }
 

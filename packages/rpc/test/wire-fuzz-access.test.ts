@@ -148,6 +148,34 @@ describe('hostile input at the server', () => {
   })
 })
 
+describe('maxConcurrentCalls', () => {
+  it('past the limit the server stops reading until a call ends; every call still completes', async () => {
+    const probe: Probe = { notes: [], stopped: [] }
+    let active = 0
+    let peak = 0
+    const base = handlers(probe)
+    const server = new MemoryServer({
+      callback: new RpcServer(svc, {
+        ...base,
+        sleep: async (ms, ctx) => {
+          active++
+          peak = Math.max(peak, active)
+          try {
+            return await base.sleep(ms, ctx)
+          } finally {
+            active--
+          }
+        },
+      }, { maxConcurrentCalls: 2 }),
+    })
+    await using s = await new RpcClient(svc, new MemoryClient(server)).connect()
+    const results = await within(Promise.all(Array.from({ length: 6 }, () => s.sleep(20))), WAIT, 'sleeps')
+    expect(results).toEqual(Array.from({ length: 6 }, () => 'slept 20'))
+    expect(peak).toBe(2)
+    await server.close()
+  })
+})
+
 describe('access policy (the serving kernel’s access option) with RPC clients', () => {
   for (const setup of [memory, tcp]) {
     it(`${setup.name}: exclusive 'refuse' turns the second client away with AccessRefusedError`, async () => {
