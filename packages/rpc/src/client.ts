@@ -7,7 +7,6 @@ import { Buffer } from 'node:buffer'
 import {
   AbortError,
   ByteStream,
-  ConnectionClosedError,
   MemoryClient,
   NEED_MORE,
   TimeoutError,
@@ -148,8 +147,6 @@ class SessionCore {
   private readonly decoder: FrameDecoder<Frame>
   private readonly bsr: FrameDecoder<BsrFrame>
   private readonly highWater: number
-  /** Resolves when a stream consumer has taken items below the high-water mark. */
-  private unblock: (() => void) | undefined
   private pings = new Map<number, (t: number) => void>()
   /** Streams not finished by their consumer (checked for backpressure). */
   private readonly streams = new Set<StreamState>()
@@ -205,7 +202,7 @@ class SessionCore {
         this.write([encodeBsr(BsrType.INIT, BSR_VERSION)])
       }
     }
-    void this.readLoop()
+    this.startReading()
   }
 
   /**
@@ -254,33 +251,66 @@ class SessionCore {
 
   // ── reading ────────────────────────────────────────────────────────────────────────────────
 
-  private async readLoop(): Promise<void> {
-    const stream = this.stream as ByteStream
+  private busy = false
+  private pulling = false
+
+  /**
+   * Decode and dispatch every whole frame buffered, synchronously: from the stream's data events
+   * (push mode) or after a pull (pull mode). Stops while a stream consumer is behind (backpressure:
+   * the transport pauses its socket), resumed by `releaseBlock`.
+   */
+  private readonly drive = (): void => {
+    const stream = this.stream
+    if (this.busy || stream === undefined || this.closing !== undefined || this.failure !== undefined) return
+    this.busy = true
     try {
       for (;;) {
-        if (this.unblock === undefined && this.blocked()) await new Promise<void>((resolve) => (this.unblock = resolve))
-        if (this.closing !== undefined) return
+        if (this.blocked()) return
         const frame = this.protocol === 'labwire' ? this.decoder.decode(stream) : this.bsr.decode(stream)
         if (frame !== NEED_MORE) {
           if (this.protocol === 'labwire') this.onFrame(frame as Frame)
           else this.onBsrFrame(frame)
+          if (this.closing !== undefined || this.failure !== undefined) return
           continue
         }
         if (stream.ended) throw stream.closedError()
-        try {
-          if (!(await stream.fill())) throw stream.closedError()
-        } catch (error) {
-          // The transport's own inactivity timeout: the RPC layer times each call itself.
-          if (error instanceof TimeoutError && !stream.ended) continue
-          throw error
+        if (stream.pushMode) stream.wantMore()
+        else if (!this.pulling) {
+          this.pulling = true
+          stream.fill().then(
+            (more) => {
+              this.pulling = false
+              if (more) this.drive()
+              else this.readFailed(stream.closedError())
+            },
+            (error: unknown) => {
+              this.pulling = false
+              // The transport's own inactivity timeout: the RPC layer times each call itself.
+              if (error instanceof TimeoutError && !stream.ended) this.drive()
+              else this.readFailed(error)
+            },
+          )
         }
+        return
       }
     } catch (error) {
-      if (this.closing !== undefined) return
-      const failure = isLabwireError(error) ? error : new RpcProtocolError(String(error), { cause: error })
-      this.fail(failure instanceof ConnectionClosedError ? failure : failure)
-      void this.session.close().catch(() => undefined)
+      this.readFailed(error)
+    } finally {
+      this.busy = false
     }
+  }
+
+  private startReading(): void {
+    const stream = this.stream as ByteStream
+    if (stream.pushMode) stream.onData = this.drive
+    this.drive()
+  }
+
+  private readFailed(error: unknown): void {
+    if (this.closing !== undefined || this.failure !== undefined) return
+    if (this.stream !== undefined && this.stream.onData === this.drive) this.stream.onData = undefined
+    this.fail(isLabwireError(error) ? error : new RpcProtocolError(String(error), { cause: error }))
+    void this.session.close().catch(() => undefined)
   }
 
   private blocked(): boolean {
@@ -290,11 +320,7 @@ class SessionCore {
   }
 
   private releaseBlock(): void {
-    const unblock = this.unblock
-    if (unblock !== undefined && !this.blocked()) {
-      this.unblock = undefined
-      unblock()
-    }
+    if (this.streams.size === 0 || !this.blocked()) queueMicrotask(this.drive)
   }
 
   private onFrame(frame: Frame): void {
@@ -390,7 +416,6 @@ class SessionCore {
         wakeStream(call.stream)
       } else call.reject(error)
     }
-    this.unblock?.()
   }
 
   // ── writing ────────────────────────────────────────────────────────────────────────────────
@@ -636,6 +661,7 @@ class SessionCore {
   close(): Promise<void> {
     if (this.closing === undefined) {
       this.fail(new RpcClosedError('the RPC session was closed while the call was pending'))
+      if (this.stream !== undefined && this.stream.onData === this.drive) this.stream.onData = undefined
       this.closing = this.session.close()
       this.stream?.interruptWait()
     }
