@@ -16,6 +16,7 @@ const figures = {
   sim: { load: () => import('./p-sim.mjs').then((m) => m.pSim), limitMs: 180_000 },
   tls: { load: () => import('./p-tls.mjs').then((m) => m.pTls), limitMs: 180_000 },
   uds: { load: () => import('./p-uds.mjs').then((m) => m.pUds), limitMs: 180_000 },
+  rpc: { load: () => import('./p-rpc.mjs').then((m) => m.pRpc), limitMs: 300_000 },
   framing: { load: () => import('./p-framing.mjs').then((m) => m.framing), limitMs: 300_000 },
   proxy: { load: () => import('./p-proxy.mjs').then((m) => m.pProxy), limitMs: 300_000 },
   nats: { load: () => import('./p-nats.mjs').then((m) => m.pNats), limitMs: 180_000 },

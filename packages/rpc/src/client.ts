@@ -6,7 +6,7 @@
 import { Buffer } from 'node:buffer'
 import {
   AbortError,
-  ConnectionClosedError,
+  ByteStream,
   MemoryClient,
   NEED_MORE,
   TimeoutError,
@@ -17,7 +17,6 @@ import {
   silentLogger,
   throwIfAborted,
   type AbortOptions,
-  type ByteStream,
   type FrameDecoder,
   type LabwireError,
   type Logger,
@@ -129,7 +128,7 @@ interface Pending {
 interface StreamState {
   items: unknown[]
   ended: boolean
-  error: unknown
+  error: LabwireError | undefined
   wake: (() => void) | undefined
 }
 
@@ -148,9 +147,9 @@ class SessionCore {
   private readonly decoder: FrameDecoder<Frame>
   private readonly bsr: FrameDecoder<BsrFrame>
   private readonly highWater: number
-  /** Resolves when a stream consumer has taken items below the high-water mark. */
-  private unblock: (() => void) | undefined
   private pings = new Map<number, (t: number) => void>()
+  /** Streams not finished by their consumer (checked for backpressure). */
+  private readonly streams = new Set<StreamState>()
 
   constructor(
     private readonly spec: ServiceSpec,
@@ -177,13 +176,13 @@ class SessionCore {
     const failWith = (): LabwireError => (signal?.aborted === true ? abortErrorFrom(signal, 'RPC handshake') : new TimeoutError(`RPC handshake got no answer within ${limit} ms (connectTimeout)`))
     if (this.protocol === 'labwire') {
       const hello = new TextEncoder().encode(JSON.stringify({ v: 1, service: this.spec.name, methods: this.spec.fingerprint }))
-      this.stream = byteStreamOf(this.session.request(concat(encodeFrame(FrameType.HELLO, 0, NO_CALL, hello))))
+      this.stream = byteStreamOf(await this.firstRequest(concat(encodeFrame(FrameType.HELLO, 0, NO_CALL, hello))))
       const frame = await this.readOne(this.decoder, combined, failWith)
       if (frame.type === FrameType.HELLO_ERROR) throw helloError(frame.payload)
       if (frame.type !== FrameType.HELLO_OK) throw new RpcProtocolError(`expected the handshake answer, got frame type ${frame.type}`)
     } else {
       const retry = this.options.initRetryInterval ?? 500
-      this.stream = byteStreamOf(this.session.request(encodeBsr(BsrType.INIT, BSR_VERSION)))
+      this.stream = byteStreamOf(await this.firstRequest(encodeBsr(BsrType.INIT, BSR_VERSION)))
       for (;;) {
         const frame = await this.readOne(this.bsr, combined, failWith)
         if (frame.type === BsrType.EXCEPTION) {
@@ -203,7 +202,27 @@ class SessionCore {
         this.write([encodeBsr(BsrType.INIT, BSR_VERSION)])
       }
     }
-    void this.readLoop()
+    this.startReading()
+  }
+
+  /**
+   * The first write. A server whose access policy turned us away may have closed the connection
+   * already; its notice is then in the session's stream (when the session exposes one).
+   */
+  private async firstRequest(bytes: Uint8Array): Promise<AsyncIterator<Uint8Array>> {
+    try {
+      return this.session.request(bytes)
+    } catch (error) {
+      const stream = (this.session as { stream?: unknown }).stream
+      if (stream instanceof ByteStream) {
+        const limit = Date.now() + 1_000
+        while (stream.indexOf(0x0a) < 0 && !stream.ended && Date.now() < limit) {
+          if (!(await Promise.race([stream.fill().catch(() => false), new Promise<boolean>((r) => setTimeout(() => r(false), 100))]))) break
+        }
+        this.checkNotice(stream)
+      }
+      throw error
+    }
   }
 
   private async readOne<T>(decoder: FrameDecoder<T>, signal: AbortSignal, failWith: () => LabwireError): Promise<T> {
@@ -232,46 +251,76 @@ class SessionCore {
 
   // ── reading ────────────────────────────────────────────────────────────────────────────────
 
-  private async readLoop(): Promise<void> {
-    const stream = this.stream as ByteStream
+  private busy = false
+  private pulling = false
+
+  /**
+   * Decode and dispatch every whole frame buffered, synchronously: from the stream's data events
+   * (push mode) or after a pull (pull mode). Stops while a stream consumer is behind (backpressure:
+   * the transport pauses its socket), resumed by `releaseBlock`.
+   */
+  private readonly drive = (): void => {
+    const stream = this.stream
+    if (this.busy || stream === undefined || this.closing !== undefined || this.failure !== undefined) return
+    this.busy = true
     try {
       for (;;) {
-        if (this.unblock === undefined && this.blocked()) await new Promise<void>((resolve) => (this.unblock = resolve))
-        if (this.closing !== undefined) return
+        if (this.blocked()) return
         const frame = this.protocol === 'labwire' ? this.decoder.decode(stream) : this.bsr.decode(stream)
         if (frame !== NEED_MORE) {
           if (this.protocol === 'labwire') this.onFrame(frame as Frame)
-          else this.onBsrFrame(frame as BsrFrame)
+          else this.onBsrFrame(frame)
+          if (this.closing !== undefined || this.failure !== undefined) return
           continue
         }
         if (stream.ended) throw stream.closedError()
-        try {
-          if (!(await stream.fill())) throw stream.closedError()
-        } catch (error) {
-          // The transport's own inactivity timeout: the RPC layer times each call itself.
-          if (error instanceof TimeoutError && !stream.ended) continue
-          throw error
+        if (stream.pushMode) stream.wantMore()
+        else if (!this.pulling) {
+          this.pulling = true
+          stream.fill().then(
+            (more) => {
+              this.pulling = false
+              if (more) this.drive()
+              else this.readFailed(stream.closedError())
+            },
+            (error: unknown) => {
+              this.pulling = false
+              // The transport's own inactivity timeout: the RPC layer times each call itself.
+              if (error instanceof TimeoutError && !stream.ended) this.drive()
+              else this.readFailed(error)
+            },
+          )
         }
+        return
       }
     } catch (error) {
-      if (this.closing !== undefined) return
-      const failure = isLabwireError(error) ? error : new RpcProtocolError(String(error), { cause: error })
-      this.fail(failure instanceof ConnectionClosedError ? failure : failure)
-      void this.session.close().catch(() => undefined)
+      this.readFailed(error)
+    } finally {
+      this.busy = false
     }
   }
 
+  private startReading(): void {
+    const stream = this.stream as ByteStream
+    if (stream.pushMode) stream.onData = this.drive
+    this.drive()
+  }
+
+  private readFailed(error: unknown): void {
+    if (this.closing !== undefined || this.failure !== undefined) return
+    if (this.stream !== undefined && this.stream.onData === this.drive) this.stream.onData = undefined
+    this.fail(isLabwireError(error) ? error : new RpcProtocolError(String(error), { cause: error }))
+    void this.session.close().catch(() => undefined)
+  }
+
   private blocked(): boolean {
-    for (const p of this.pending.values()) if (p.stream !== undefined && p.stream.items.length >= this.highWater) return true
+    if (this.streams.size === 0) return false
+    for (const state of this.streams) if (state.items.length >= this.highWater) return true
     return false
   }
 
   private releaseBlock(): void {
-    const unblock = this.unblock
-    if (unblock !== undefined && !this.blocked()) {
-      this.unblock = undefined
-      unblock()
-    }
+    if (this.streams.size === 0 || !this.blocked()) queueMicrotask(this.drive)
   }
 
   private onFrame(frame: Frame): void {
@@ -367,7 +416,6 @@ class SessionCore {
         wakeStream(call.stream)
       } else call.reject(error)
     }
-    this.unblock?.()
   }
 
   // ── writing ────────────────────────────────────────────────────────────────────────────────
@@ -422,6 +470,18 @@ class SessionCore {
       return Promise.resolve(undefined)
     }
     const call = this.allocateCall()
+    if (timeout === undefined && options?.signal === undefined) {
+      // The common case, no timer and no signal: nothing to clean up when the answer comes.
+      return new Promise<unknown>((resolve, reject) => {
+        this.pending.set(call, { name, def, resolve, reject })
+        try {
+          this.write(encodeFrame(FrameType.REQUEST, def.id, call, payload))
+        } catch (error) {
+          this.pending.delete(call)
+          reject(error)
+        }
+      })
+    }
     return new Promise<unknown>((resolve, reject) => {
       const signal = options?.signal
       let timer: ReturnType<typeof setTimeout> | undefined
@@ -506,7 +566,7 @@ class SessionCore {
     let finished = false
     let timer: ReturnType<typeof setTimeout> | undefined
     const signal = options?.signal
-    const stop = (error: unknown): void => {
+    const stop = (error: LabwireError): void => {
       if (finished) return
       if (!state.ended) {
         state.ended = true
@@ -522,6 +582,8 @@ class SessionCore {
     const onAbort = (): void => stop(abortErrorFrom(signal as AbortSignal, name))
     const cleanup = (): void => {
       finished = true
+      this.streams.delete(state)
+      this.releaseBlock()
       if (timer !== undefined) clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
     }
@@ -532,6 +594,7 @@ class SessionCore {
       const timeout = options?.timeout ?? this.options.timeout
       call = this.allocateCall()
       this.pending.set(call, { name, def, resolve: () => undefined, reject: () => undefined, stream: state })
+      this.streams.add(state)
       this.write(encodeFrame(FrameType.REQUEST, def.id, call, payload, { timeout }))
       if (timeout !== undefined) timer = setTimeout(() => stop(new TimeoutError(`${name} stream did not finish within ${timeout} ms`)), timeout)
       signal?.addEventListener('abort', onAbort, { once: true })
@@ -540,13 +603,13 @@ class SessionCore {
       state.error = isLabwireError(error) ? error : asDecodeError(name, error)
       if (call !== NO_CALL) this.pending.delete(call)
     }
-    const self = this
-    async function* iterate(): AsyncGenerator<unknown> {
+    const releaseBlock = (): void => this.releaseBlock()
+    async function* iterate(): AsyncGenerator {
       try {
         for (;;) {
           if (state.items.length > 0) {
             const item = state.items.shift()
-            self.releaseBlock()
+            releaseBlock()
             yield item
             continue
           }
@@ -598,6 +661,7 @@ class SessionCore {
   close(): Promise<void> {
     if (this.closing === undefined) {
       this.fail(new RpcClosedError('the RPC session was closed while the call was pending'))
+      if (this.stream !== undefined && this.stream.onData === this.drive) this.stream.onData = undefined
       this.closing = this.session.close()
       this.stream?.interruptWait()
     }

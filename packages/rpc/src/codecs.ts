@@ -110,9 +110,14 @@ function int(name: string, size: 1 | 2 | 4, signed: boolean, le: boolean): Codec
   }
   const write = (view: DataView, value: number): void => {
     check(value)
-    if (size === 1) signed ? view.setInt8(0, value) : view.setUint8(0, value)
-    else if (size === 2) signed ? view.setInt16(0, value, le) : view.setUint16(0, value, le)
-    else signed ? view.setInt32(0, value, le) : view.setUint32(0, value, le)
+    if (size === 1) {
+      if (signed) view.setInt8(0, value)
+      else view.setUint8(0, value)
+    } else if (size === 2) {
+      if (signed) view.setInt16(0, value, le)
+      else view.setUint16(0, value, le)
+    } else if (signed) view.setInt32(0, value, le)
+    else view.setUint32(0, value, le)
   }
   const read = (view: DataView, offset: number): number =>
     size === 1
@@ -137,7 +142,8 @@ function int64(name: string, signed: boolean, le: boolean): Codec<bigint> {
     8,
     (view, value) => {
       if (typeof value !== 'bigint' || value < min || value > max) throw new RpcDecodeError(`cannot encode ${name}: ${String(value)} is not a bigint in [${min}, ${max}]`)
-      signed ? view.setBigInt64(0, value, le) : view.setBigUint64(0, value, le)
+      if (signed) view.setBigInt64(0, value, le)
+      else view.setBigUint64(0, value, le)
     },
     (view, offset) => (signed ? view.getBigInt64(offset, le) : view.getBigUint64(offset, le)),
   )
@@ -149,7 +155,8 @@ function float(name: string, size: 4 | 8, le: boolean): Codec<number> {
     size,
     (view, value) => {
       if (typeof value !== 'number') throw new RpcDecodeError(`cannot encode ${name}: ${String(value)} is not a number`)
-      size === 4 ? view.setFloat32(0, value, le) : view.setFloat64(0, value, le)
+      if (size === 4) view.setFloat32(0, value, le)
+      else view.setFloat64(0, value, le)
     },
     (view, offset) => (size === 4 ? view.getFloat32(offset, le) : view.getFloat64(offset, le)),
   )
@@ -157,6 +164,7 @@ function float(name: string, size: 4 | 8, le: boolean): Codec<number> {
 
 type TupleValue<Cs extends readonly Codec<unknown>[]> = { -readonly [K in keyof Cs]: CodecValue<Cs[K]> }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any codec; Codec<unknown> would reject them (encode is contravariant)
 function tuple<const Cs extends readonly Codec<any>[]>(...items: Cs): Codec<TupleValue<Cs>> {
   const name = `tuple(${items.map((c) => c.name).join(',')})`
   const encode = (value: TupleValue<Cs>): Uint8Array => {
@@ -168,7 +176,7 @@ function tuple<const Cs extends readonly Codec<any>[]>(...items: Cs): Codec<Tupl
     const out: unknown[] = []
     let at = offset
     for (const codec of items) {
-      const [value, next] = codec.decodeField(bytes, at)
+      const [value, next] = codec.decodeField(bytes, at) as [unknown, number]
       out.push(value)
       at = next
     }

@@ -5,10 +5,8 @@
  */
 import {
   AbortError,
-  ConnectionClosedError,
   NEED_MORE,
   TimeoutError,
-  isLabwireError,
   silentLogger,
   type ConnectionHandler,
   type FrameDecoder,
@@ -16,7 +14,7 @@ import {
   type ServerConnection,
 } from '@labwire/core'
 import { checkBsrSpec, decodeBsrValue, type RpcProtocol } from './client.js'
-import { RpcDecodeError, RpcInsecureCodecError, RpcProtocolError, RpcSpecError, RpcSpecMismatchError, RpcUnknownMethodError } from './errors.js'
+import { RpcDecodeError, RpcInsecureCodecError, RpcSpecError, RpcSpecMismatchError, RpcUnknownMethodError } from './errors.js'
 import { compareFingerprints, insecureMethods, type Handlers, type MethodDef, type MethodFingerprint, type RpcContext, type ServiceSpec } from './spec.js'
 import { BsrType, DEFAULT_MAX_FRAME, FLAG_ONE_WAY, FrameType, bsrDecoder, bsrString, encodeBsr, encodeFrame, frameDecoder, type BsrFrame, type Frame } from './wire.js'
 
@@ -38,9 +36,32 @@ export interface RpcServerOptions {
 /** Transports that never leave the machine's process boundary in a way a remote peer could use. */
 const LOCAL_TRANSPORTS = new Set(['memory', 'stdio'])
 
-interface Running {
-  controller: AbortController
-  timer: ReturnType<typeof setTimeout> | undefined
+/** One running call. Its AbortController is made only when the handler reads `ctx.signal` (or a deadline needs it). */
+class Running {
+  timer: ReturnType<typeof setTimeout> | undefined = undefined
+  private ac: AbortController | undefined
+  /** Set when the call was stopped before anyone asked for the signal. */
+  private reason: unknown = undefined
+  private stopped = false
+
+  get signal(): AbortSignal {
+    if (this.ac === undefined) {
+      this.ac = new AbortController()
+      if (this.stopped) this.ac.abort(this.reason)
+    }
+    return this.ac.signal
+  }
+
+  get aborted(): boolean {
+    return this.stopped
+  }
+
+  abort(reason: unknown): void {
+    if (this.stopped) return
+    this.stopped = true
+    this.reason = reason
+    this.ac?.abort(reason)
+  }
 }
 
 /**
@@ -97,9 +118,8 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
     const inflight = new Set<Promise<void>>()
     const session = new Map<string, unknown>()
     let greeted = false
-    let slot: (() => void) | undefined
     const onClose = (): void => {
-      for (const run of running.values()) run.controller.abort(connection.signal.reason)
+      for (const run of running.values()) run.abort(connection.signal.reason)
     }
     connection.signal.addEventListener('abort', onClose, { once: true })
     const send = (chunks: Uint8Array[]): Promise<void> | undefined => {
@@ -112,72 +132,120 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
         return undefined
       }
     }
-    try {
-      for (;;) {
-        if (running.size >= this.maxCalls) await new Promise<void>((resolve) => (slot = resolve))
-        let frame: Frame | typeof NEED_MORE
-        try {
-          frame = this.decoder.decode(stream)
-        } catch (error) {
-          this.logger.warn({ peer: connection.peer, err: error }, 'RPC: malformed frame, closing the connection')
+    let stopped = false
+    let busy = false
+    let pulling = false
+    let finished: () => void = () => undefined
+    const done = new Promise<void>((resolve) => (finished = resolve))
+    const stop = (): void => {
+      if (stopped) return
+      stopped = true
+      stream.onData = undefined
+      finished()
+    }
+    // Decode and dispatch every whole frame buffered, synchronously: from the stream's data events
+    // (push mode) or after a pull (pull mode). Returns when it needs more bytes or must wait.
+    const drive = (): void => {
+      if (busy || stopped) return
+      busy = true
+      try {
+        while (!stopped) {
+          if (running.size >= this.maxCalls) return // resumed when a call ends
+          let frame: Frame | typeof NEED_MORE
+          try {
+            frame = this.decoder.decode(stream)
+          } catch (error) {
+            this.logger.warn({ peer: connection.peer, err: error }, 'RPC: malformed frame, closing the connection')
+            stop()
+            return
+          }
+          if (frame === NEED_MORE) {
+            if (stream.ended || connection.signal.aborted) stop()
+            else if (stream.pushMode) stream.wantMore()
+            else if (!pulling) {
+              pulling = true
+              stream.fill().then(
+                (more) => {
+                  pulling = false
+                  if (more) drive()
+                  else stop()
+                },
+                () => stop(),
+              )
+            }
+            return
+          }
+          this.dispatch(frame, greeted, connection, running, session, send, inflight, drive, stop)
+          greeted = true
+        }
+      } finally {
+        busy = false
+      }
+    }
+    if (stream.pushMode) stream.onData = drive
+    connection.signal.addEventListener('abort', stop, { once: true })
+    drive()
+    await done
+    connection.signal.removeEventListener('abort', onClose)
+    connection.signal.removeEventListener('abort', stop)
+    // Input ended or broke: calls still running finish (the kernel's drain) unless the connection closes.
+    if (inflight.size > 0) await Promise.allSettled([...inflight])
+  }
+
+  /** Handle one frame (HELLO first, then calls). */
+  private dispatch(
+    frame: Frame,
+    greeted: boolean,
+    connection: ServerConnection,
+    running: Map<number, Running>,
+    session: Map<string, unknown>,
+    send: (chunks: Uint8Array[]) => Promise<void> | undefined,
+    inflight: Set<Promise<void>>,
+    drive: () => void,
+    stop: () => void,
+  ): void {
+    if (!greeted) {
+      if (frame.type !== FrameType.HELLO) {
+        this.logger.warn({ peer: connection.peer }, `RPC: expected HELLO, got frame type ${frame.type}; closing`)
+        stop()
+        return
+      }
+      const refusal = this.hello(frame.payload, connection)
+      if (refusal !== undefined) {
+        void send(encodeFrame(FrameType.HELLO_ERROR, 0, 0, json(refusal)))
+        stop()
+        return
+      }
+      void send(encodeFrame(FrameType.HELLO_OK, 0, 0, EMPTY))
+      return
+    }
+    switch (frame.type) {
+      case FrameType.PING:
+        void send(encodeFrame(FrameType.PONG, 0, frame.call, EMPTY))
+        return
+      case FrameType.CANCEL:
+        running.get(frame.call)?.abort(new AbortError('the client cancelled the call'))
+        return
+      case FrameType.REQUEST: {
+        if (running.has(frame.call)) {
+          this.logger.warn({ peer: connection.peer, call: frame.call }, 'RPC: call id already in flight; closing')
+          stop()
           return
         }
-        if (frame === NEED_MORE) {
-          if (stream.ended) return
-          try {
-            if (!(await stream.fill())) return
-          } catch {
-            return
-          }
-          continue
+        const pending = this.request(frame, connection, running, session, send)
+        if (pending !== undefined) {
+          inflight.add(pending)
+          void pending.then(() => {
+            inflight.delete(pending)
+            // The loop may have stopped at maxConcurrentCalls: go on.
+            queueMicrotask(drive)
+          })
         }
-        if (!greeted) {
-          if (frame.type !== FrameType.HELLO) {
-            this.logger.warn({ peer: connection.peer }, `RPC: expected HELLO, got frame type ${frame.type}; closing`)
-            return
-          }
-          const refusal = this.hello(frame.payload, connection)
-          if (refusal !== undefined) {
-            await send(encodeFrame(FrameType.HELLO_ERROR, 0, 0, json(refusal)))
-            return
-          }
-          greeted = true
-          void send(encodeFrame(FrameType.HELLO_OK, 0, 0, EMPTY))
-          continue
-        }
-        switch (frame.type) {
-          case FrameType.PING:
-            void send(encodeFrame(FrameType.PONG, 0, frame.call, EMPTY))
-            break
-          case FrameType.CANCEL:
-            running.get(frame.call)?.controller.abort(new AbortError('the client cancelled the call'))
-            break
-          case FrameType.REQUEST: {
-            if (running.has(frame.call)) {
-              this.logger.warn({ peer: connection.peer, call: frame.call }, 'RPC: call id already in flight; closing')
-              return
-            }
-            const done = this.request(frame, connection, running, session, send)
-            if (done !== undefined) {
-              inflight.add(done)
-              void done.then(() => {
-                inflight.delete(done)
-                const wake = slot
-                slot = undefined
-                wake?.()
-              })
-            }
-            break
-          }
-          default:
-            this.logger.warn({ peer: connection.peer, type: frame.type }, 'RPC: unexpected frame type; closing')
-            return
-        }
+        return
       }
-    } finally {
-      connection.signal.removeEventListener('abort', onClose)
-      // Input ended or broke: calls still running finish (the kernel's drain) unless the connection closes.
-      if (inflight.size > 0) await Promise.allSettled([...inflight])
+      default:
+        this.logger.warn({ peer: connection.peer, type: frame.type }, 'RPC: unexpected frame type; closing')
+        stop()
     }
   }
 
@@ -232,14 +300,21 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
       fail(new RpcDecodeError(`${name}: undecodable request: ${error instanceof Error ? error.message : String(error)}`), name)
       return undefined
     }
-    const controller = new AbortController()
     const deadline = frame.timeout === undefined ? undefined : Date.now() + frame.timeout
-    const run: Running = { controller, timer: undefined }
+    const run = new Running()
     if (frame.timeout !== undefined) {
-      run.timer = setTimeout(() => controller.abort(new TimeoutError(`${name}: the call's deadline (${frame.timeout} ms) passed`)), frame.timeout)
+      run.timer = setTimeout(() => run.abort(new TimeoutError(`${name}: the call's deadline (${frame.timeout} ms) passed`)), frame.timeout)
     }
     running.set(frame.call, run)
-    const ctx: RpcContext = { signal: controller.signal, deadline, peer: connection.peer, session, method: name }
+    const ctx: RpcContext = {
+      get signal() {
+        return run.signal
+      },
+      deadline,
+      peer: connection.peer,
+      session,
+      method: name,
+    }
     const finish = (): void => {
       if (run.timer !== undefined) clearTimeout(run.timer)
       if (running.get(frame.call) === run) running.delete(frame.call)
@@ -248,7 +323,7 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
     const onError = (error: unknown): void => {
       finish()
       // A cancelled or expired call has nobody waiting for its answer.
-      if (controller.signal.aborted) return
+      if (run.aborted) return
       this.logger.debug({ peer: connection.peer, method: name, err: error }, 'RPC: handler threw')
       fail(error, name)
     }
@@ -259,10 +334,10 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
       onError(error)
       return undefined
     }
-    if (def.stream === true) return this.pump(result, def, frame, controller.signal, send).then(finish, onError)
+    if (def.stream === true) return this.pump(result, def, frame, run, send).then(finish, onError)
     const reply = (value: unknown): void => {
       finish()
-      if (oneWay || controller.signal.aborted) return
+      if (oneWay || run.aborted) return
       let payload: Uint8Array
       try {
         payload = (def.response ?? NONE).encode(value)
@@ -277,7 +352,7 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
     return undefined
   }
 
-  private async pump(result: unknown, def: MethodDef, frame: Frame, signal: AbortSignal, send: (chunks: Uint8Array[]) => Promise<void> | undefined): Promise<void> {
+  private async pump(result: unknown, def: MethodDef, frame: Frame, signal: Running, send: (chunks: Uint8Array[]) => Promise<void> | undefined): Promise<void> {
     const source = (isPromiseLike(result) ? await result : result) as AsyncIterable<unknown> | Iterable<unknown>
     const codec = def.response ?? NONE
     if (source === null || typeof source !== 'object' || !(Symbol.asyncIterator in source || Symbol.iterator in source)) {

@@ -8,6 +8,7 @@ import type { Codec } from './codecs.js'
 import { RpcSpecError } from './errors.js'
 
 /** One method of a service. */
+/* eslint-disable @typescript-eslint/no-explicit-any -- a method of any request / response type */
 export interface MethodDef<Req = any, Res = any> {
   /** 16-bit method id (0 … 65535), unique in the service: what travels on the wire. */
   readonly id: number
@@ -49,7 +50,8 @@ export interface CallOptions extends AbortOptions {
   timeout?: number
 }
 
-type ReqOf<D> = D extends MethodDef<infer Req, any> ? Req : never
+type ReqOf<D> = D extends MethodDef<infer Req> ? Req : never
+/* eslint-enable @typescript-eslint/no-explicit-any */
 type ResOf<D> = D extends { response: Codec<infer Res> } ? Res : undefined
 
 type Args<Req> = undefined extends Req ? [request?: Req, options?: CallOptions] : [request: Req, options?: CallOptions]
@@ -89,7 +91,11 @@ export type Handler<D> = D extends { stream: true }
   ? (request: ReqOf<D>, ctx: RpcContext) => AsyncIterable<ResOf<D>> | Iterable<ResOf<D>> | Promise<AsyncIterable<ResOf<D>> | Iterable<ResOf<D>>>
   : D extends { oneWay: true }
     ? (request: ReqOf<D>, ctx: RpcContext) => unknown
-    : (request: ReqOf<D>, ctx: RpcContext) => ResOf<D> | Promise<ResOf<D>>
+    : (request: ReqOf<D>, ctx: RpcContext) => HandlerResult<ResOf<D>>
+
+/** What a unary handler returns: the response value (a method with no response may return nothing). */
+// eslint-disable-next-line @typescript-eslint/no-invalid-void-type -- a handler with no response may return nothing
+export type HandlerResult<R> = undefined extends R ? R | void | Promise<R | void> : R | Promise<R>
 
 /** The handlers an `RpcServer` needs for a spec: one per method. */
 export type Handlers<S extends ServiceDef> = { readonly [K in keyof S['methods']]: Handler<S['methods'][K]> }

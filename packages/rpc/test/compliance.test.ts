@@ -86,7 +86,7 @@ function rpcCompliance(setup: RpcTransportSetup): void {
     })
 
     it('every codec round-trips', async () => {
-      await using served = await setup.start(new RpcServer(echoService, echoHandlers as never))
+      await using served = await setup.start(new RpcServer(echoService, echoHandlers))
       await using s = await new RpcClient(echoService, served.client()).connect()
       for (const [name, , value] of codecCases) {
         const call = (s as unknown as Record<string, (v: unknown) => Promise<unknown>>)[name] as (v: unknown) => Promise<unknown>

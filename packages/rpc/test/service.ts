@@ -35,7 +35,10 @@ export function handlers(probe: Probe): Handlers<typeof svc> {
     hello: (name) => `hello ${name}`,
     add: ([a, b]) => a + b,
     async *ramp({ n }) {
-      for (let i = 0; i < n; i++) yield new Uint8Array([i & 0xff])
+      for (let i = 0; i < n; i++) {
+        if (i % 64 === 63) await Promise.resolve()
+        yield new Uint8Array([i & 0xff])
+      }
     },
     note: ({ text }) => {
       probe.notes.push(text)
