@@ -1,6 +1,7 @@
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { composeFilters, traceFilter, type Logger, type ServerAddress } from '@labwire/core'
+import { Monitor, MonitorConfigError } from '@labwire/monitor'
 import { ControlServer, loadDevices, SimulatorServer, type ControlServerOptions, type Device, type LoadedDevices } from '@labwire/simulator'
 import { telnetServerFilter } from '@labwire/transport-telnet'
 import { bundledDevices, resolveDeviceFile } from './devices.js'
@@ -35,6 +36,10 @@ Options:
   --control-port P      serve the simulator's control channel (HTTP) on this port (0 = any free port)
   --control-host H      address of the control channel (default 127.0.0.1, whatever --host says)
   --control-token T     token the control channel requires (needed when it is not on loopback)
+  --monitor-port P      serve the live monitor (web page, /metrics, /healthz, /readyz) on this
+                        port (0 = any free port)
+  --monitor-host H      address of the monitor (default 127.0.0.1)
+  --monitor-token T     token the monitor requires (needed when it is not on loopback)
   --trace               write every byte each way to stderr
   --log-level L         device and server messages on stderr: debug, info, warn, error, silent
                         (default warn; error with --quiet)
@@ -82,6 +87,9 @@ export async function sim(args: string[], io: Io): Promise<ExitCodeValue> {
     'control-port': { type: 'string' },
     'control-host': { type: 'string' },
     'control-token': { type: 'string' },
+    'monitor-port': { type: 'string' },
+    'monitor-host': { type: 'string' },
+    'monitor-token': { type: 'string' },
     trace: { type: 'boolean', default: false },
     'log-level': { type: 'string' },
     quiet: { type: 'boolean', default: false },
@@ -106,6 +114,17 @@ export async function sim(args: string[], io: Io): Promise<ExitCodeValue> {
   const err = styleFor(io.stderr, io.env)
   const logLevel = values['log-level'] !== undefined ? parseLogLevel(values['log-level']) : values.quiet ? 'error' : 'warn'
   const logger = lineLogger('labwire sim', logLevel, (line) => io.stderr.write(line), err)
+  const monitorPort = values['monitor-port'] === undefined ? undefined : parseListenPort(values['monitor-port'], '--monitor-port')
+  if (monitorPort === undefined && (values['monitor-host'] !== undefined || values['monitor-token'] !== undefined)) throw new UsageError('--monitor-host and --monitor-token need --monitor-port')
+  let monitor: Monitor | undefined
+  if (monitorPort !== undefined) {
+    try {
+      monitor = new Monitor({ port: monitorPort, logger, ...(values['monitor-host'] === undefined ? {} : { host: values['monitor-host'] }), ...(values['monitor-token'] === undefined ? {} : { token: values['monitor-token'] }) })
+    } catch (error) {
+      if (error instanceof MonitorConfigError) throw new UsageError(error.message)
+      throw error
+    }
+  }
   const info = (line: string): void => {
     if (!values.quiet) io.stderr.write(`${err.dim(line)}\n`)
   }
@@ -132,21 +151,33 @@ export async function sim(args: string[], io: Io): Promise<ExitCodeValue> {
     for (const plan of plans) {
       // The simulator serves both listeners (one shared device): greetings (a CLI device's banner
       // and login prompt), faults and broadcasts work over Telnet as over TCP.
-      const simulator = new SimulatorServer({ device: plan.device, host, port: plan.port, logger, ...(trace === undefined ? {} : { filter: trace }) })
+      const name = plan.device.name
+      const watched = monitor?.traceFilter(name)
+      const filter = watched === undefined ? trace : trace === undefined ? watched : composeFilters(watched, trace)
+      const serverLogger = monitor === undefined ? logger : monitor.serviceLogger(name, logger)
+      const simulator = new SimulatorServer({ device: plan.device, host, port: plan.port, logger: serverLogger, ...(filter === undefined ? {} : { filter }) })
       simulators.push(simulator)
       servers.push(simulator)
       announce('tcp', await simulator.listen(), plan.what)
+      const extra: SimulatorServer[] = []
       if (telnetPort !== undefined) {
-        const telnet = new SimulatorServer({ device: plan.device, host, port: telnetPort, logger, ...(trace === undefined ? { telnet: true } : { filter: composeFilters(trace, telnetServerFilter({})) }) })
+        const telnet = new SimulatorServer({ device: plan.device, host, port: telnetPort, logger: serverLogger, ...(filter === undefined ? { telnet: true } : { filter: composeFilters(filter, telnetServerFilter({})) }) })
         servers.push(telnet)
+        extra.push(telnet)
         announce('telnet', await telnet.listen(), plan.what)
       }
+      // One service per device: its TCP and Telnet listeners count together.
+      monitor?.addService({ name, kind: 'simulator', simulator, servers: extra })
     }
     if (controlPort !== undefined) {
       const options: ControlServerOptions = { servers: simulators, host: controlHost, port: controlPort, logger, ...(controlToken === undefined ? {} : { token: controlToken }) }
       const control = new ControlServer(options)
       servers.push(control)
       announce('http', await control.listen(), 'the control channel')
+    }
+    if (monitor !== undefined) {
+      servers.push(monitor)
+      announce('http', await monitor.listen(), 'the live monitor (/, /metrics, /healthz, /readyz)')
     }
   } catch (error) {
     await closeAll()
@@ -164,6 +195,7 @@ export async function sim(args: string[], io: Io): Promise<ExitCodeValue> {
     process.on('SIGTERM', stop)
   })
   info(`${signal}: closing`)
+  monitor?.drain()
   await closeAll()
   info('stopped')
   return ExitCode.ok
