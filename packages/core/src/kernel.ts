@@ -76,6 +76,8 @@ export interface ConnectionIo {
    * `end()`. A WebSocket closes with code 4403 / 4408 and the message as reason.
    */
   refuse?(error: AccessRefusedError | AccessTimeoutError): void
+  /** Called with the connection's record as soon as it exists, before it is served, queued or refused (so `closed()` can be reported from inside `admit`). */
+  attach?(conn: KernelConnection): void
 }
 
 const QUEUED = 0
@@ -289,6 +291,7 @@ export class ServerKernel {
     }
     const conn = new KernelConnection(this, peer, stream, io)
     this.connections.add(conn)
+    io.attach?.(conn)
     if (serverConnectChannel.hasSubscribers) serverConnectChannel.publish({ server: this.server, transport: this.transport, peer, connections: this.connections.size })
     logDebug(this.logger, () => [{ peer }, 'connection accepted'])
     if (this.active < this.maxSessions) this.start(conn)

@@ -90,6 +90,10 @@ class Peer implements ConnectionIo {
 
   flush(): void {}
 
+  attach(conn: KernelConnection): void {
+    this.conn = conn
+  }
+
   end(): void {
     if (this.done) return
     this.done = true

@@ -303,6 +303,10 @@ class WsIo implements ConnectionIo {
 
   flush(): void {}
 
+  attach(conn: KernelConnection): void {
+    this.conn = conn
+  }
+
   end(): void {
     this.closeWith(1000, '', CLOSE_LINGER_MS * 2)
   }
