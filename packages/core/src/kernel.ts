@@ -122,6 +122,21 @@ export function parseAccessNotice(bytes: Uint8Array): AccessRefusedError | Acces
   return undefined
 }
 
+/** WebSocket close code of a session refused by the access policy. */
+export const CLOSE_CODE_ACCESS_REFUSED = 4403
+/** WebSocket close code of a session that waited `queueTimeout` for exclusive access. */
+export const CLOSE_CODE_ACCESS_TIMEOUT = 4408
+
+/**
+ * The access error a WebSocket close carries (code 4403 / 4408, reason = the error's message), or
+ * `undefined` for any other close. For WebSocket clients: fail the stream with it.
+ */
+export function accessErrorFromClose(code: number, reason: string): AccessRefusedError | AccessTimeoutError | undefined {
+  if (code === CLOSE_CODE_ACCESS_REFUSED) return new AccessRefusedError(reason || undefined, { holder: / by (\S+)$/.exec(reason)?.[1] ?? '' })
+  if (code === CLOSE_CODE_ACCESS_TIMEOUT) return new AccessTimeoutError(reason || undefined, { waited: Number(/waited (\d+) ms/.exec(reason)?.[1] ?? 0) })
+  return undefined
+}
+
 /**
  * One connection (or UDP peer) as the kernel keeps it: what the serving loop writes through, and
  * the fields idle detection, the access queue and the events need. One object per connection.

@@ -4,6 +4,8 @@ import WebSocket, { WebSocketServer as WsServer } from 'ws'
 import {
   AccessTimeoutError,
   ByteStream,
+  CLOSE_CODE_ACCESS_REFUSED,
+  CLOSE_CODE_ACCESS_TIMEOUT,
   ConnectionError,
   DEFAULT_MAX_LENGTH,
   FrameTooLargeError,
@@ -31,9 +33,9 @@ export const DEFAULT_SERVER_MAX_PAYLOAD = DEFAULT_MAX_LENGTH
 /** Default `maxConnections` of a {@link WebSocketServer}. */
 export const DEFAULT_WS_MAX_CONNECTIONS = 1024
 /** WebSocket close code for a session refused by the access policy (`AccessRefusedError`; the reason is its message). */
-export const CLOSE_ACCESS_REFUSED = 4403
+const CLOSE_ACCESS_REFUSED = CLOSE_CODE_ACCESS_REFUSED
 /** WebSocket close code for a session that waited `queueTimeout` for exclusive access (`AccessTimeoutError`). */
-export const CLOSE_ACCESS_TIMEOUT = 4408
+const CLOSE_ACCESS_TIMEOUT = CLOSE_CODE_ACCESS_TIMEOUT
 
 const CLOSE_LINGER_MS = 500
 
