@@ -4,7 +4,6 @@
  */
 import { connect as netConnect } from 'node:net'
 import { describe, expect, it } from 'vitest'
-import WebSocket from 'ws'
 import {
   AccessRefusedError,
   AccessTimeoutError,
@@ -87,22 +86,6 @@ async function noticeOf(port: number): Promise<AccessRefusedError | AccessTimeou
   return start < 0 ? undefined : parseAccessNotice(all.subarray(start))
 }
 
-/** A raw `ws` client, to see the close code and reason a turned-away WebSocket session gets. */
-async function wsClose(url: string, send?: string): Promise<{ code: number; reason: string }> {
-  const ws = new WebSocket(url)
-  return within(
-    new Promise<{ code: number; reason: string }>((resolve, reject) => {
-      ws.on('open', () => {
-        if (send !== undefined) ws.send(bytes(send))
-      })
-      ws.on('error', reject)
-      ws.on('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString() }))
-    }),
-    WAIT,
-    'websocket close',
-  )
-}
-
 for (const kind of kinds.filter((k) => k.name !== 'websocket')) {
   describe(`access policy on ${kind.name}`, () => {
     it("exclusive: 'refuse' turns a second session away with an AccessRefusedError naming the holder", async () => {
@@ -177,56 +160,6 @@ for (const kind of kinds.filter((k) => k.name !== 'websocket')) {
     })
   })
 }
-
-describe('access policy on websocket', () => {
-  it("exclusive: 'refuse' closes a second session with 4403 and the holder in the reason; 'queue' serves in turn; queueTimeout closes with 4408", async () => {
-    const kind = kinds.find((k) => k.name === 'websocket') as Kind
-    const refusing = new WebSocketServer({ port: 0, callback: echo, access: { exclusive: 'refuse' } })
-    await refusing.listen()
-    try {
-      const url = refusing.url as string
-      await using first = await new WebSocketClient({ url, timeout: WAIT }).connect()
-      expect(await ask(first, 'one')).toBe('ONE')
-      const { code, reason } = await wsClose(url)
-      expect(code).toBe(4403)
-      const error = accessErrorFromClose(code, reason)
-      expect(error).toBeInstanceOf(AccessRefusedError)
-      expect((error as AccessRefusedError).holder).toMatch(/^127\.0\.0\.1:\d+$/)
-      expect(await ask(first, 'still')).toBe('STILL')
-    } finally {
-      await refusing.close()
-    }
-
-    const queueing = await kind.start({ exclusive: 'queue', queueTimeout: 5_000 })
-    try {
-      const first = await queueing.connect()
-      expect(await ask(first, 'a')).toBe('A')
-      await using second = await queueing.connect()
-      const reply = ask(second, 'b')
-      const early = await Promise.race([reply.then(() => 'answered'), new Promise((resolve) => setTimeout(() => resolve('waiting'), 200))])
-      expect(early).toBe('waiting')
-      await first.close()
-      expect(await reply).toBe('B')
-    } finally {
-      await queueing.close()
-    }
-
-    const timing = new WebSocketServer({ port: 0, callback: echo, access: { exclusive: 'queue', queueTimeout: 150 } })
-    await timing.listen()
-    try {
-      const url = timing.url as string
-      await using first = await new WebSocketClient({ url, timeout: WAIT }).connect()
-      expect(await ask(first, 'a')).toBe('A')
-      const { code, reason } = await wsClose(url, 'b\n')
-      expect(code).toBe(4408)
-      const error = accessErrorFromClose(code, reason)
-      expect(error).toBeInstanceOf(AccessTimeoutError)
-      expect(error?.message).toMatch(/waited 150 ms for exclusive access/)
-    } finally {
-      await timing.close()
-    }
-  })
-})
 
 describe('access notice', () => {
   it('round-trips both errors, with or without the line end, and ignores ordinary replies', () => {
