@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer'
 import { ConnectionClosedError, ConnectionError, FrameTooLargeError, TimeoutError, isLabwireError, type LabwireError } from './errors.js'
-import { DEFAULT_MAX_LENGTH, NEED_MORE, delimiterDecoder, exactDecoder, type FrameDecoder, type ReadUntilOptions } from './frame-decoder.js'
+import { NEED_MORE, delimiterDecoder, exactDecoder, type FrameDecoder, type ReadUntilOptions } from './frame-decoder.js'
 import { clampDelay } from './validate.js'
 
 /** Options for {@link ByteStream}. */
