@@ -4,7 +4,10 @@
  *
  * @module
  */
+import { timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { isIP } from 'node:net'
+import { hostname, networkInterfaces } from 'node:os'
 import { ConnectionError, silentLogger, throwIfAborted, type AbortOptions, type Logger, type ServerAddress } from '@labwire/core'
 import { validateFaultSpec } from './faults.js'
 import type { SimulatorServer } from './server.js'
@@ -13,14 +16,38 @@ import type { SimulatorServer } from './server.js'
 export interface ControlServerOptions {
   /** The served devices, addressed by their device name. */
   servers: readonly SimulatorServer[]
-  /** Address to bind. Default `127.0.0.1`. */
-  host?: string
+  /**
+   * Address to bind. Default `127.0.0.1`. Any address that is not loopback needs a
+   * {@link ControlServerOptions.token}: without one the constructor throws.
+   */
+  host?: string | undefined
   /** Port; 0 (default) picks a free one. */
   port?: number
+  /**
+   * A shared secret: when set, every request must carry `Authorization: Bearer <token>` (401
+   * otherwise). Required when `host` is not loopback. `undefined` = none (so a CLI flag can be passed as is).
+   */
+  token?: string | undefined
+  /**
+   * More names the `Host` header may carry (e.g. the lab machine's DNS name). Always accepted:
+   * `localhost`, `127.0.0.1`, `[::1]` and the bound address (for a wildcard bind, `0.0.0.0` or
+   * `::`, every address of this machine's interfaces and its host name).
+   */
+  allowedHosts?: readonly string[]
   /** Largest accepted request body, in bytes. Default 64 KiB. */
   maxBodyLength?: number
   logger?: Logger
 }
+
+/** True for `localhost`, 127.0.0.0/8, `::1` and IPv4-mapped loopback. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase()
+  if (h === 'localhost' || h === '::1') return true
+  const v4 = h.startsWith('::ffff:') ? h.slice(7) : h
+  return isIP(v4) === 4 && v4.startsWith('127.')
+}
+
+const WILDCARDS = new Set(['0.0.0.0', '::', '[::]'])
 
 class HttpError extends Error {
   constructor(
@@ -58,6 +85,8 @@ export class ControlServer implements AsyncDisposable {
   private readonly port: number
   private readonly maxBodyLength: number
   private readonly logger: Logger
+  private readonly token: Buffer | undefined
+  private readonly allowedHosts: Set<string>
   private readonly servers: readonly SimulatorServer[]
   private bound: ServerAddress | undefined
   private closing: Promise<void> | undefined
@@ -68,11 +97,24 @@ export class ControlServer implements AsyncDisposable {
     this.port = options.port ?? 0
     this.maxBodyLength = options.maxBodyLength ?? 64 * 1024
     this.logger = options.logger ?? silentLogger
+    if (options.token !== undefined && options.token === '') throw new RangeError('ControlServer: token must not be empty')
+    if (options.token === undefined && !isLoopbackHost(this.host))
+      throw new RangeError(
+        `ControlServer: host '${this.host}' is not loopback, so the control channel needs a token: set the token option (every request then carries 'Authorization: Bearer <token>')`,
+      )
+    this.token = options.token === undefined ? undefined : Buffer.from(options.token, 'utf8')
+    this.allowedHosts = new Set(['localhost', '127.0.0.1', '::1', normalizeHost(this.host), ...(options.allowedHosts ?? []).map(normalizeHost)])
     this.server = createServer((req, res) => {
+      try {
+        this.check(req)
+      } catch (error) {
+        // The body of a refused request is not read: close the connection after the answer.
+        res.setHeader('connection', 'close')
+        fail(res, error, this.logger)
+        return
+      }
       this.route(req, res).catch((error: unknown) => {
-        const status = error instanceof HttpError ? error.status : 500
-        if (status === 500) this.logger.error({ err: error }, 'control request failed')
-        send(res, status, { error: error instanceof Error ? error.message : String(error) })
+        fail(res, error, this.logger)
       })
     })
     this.server.on('error', (error) => this.logger.error({ err: error }, 'control server error'))
@@ -102,6 +144,12 @@ export class ControlServer implements AsyncDisposable {
           return
         }
         this.bound = { host: address.address, port: address.port }
+        this.allowedHosts.add(normalizeHost(address.address))
+        if (WILDCARDS.has(address.address)) {
+          // A wildcard bind answers on every interface: each of their addresses, and this machine's name.
+          for (const list of Object.values(networkInterfaces())) for (const nic of list ?? []) this.allowedHosts.add(normalizeHost(nic.address))
+          this.allowedHosts.add(normalizeHost(hostname()))
+        }
         resolve(this.bound)
       })
     })
@@ -122,6 +170,43 @@ export class ControlServer implements AsyncDisposable {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close()
+  }
+
+  /**
+   * Refuse what a web page could send: a `Host` that is not this server (DNS rebinding, 403), an
+   * `Origin` that is not this server (cross-origin, 403), a missing or wrong token (401), and a
+   * mutating request whose body is not declared `application/json` (a "simple" cross-site
+   * `text/plain` POST, 415).
+   */
+  private check(req: IncomingMessage): void {
+    const host = req.headers.host
+    if (host === undefined || host === '') throw new HttpError(400, 'a Host header is required')
+    const hostName = normalizeHost(stripPort(host))
+    if (!this.allowedHosts.has(hostName)) throw new HttpError(403, `Host '${host}' is not this control channel (allowed: localhost, 127.0.0.1, [::1], the bound address; see allowedHosts)`)
+    const origin = req.headers.origin
+    if (origin !== undefined && !this.sameOrigin(origin)) throw new HttpError(403, `cross-origin request from '${origin}' refused`)
+    if (this.token !== undefined) {
+      const given = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1]
+      const bytes = Buffer.from(given ?? '', 'utf8')
+      if (given === undefined || bytes.length !== this.token.length || !timingSafeEqual(bytes, this.token)) throw new HttpError(401, 'missing or wrong token (Authorization: Bearer <token>)')
+    }
+    const method = req.method ?? 'GET'
+    if (method !== 'GET' && method !== 'HEAD') {
+      const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
+      if (type !== 'application/json') throw new HttpError(415, `${method} needs Content-Type: application/json`)
+    }
+  }
+
+  private sameOrigin(origin: string): boolean {
+    let url: URL
+    try {
+      url = new URL(origin)
+    } catch {
+      return false // 'null' (a sandboxed or file: page) and anything unparsable
+    }
+    if (url.protocol !== 'http:') return false
+    const port = url.port === '' ? 80 : Number(url.port)
+    return port === this.bound?.port && this.allowedHosts.has(normalizeHost(url.hostname))
   }
 
   private find(name: string): SimulatorServer {
@@ -166,7 +251,12 @@ export class ControlServer implements AsyncDisposable {
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost')
-    const parts = url.pathname.split('/').filter((p) => p.length > 0).map(decodeURIComponent)
+    let parts: string[]
+    try {
+      parts = url.pathname.split('/').filter((p) => p.length > 0).map(decodeURIComponent)
+    } catch {
+      throw new HttpError(400, `malformed percent-encoding in ${url.pathname}`)
+    }
     const method = req.method ?? 'GET'
     if (parts[0] !== 'devices') throw new HttpError(404, `no route ${method} ${url.pathname}`)
     if (parts.length === 1) {
@@ -267,6 +357,25 @@ export class ControlServer implements AsyncDisposable {
         throw new HttpError(404, `no route ${method} ${url.pathname}`)
     }
   }
+}
+
+function fail(res: ServerResponse, error: unknown, logger: Logger): void {
+  const status = error instanceof HttpError ? error.status : 500
+  if (status === 500) logger.error({ err: error }, 'control request failed')
+  if (status === 401) res.setHeader('www-authenticate', 'Bearer')
+  send(res, status, { error: error instanceof Error ? error.message : String(error) })
+}
+
+/** `[::1]:8025` → `[::1]`, `localhost:8025` → `localhost`. */
+function stripPort(host: string): string {
+  if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1)
+  const colon = host.indexOf(':')
+  return colon === -1 || host.indexOf(':', colon + 1) !== -1 ? host : host.slice(0, colon)
+}
+
+/** Lower case, no brackets, no trailing dot: `[::1]` → `::1`, `LocalHost.` → `localhost`. */
+function normalizeHost(host: string): string {
+  return host.replace(/^\[|\]$/g, '').replace(/\.$/, '').toLowerCase()
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {

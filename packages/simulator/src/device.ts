@@ -6,7 +6,7 @@
  * @module
  */
 import { ApplicationServer } from '@labwire/application'
-import { silentLogger, type ByteHandlerObject, type ByteStream, type Logger } from '@labwire/core'
+import { clampDelay, longTimeout, silentLogger, type ByteHandlerObject, type ByteStream, type Logger } from '@labwire/core'
 import { SentinelBytesMarshaller } from '@labwire/marshallers'
 import { concatBytes, splitBytes, utf8 } from './bytes.js'
 import { FaultSet, type Fault, type FaultSpec } from './faults.js'
@@ -159,7 +159,12 @@ export class Device<S = Record<string, unknown>> {
   /** Faults, switchable at run time. */
   readonly faults = new FaultSet()
   readonly methods = new Map<string, DeviceMethod<S>>()
-  readonly logger: Logger
+  /**
+   * Where device errors go (a bad format spec, a handler that throws): `logger.error` with
+   * `{ err, device, command }`. Writable, so a server or the CLI can give a device built
+   * without one its own logger.
+   */
+  logger: Logger
   readonly maxRequestLength: number
   /** True after a `quiet` fault fired, until {@link Device.reset}. */
   quiet = false
@@ -235,9 +240,14 @@ export class Device<S = Record<string, unknown>> {
     return this
   }
 
-  /** Call `fn` every `interval` ms while the device is served (drift, ramps); `elapsed` is the time since the last tick. */
+  /**
+   * Call `fn` every `interval` ms while the device is served (drift, ramps); `elapsed` is the time
+   * since the last tick. `interval` must be positive; one over 2³¹ − 1 ms is clamped to that
+   * (Node would otherwise tick every millisecond).
+   */
   onTick(interval: number, fn: (device: Device<S>, elapsed: number) => void): this {
-    this.tickers.push({ interval, fn })
+    if (typeof interval !== 'number' || !(interval > 0)) throw new RangeError(`Device ${this.name}: onTick interval must be a positive number of milliseconds, got ${String(interval)}`)
+    this.tickers.push({ interval: clampDelay(interval), fn })
     return this
   }
 
@@ -251,7 +261,7 @@ export class Device<S = Record<string, unknown>> {
         try {
           ticker.fn(this, now - last)
         } catch (error) {
-          this.logger.error({ err: error, device: this.name }, 'tick failed')
+          this.logger.error({ err: error, device: this.name }, `device "${this.name}": tick failed: ${error instanceof Error ? error.message : String(error)}`)
         }
         last = now
       }, ticker.interval)
@@ -434,7 +444,11 @@ export class Device<S = Record<string, unknown>> {
 
   private crashed(error: unknown, query: string): typeof CRASH {
     // Like an exception inside pyvisa-sim's Device.write: the rest of the message is dropped.
-    this.logger.error({ err: error, device: this.name, query }, 'command failed; the rest of the message is dropped')
+    const reason = error instanceof Error ? error.message : String(error)
+    this.logger.error(
+      { err: error, device: this.name, command: query },
+      `device "${this.name}": command ${JSON.stringify(query)} failed: ${reason} (no reply; the rest of the message is dropped)`,
+    )
     this.emit({ type: 'error', error, query })
     return CRASH
   }
@@ -603,9 +617,14 @@ function randomJunk(length: number, avoid: Uint8Array, random: () => number): Ui
   return out
 }
 
-/** Resolve after `ms` milliseconds. */
+/**
+ * Resolve after `ms` milliseconds. Waits of 2³¹ ms or more are re-armed (core's `longTimeout`),
+ * never fired at once as a bare `setTimeout` would.
+ */
 export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
+  return new Promise((resolve) => {
+    longTimeout(resolve, ms)
+  })
 }
 
 /** A Python value for templates: pass through (used by the pyvisa-sim loader). */

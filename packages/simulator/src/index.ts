@@ -24,7 +24,19 @@ export * from './faults.js'
 export * from './bytes.js'
 export * from './server.js'
 export * from './control.js'
-export { loadDevices, loadDevice, parseDevices, pickEom, DeviceFileError } from './pyvisa/loader.js'
+export {
+  loadDevices,
+  loadDevice,
+  parseDevices,
+  pickEom,
+  DeviceFileError,
+  DeviceFileAliasError,
+  DeviceFileTooLargeError,
+  DEFAULT_MAX_FILE_SIZE,
+  DEFAULT_MAX_ALIAS_EXPANSION,
+  DEFAULT_MAX_YAML_TOKENS,
+  DEFAULT_MAX_ERROR_QUEUE,
+} from './pyvisa/loader.js'
 export type {
   DeviceDefinition,
   CreateDeviceOptions,
@@ -34,9 +46,10 @@ export type {
   LoadDevicesOptions,
   PyvisaSimCompat,
   PyvisaState,
+  ReadOptions,
   ResourceEntry,
 } from './pyvisa/loader.js'
-export { pyFormat, formatValue } from './python/format.js'
+export { pyFormat, formatValue, FormatLimitError, DEFAULT_MAX_FORMAT_WIDTH, type FormatOptions } from './python/format.js'
 export { Parser as StringParser } from './python/stringparser.js'
 export type { PyValue } from './python/values.js'
-export { bundledDevice, BUNDLED_DEVICES, type BundledDeviceName } from './bundled.js'
+export { bundledDevice, bundledDevices, resolveDeviceFile, UnknownDeviceError, BUNDLED_DEVICES, type BundledDevice, type BundledDeviceName } from './bundled.js'
