@@ -378,7 +378,7 @@ export class TcpServer implements AsyncDisposable {
   private accept(socket: Socket): void {
     socket.on('error', socketErrorListener)
     if (this.kernel.full) {
-      this.logger.warn({ peer: this.peerOf(socket) }, 'connection refused: server at maxConnections or closing')
+      this.logger.warn({ peer: this.peerOf(socket), maxConnections: this.kernel.maxConnections }, 'connection refused: server at maxConnections or closing')
       lingeringClose(socket)
       return
     }
