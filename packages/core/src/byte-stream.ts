@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer'
 import { ConnectionClosedError, ConnectionError, FrameTooLargeError, TimeoutError, isLabwireError, type LabwireError } from './errors.js'
-import { decodeFrom, delimiterDecoder, exactDecoder } from './decoder.js'
+import { NEED_MORE, delimiterDecoder, exactDecoder, type FrameDecoder, type ReadUntilOptions } from './frame-decoder.js'
 import { clampDelay } from './validate.js'
 
 /** Options for {@link ByteStream}. */
@@ -26,24 +26,8 @@ export interface ByteStreamOptions {
   label?: string | undefined
 }
 
-/** Options for {@link ByteStream.readUntil}. */
-export interface ReadUntilOptions {
-  /** Maximum payload length (delimiter excluded). Exceeding it rejects with `FrameTooLargeError` before reading further. Default 1 MiB. */
-  maxLength?: number | undefined
-  /**
-   * What to do with a frame over `maxLength`. `'fail'` (default): reject at once, leaving the
-   * stream where it is (fail fast). `'skip'`: discard the frame up to and including its delimiter,
-   * holding at most delimiter-length − 1 bytes meanwhile, then reject with a `FrameTooLargeError`
-   * whose `resynchronised` is true: the next read starts at the next frame.
-   */
-  tooLarge?: 'fail' | 'skip' | undefined
-}
-
 const DONE: IteratorResult<Uint8Array> = Object.freeze({ done: true, value: undefined })
 const EMPTY = new Uint8Array(0)
-
-/** Default maximum frame length of every framer: 1 MiB. */
-export const DEFAULT_MAX_LENGTH = 1024 * 1024
 
 /** Chunks shorter than this are copied into a shared slab instead of being kept as objects. */
 const SMALL_CHUNK = 512
@@ -496,7 +480,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
    */
   readUntil(delimiter: Uint8Array, options: ReadUntilOptions = {}): Promise<Uint8Array> {
     try {
-      return decodeFrom(delimiterDecoder(delimiter, options), this)
+      return this.read(delimiterDecoder(delimiter, options))
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new RangeError(String(error)))
     }
@@ -506,9 +490,35 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
   readExactly(length: number): Promise<Uint8Array> {
     if (length === 0) return Promise.resolve(EMPTY)
     try {
-      return decodeFrom(exactDecoder(length), this)
+      return this.read(exactDecoder(length))
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new RangeError(String(error)))
+    }
+  }
+
+  /**
+   * Read one frame with `decoder`: decode synchronously from what is buffered, await only when
+   * more bytes are really needed. Rejects with the decoder's error, the stream's `TimeoutError` /
+   * `ConnectionError`, or `ConnectionClosedError` (with `partial`) when the stream ends mid-frame.
+   * (`decodeFrom` is this for any async iterator.)
+   */
+  read<T>(decoder: FrameDecoder<T>): Promise<T> {
+    try {
+      const frame = decoder.decode(this)
+      if (frame !== NEED_MORE) return Promise.resolve(frame)
+      if (this.ended) return Promise.reject(this.closedError(decoder.describePartial?.(this)))
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new RangeError(String(error)))
+    }
+    return this.readSlowly(decoder)
+  }
+
+  private async readSlowly<T>(decoder: FrameDecoder<T>): Promise<T> {
+    for (;;) {
+      const more = await this.fill()
+      const frame = decoder.decode(this)
+      if (frame !== NEED_MORE) return frame
+      if (!more || this.ended) throw this.closedError(decoder.describePartial?.(this))
     }
   }
 

@@ -76,6 +76,8 @@ export interface ConnectionIo {
    * `end()`. A WebSocket closes with code 4403 / 4408 and the message as reason.
    */
   refuse?(error: AccessRefusedError | AccessTimeoutError): void
+  /** Called with the connection's record as soon as it exists, before it is served, queued or refused (so `closed()` can be reported from inside `admit`). */
+  attach?(conn: KernelConnection): void
 }
 
 const QUEUED = 0
@@ -117,6 +119,21 @@ export function parseAccessNotice(bytes: Uint8Array): AccessRefusedError | Acces
     const waited = Number(/waited (\d+) ms/.exec(message)?.[1] ?? 0)
     return new AccessTimeoutError(message, { waited })
   }
+  return undefined
+}
+
+/** WebSocket close code of a session refused by the access policy. */
+export const CLOSE_CODE_ACCESS_REFUSED = 4403
+/** WebSocket close code of a session that waited `queueTimeout` for exclusive access. */
+export const CLOSE_CODE_ACCESS_TIMEOUT = 4408
+
+/**
+ * The access error a WebSocket close carries (code 4403 / 4408, reason = the error's message), or
+ * `undefined` for any other close. For WebSocket clients: fail the stream with it.
+ */
+export function accessErrorFromClose(code: number, reason: string): AccessRefusedError | AccessTimeoutError | undefined {
+  if (code === CLOSE_CODE_ACCESS_REFUSED) return new AccessRefusedError(reason || undefined, { holder: / by (\S+)$/.exec(reason)?.[1] ?? '' })
+  if (code === CLOSE_CODE_ACCESS_TIMEOUT) return new AccessTimeoutError(reason || undefined, { waited: Number(/waited (\d+) ms/.exec(reason)?.[1] ?? 0) })
   return undefined
 }
 
@@ -289,6 +306,7 @@ export class ServerKernel {
     }
     const conn = new KernelConnection(this, peer, stream, io)
     this.connections.add(conn)
+    io.attach?.(conn)
     if (serverConnectChannel.hasSubscribers) serverConnectChannel.publish({ server: this.server, transport: this.transport, peer, connections: this.connections.size })
     logDebug(this.logger, () => [{ peer }, 'connection accepted'])
     if (this.active < this.maxSessions) this.start(conn)

@@ -3,7 +3,7 @@ import { ByteQueue } from './byte-queue.js'
 import { ByteStream } from './byte-stream.js'
 import { ConnectionError } from './errors.js'
 import { silentLogger, type Logger } from './logger.js'
-import { ServerKernel, type AccessPolicy, type ServerCloseOptions } from './kernel.js'
+import { ServerKernel, type AccessPolicy, type ConnectionIo, type KernelConnection, type ServerCloseOptions } from './kernel.js'
 import type { AbortOptions, ByteHandler, TransportClient, TransportClientSession } from './types.js'
 
 /** Options for {@link MemoryServer}. */
@@ -64,8 +64,8 @@ class Pipe {
 }
 
 /** The server side of one in-memory connection, as the kernel drives it. */
-class MemoryIo {
-  closed: (() => void) | undefined = undefined
+class MemoryIo implements ConnectionIo {
+  private conn: KernelConnection | undefined
 
   constructor(
     private readonly up: Pipe,
@@ -79,11 +79,15 @@ class MemoryIo {
 
   flush(): void {}
 
+  attach(conn: KernelConnection): void {
+    this.conn = conn
+  }
+
   end(): void {
     this.up.end()
     this.down.end()
     this.stream.end()
-    this.closed?.()
+    this.conn?.closed()
   }
 
   destroy(): void {
@@ -131,7 +135,6 @@ export class MemoryServer {
     const io = new MemoryIo(up, down, serverStream)
     const conn = this.kernel.admit('memory', serverStream, io)
     if (conn === undefined) throw new ConnectionError('memory server refused the connection')
-    io.closed = () => conn.closed()
     return new MemoryClientSession(up, new ByteStream(down.queue, { timeout: options?.timeout }), () => io.end())
   }
 

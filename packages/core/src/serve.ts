@@ -1,5 +1,5 @@
 import type { ByteStream } from './byte-stream.js'
-import { NEED_MORE, type NeedMore } from './decoder.js'
+import { NEED_MORE, type NeedMore } from './frame-decoder.js'
 import { ConnectionClosedError, ConnectionError, FrameTooLargeError, FramingError, TimeoutError, isLabwireError } from './errors.js'
 import { logDebug, type Logger } from './logger.js'
 import type { ByteHandler, ByteHandlerFunction } from './types.js'

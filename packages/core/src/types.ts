@@ -5,7 +5,7 @@
  * @module
  */
 import type { ByteStream } from './byte-stream.js'
-import type { NeedMore } from './decoder.js'
+import type { NeedMore } from './frame-decoder.js'
 import type { ConnectionHandler } from './connection.js'
 
 /** Options accepted by every async labwire method. */

@@ -8,19 +8,18 @@ import { createServer, type Server, type Socket } from 'node:net'
 import {
   ByteStream,
   ConnectionError,
+  ServerKernel,
   logDebug,
-  serveConnection,
   silentLogger,
   throwIfAborted,
-  toHandlerFunction,
   type AbortOptions,
-  type ConnectionFilter,
+  type AccessPolicy,
   type ConnectionFilterFactory,
   type Logger,
-  type ServedConnection,
   type ServerAddress,
+  type ServerCloseOptions,
 } from '@labwire/core'
-import { replyWriter } from '@labwire/transport-tcp'
+import { SocketIo, lingeringClose, socketErrorListener } from '@labwire/transport-tcp'
 import { telnetServerFilter, type TelnetServerFilterOptions } from '@labwire/transport-telnet'
 import { registerConnection, type Device, type SimConnection } from './device.js'
 
@@ -36,6 +35,10 @@ export interface SimulatorServerOptions {
   bufferSize?: number
   /** Connections served at once; more are accepted and closed. Default unlimited. */
   maxConnections?: number
+  /** Close a connection idle this many ms. Default never. */
+  idleTimeout?: number
+  /** Who may use the device at once (see `AccessPolicy`): an instrument that takes one controller at a time. */
+  access?: AccessPolicy
   logger?: Logger
   /**
    * Serve Telnet instead of raw TCP: labwire's IAC codec on every connection (negotiation
@@ -55,9 +58,11 @@ export interface ConnectionInfo {
   since: number
 }
 
-interface Tracked extends SimConnection {
-  socket: Socket
-  since: number
+interface Tracked {
+  readonly id: number
+  readonly peer: string
+  readonly since: number
+  destroy(): void
 }
 
 /**
@@ -78,11 +83,11 @@ export class SimulatorServer implements AsyncDisposable {
   private readonly host: string
   private readonly port: number
   private readonly bufferSize: number
-  private readonly maxConnections: number
   private readonly logger: Logger
   private readonly filter: ConnectionFilterFactory | undefined
+  private readonly kernel: ServerKernel
+  /** Live connections by id, for the control channel (the kernel owns their lifecycle). */
   private readonly tracked = new Map<number, Tracked>()
-  private readonly handler
   private nextId = 1
   private bound: ServerAddress | undefined
   private closing: Promise<void> | undefined
@@ -94,11 +99,18 @@ export class SimulatorServer implements AsyncDisposable {
     this.host = options.host ?? '127.0.0.1'
     this.port = options.port ?? 0
     this.bufferSize = options.bufferSize ?? 64 * 1024
-    this.maxConnections = options.maxConnections ?? Infinity
     this.logger = options.logger ?? silentLogger
     const telnet = options.telnet
     this.filter = options.filter ?? (telnet === undefined || telnet === false ? undefined : telnetServerFilter(telnet === true ? {} : telnet))
-    this.handler = toHandlerFunction(this.device.handler())
+    this.kernel = new ServerKernel({
+      server: 'SimulatorServer',
+      transport: this.filter === undefined ? 'tcp' : 'telnet',
+      callback: this.device.handler(),
+      logger: this.logger,
+      maxConnections: options.maxConnections,
+      idleTimeout: options.idleTimeout,
+      access: options.access,
+    })
     this.server = createServer({ noDelay: true }, (socket) => this.accept(socket))
     this.server.on('error', (error) => this.logger.error({ err: error }, 'simulator server error'))
     this.unsubscribe = this.device.on((event) => {
@@ -166,18 +178,15 @@ export class SimulatorServer implements AsyncDisposable {
     return true
   }
 
-  /** Stop listening, close every connection, stop the tick loops. Idempotent. */
-  close(): Promise<void> {
-    this.closing ??= new Promise<void>((resolve) => {
+  /** Stop listening, close every connection (or, with `drain`, after requests in flight finish, for at most `drain` ms), stop the tick loops. Idempotent. */
+  close(options?: ServerCloseOptions): Promise<void> {
+    this.closing ??= (async () => {
       this.unsubscribe()
+      const stopped = this.server.listening ? new Promise<void>((resolve) => this.server.close(() => resolve())) : Promise.resolve()
+      await this.kernel.close(options)
       this.device.stop()
-      for (const connection of this.tracked.values()) connection.socket.destroy()
-      if (!this.server.listening) {
-        resolve()
-        return
-      }
-      this.server.close(() => resolve())
-    })
+      await stopped
+    })()
     return this.closing
   }
 
@@ -186,90 +195,110 @@ export class SimulatorServer implements AsyncDisposable {
   }
 
   private accept(socket: Socket): void {
+    socket.on('error', socketErrorListener)
     const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`
-    socket.on('error', (error) => logDebug(this.logger, () => [{ peer, err: error }, 'socket error']))
-    if (this.closing !== undefined || !this.cable || this.tracked.size >= this.maxConnections) {
+    if (!this.cable || this.kernel.full) {
       logDebug(this.logger, () => [{ peer, cable: this.cable }, 'connection refused'])
       socket.destroy()
       return
     }
     socket.setNoDelay(true)
     const id = this.nextId++
-    const filter: ConnectionFilter | undefined = this.filter?.({
-      side: 'server',
-      peer,
-      send: (bytes) => {
-        if (!socket.destroyed && socket.writable) socket.write(bytes)
-      },
-    })
-    const encode = (bytes: Uint8Array): Uint8Array => (filter === undefined ? bytes : filter.output(bytes))
-    const stream = new ByteStream(undefined, {
-      highWaterMark: this.bufferSize,
-      onPause: () => socket.pause(),
-      onResume: () => socket.resume(),
-      label: peer,
-    })
-    const tracked: Tracked = {
-      id,
-      peer,
-      socket,
-      since: Date.now(),
-      get closed() {
-        return socket.destroyed || !socket.writable
-      },
-      write: (bytes) => {
-        if (!socket.destroyed && socket.writable) socket.write(encode(bytes))
-      },
-      destroy: () => {
-        stream.end()
-        socket.destroy()
-      },
+    const stream = new ByteStream(undefined, { highWaterMark: this.bufferSize, producer: socket, label: peer })
+    const io = new SimulatorIo(socket, stream, peer, this.logger, this, id)
+    if (this.filter !== undefined) io.filter = this.filter({ side: 'server', peer, send: (bytes) => io.send(bytes) })
+    io.listen()
+    registerConnection(stream, io.handle)
+    const conn = this.kernel.admit(peer, stream, io)
+    if (conn === undefined) {
+      lingeringClose(socket)
+      return
     }
-    this.tracked.set(id, tracked)
-    socket.on('data', (chunk: Buffer) => {
-      if (filter === undefined) {
-        stream.push(chunk)
-        return
-      }
-      let data: Uint8Array
-      try {
-        data = filter.input(chunk)
-      } catch (error) {
-        this.logger.warn({ peer, err: error }, 'protocol error; closing the connection')
-        stream.fail(error)
-        socket.destroy()
-        return
-      }
-      if (data.length > 0) stream.push(data)
-    })
-    socket.on('end', () => stream.end())
-    socket.on('close', () => {
-      filter?.close?.()
-      stream.end()
-      this.tracked.delete(id)
-      this.device.detach(tracked)
-    })
-    registerConnection(stream, tracked)
-    this.device.attach(tracked)
-    filter?.open?.()
+    io.conn = conn
+    this.tracked.set(id, io.handle)
+    this.device.attach(io.handle)
+    if (conn.ending) return
+    io.filter?.open?.()
     const greeting = this.device.greeting()
-    if (greeting !== undefined) socket.write(encode(greeting))
-    const writer = replyWriter(socket, stream, encode)
-    const conn: ServedConnection = {
-      peer,
-      busy: false,
-      write: writer.write,
-      flush: writer.flush,
-      close() {
-        if (socket.destroyed) return
-        stream.end()
-        socket.end()
-        const timer = setTimeout(() => socket.destroy(), 1000)
-        timer.unref()
-        socket.once('close', () => clearTimeout(timer))
-      },
+    if (greeting !== undefined) io.write(greeting)?.catch(() => undefined)
+  }
+
+  /** @internal */
+  untrack(handle: SimHandle): void {
+    if (this.tracked.get(handle.id) === handle) this.tracked.delete(handle.id)
+    this.device.detach(handle)
+  }
+
+  /** @internal Unsent bytes a connection may hold before unsolicited writes to it are dropped. */
+  get bufferLimit(): number {
+    return this.bufferSize
+  }
+}
+
+/**
+ * A simulator connection: the kernel's socket I/O plus what the device engine needs (id, since,
+ * unsolicited writes). Unsolicited writes (broadcasts, fault fragments) honour backpressure: while
+ * the socket already holds `bufferSize` unsent bytes (the peer is not reading) they are dropped
+ * and logged, so a connection that never reads cannot grow the server.
+ */
+class SimulatorIo extends SocketIo {
+  readonly handle: SimHandle
+  private dropped = 0
+
+  constructor(
+    socket: Socket,
+    stream: ByteStream,
+    peer: string,
+    logger: Logger,
+    private readonly owner: SimulatorServer,
+    id: number,
+  ) {
+    super(socket, stream, peer, logger)
+    this.handle = new SimHandle(this, id)
+  }
+
+  /** SimConnection.write: an unsolicited write, dropped while the peer is not reading. */
+  unsolicited(bytes: Uint8Array): void {
+    const socket = this.socket
+    if (socket.destroyed || !socket.writable) return
+    if (socket.writableLength >= this.owner.bufferLimit) {
+      if (this.dropped++ === 0) this.logger.warn({ peer: this.peer, writableLength: socket.writableLength }, 'unsolicited message dropped: the peer is not reading (write buffer full)')
+      return
     }
-    void serveConnection(stream, this.handler, conn, this.logger)
+    this.dropped = 0
+    if (this.conn !== undefined) this.conn.bytesOut += bytes.length
+    socket.write(this.filter === undefined ? bytes : this.filter.output(bytes))
+  }
+
+  override gone(): void {
+    super.gone()
+    this.owner.untrack(this.handle)
+  }
+}
+
+/** What the device engine and the control channel see of a connection. */
+class SimHandle implements SimConnection, Tracked {
+  readonly since = Date.now()
+
+  constructor(
+    private readonly io: SimulatorIo,
+    readonly id: number,
+  ) {}
+
+  get peer(): string {
+    return this.io.peer
+  }
+
+  get closed(): boolean {
+    return this.io.socket.destroyed || !this.io.socket.writable
+  }
+
+  write(bytes: Uint8Array): void {
+    this.io.unsolicited(bytes)
+  }
+
+  destroy(): void {
+    this.io.destroy()
   }
 }
 

@@ -2,17 +2,17 @@ import type { Readable, Writable } from 'node:stream'
 import {
   ByteStream,
   ConnectionError,
+  ServerKernel,
   checkCount,
-  checkDuration,
   logDebug,
-  serveConnection,
   silentLogger,
   throwIfAborted,
-  toHandlerFunction,
   type AbortOptions,
   type ByteHandler,
+  type ConnectionIo,
+  type KernelConnection,
   type Logger,
-  type ServedConnection,
+  type ServerCloseOptions,
 } from '@labwire/core'
 
 /** Options for {@link StdioServer}. */
@@ -27,6 +27,8 @@ export interface StdioServerOptions {
   bufferSize?: number
   /** A request must arrive whole within this many milliseconds of its first byte, else its connection is closed (a slow-trickle peer cannot hold it). Default: no limit (0 = none). */
   requestTimeout?: number
+  /** End the connection after this many ms with no bytes either way and no request being handled. Default: never. */
+  idleTimeout?: number
   logger?: Logger
   /** Name of the peer in logs and errors. Default `'stdio'`. */
   peer?: string
@@ -47,25 +49,31 @@ export interface StdioServerOptions {
  * ```
  */
 export class StdioServer implements AsyncDisposable {
-  private readonly handler
+  private readonly kernel: ServerKernel
   private readonly input: Readable
   private readonly output: Writable
   private readonly bufferSize: number
   private readonly logger: Logger
   private readonly peer: string
-  private readonly requestTimeout: number | undefined
   private serving: Promise<void> | undefined
-  private stop: (() => void) | undefined
+  private stop: ((options?: ServerCloseOptions) => Promise<void>) | undefined
   private closed = false
 
   constructor(options: StdioServerOptions) {
-    this.handler = toHandlerFunction(options.callback)
     this.input = options.input ?? process.stdin
     this.output = options.output ?? process.stdout
     this.bufferSize = checkCount('StdioServer', 'bufferSize', options.bufferSize ?? 64 * 1024)
     this.logger = options.logger ?? silentLogger
     this.peer = options.peer ?? 'stdio'
-    this.requestTimeout = checkDuration('StdioServer', 'requestTimeout', options.requestTimeout)
+    this.kernel = new ServerKernel({
+      server: 'StdioServer',
+      transport: 'stdio',
+      callback: options.callback,
+      logger: this.logger,
+      maxConnections: 1,
+      idleTimeout: options.idleTimeout,
+      requestTimeout: options.requestTimeout,
+    })
   }
 
   /**
@@ -98,9 +106,12 @@ export class StdioServer implements AsyncDisposable {
     input.on('error', onInputError)
     output.on('error', onOutputError)
     let ended = false
-    const conn: ServedConnection = {
-      peer,
-      busy: false,
+    let conn: KernelConnection | undefined
+    let finished!: () => void
+    const done = new Promise<void>((resolve) => {
+      finished = resolve
+    })
+    const io: ConnectionIo = {
       write(bytes) {
         if (ended || outputBroken || output.destroyed || !output.writable) return undefined
         if (output.write(bytes)) return undefined
@@ -117,7 +128,11 @@ export class StdioServer implements AsyncDisposable {
         })
       },
       flush: () => undefined,
-      close: () => {
+      attach: (kernelConnection) => {
+        conn = kernelConnection
+      },
+      destroy: () => io.end(),
+      end: () => {
         if (ended) return
         ended = true
         stream.end()
@@ -132,11 +147,15 @@ export class StdioServer implements AsyncDisposable {
         if (output !== process.stdout && output !== process.stderr && !outputBroken) output.end()
         output.off('error', onOutputError)
         output.on('error', () => undefined)
+        conn?.closed()
+        finished()
       },
     }
-    this.stop = () => conn.close()
     logDebug(this.logger, () => [{ peer }, 'serving on stdio'])
-    this.serving = serveConnection(stream, this.handler, conn, this.logger, { requestTimeout: this.requestTimeout })
+    conn = this.kernel.admit(peer, stream, io)
+    if (conn === undefined) return Promise.reject(new ConnectionError(`StdioServer (${peer}) is closed`))
+    this.stop = (options) => this.kernel.close(options)
+    this.serving = done
     input.resume()
     return this.serving
   }
@@ -144,12 +163,13 @@ export class StdioServer implements AsyncDisposable {
   /**
    * End the connection: stop reading, end the output (unless it is `process.stdout`, which ends
    * when the process exits). Resolves at once; a callback still running is abandoned and its reply
-   * is not written. `serve()` resolves when the loop has finished. Idempotent.
+   * is not written — unless `drain` lets requests in flight finish for up to that many ms (then it
+   * resolves once the connection is over). `serve()` resolves when the connection is over. Idempotent.
    */
-  close(): Promise<void> {
+  close(options?: ServerCloseOptions): Promise<void> {
     this.closed = true
-    this.stop?.()
-    return Promise.resolve()
+    const closing = this.stop?.(options) ?? Promise.resolve()
+    return options?.drain === undefined ? Promise.resolve() : closing
   }
 
   [Symbol.asyncDispose](): Promise<void> {

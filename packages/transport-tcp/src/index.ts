@@ -18,5 +18,5 @@
  */
 export { TcpClient, TcpClientSession, formatTarget, type TcpClientOptions } from './client.js'
 export * from './server.js'
-export { replyWriter, type ReplyWriter } from './reply-writer.js'
+export { SocketIo, lingeringClose, replyWriter, socketErrorListener, type ReplyWriter } from './reply-writer.js'
 export type { TcpClientTlsOptions, TcpServerTlsOptions } from './tls.js'

@@ -42,6 +42,10 @@ export class SocketIo implements ConnectionIo {
     readonly logger: Logger,
   ) {}
 
+  attach(conn: KernelConnection): void {
+    this.conn = conn
+  }
+
   /** Attach the socket's listeners (data → stream, end, close, error). */
   listen(): void {
     const socket = this.socket as TaggedSocket

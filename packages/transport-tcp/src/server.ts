@@ -339,8 +339,8 @@ export class TcpServer implements AsyncDisposable {
       const drained = this.kernel.close(options)
       const starting = this.listening
       if (starting !== undefined) await starting.then(() => undefined, () => undefined)
-      await Promise.all([drained, stopped, this.stopListening()])
-      // TLS: raw sockets left are handshakes that never became connections.
+      await drained
+      // TLS: raw sockets left are handshakes that never became connections (the listener's close waits for them).
       await Promise.all(
         [...this.rawSockets].map(
           (socket) =>
@@ -351,6 +351,7 @@ export class TcpServer implements AsyncDisposable {
             }),
         ),
       )
+      await Promise.all([stopped, this.stopListening()])
       this.rawSockets.clear()
       await this.removeSocketFile()
     })()
@@ -378,7 +379,7 @@ export class TcpServer implements AsyncDisposable {
   private accept(socket: Socket): void {
     socket.on('error', socketErrorListener)
     if (this.kernel.full) {
-      this.logger.warn({ peer: this.peerOf(socket) }, 'connection refused: server at maxConnections or closing')
+      this.logger.warn({ peer: this.peerOf(socket), maxConnections: this.kernel.maxConnections }, 'connection refused: server at maxConnections or closing')
       lingeringClose(socket)
       return
     }

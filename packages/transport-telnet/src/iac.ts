@@ -43,6 +43,12 @@ export const TelnetOption = {
 } as const
 
 const { SE, SB, WILL, WONT, DO, DONT, IAC } = TelnetCommand
+
+/**
+ * Negotiation replies per option and side, at most; a peer that goes on negotiating the same
+ * option is then ignored for it (and TERMINAL-TYPE SEND is answered at most this many times).
+ */
+export const MAX_NEGOTIATION_REPLIES = 8
 const CR = 13
 const LF = 10
 const NUL = 0
@@ -109,6 +115,9 @@ export class TelnetCodec {
   private readonly terminalTypeName: string
   private readonly windowSize: WindowSize
   // Q-method state per option: us (local) and him (remote), each with its queue bit (true = OPPOSITE).
+  /** Replies sent per option and side (index option, or 256 + option for the peer's side), saturating: see {@link MAX_NEGOTIATION_REPLIES}. */
+  private readonly replies = new Uint8Array(512)
+  private terminalTypeReplies = 0
   private readonly us = new Uint8Array(256)
   private readonly usq = new Uint8Array(256)
   private readonly him = new Uint8Array(256)
@@ -298,13 +307,25 @@ export class TelnetCodec {
     this.sb[this.sbLength++] = byte
   }
 
+  private sentCommands = 0
+
   private command(verb: number, option: number): void {
+    this.sentCommands++
     this.send(Uint8Array.of(IAC, verb, option))
   }
 
-  /** Handle a received WILL/WONT/DO/DONT by the Q method (RFC 1143 §7). */
+  /**
+   * Handle a received WILL/WONT/DO/DONT by the Q method (RFC 1143 §7). A peer that keeps
+   * negotiating one option (a flood of `DO <unknown>`) is answered at most
+   * {@link MAX_NEGOTIATION_REPLIES} times for it; after that its negotiation of that option is
+   * ignored, so negotiation-only input cannot make this side write without bound.
+   */
   private negotiate(verb: number, option: number): void {
     const local = verb === DO || verb === DONT
+    const slot = local ? option : 256 + option
+    const answered = this.replies[slot] as number
+    if (answered >= MAX_NEGOTIATION_REPLIES) return
+    const sentBefore = this.sentCommands
     const state = local ? this.us : this.him
     const queue = local ? this.usq : this.himq
     const accept = local ? this.acceptLocal : this.acceptRemote
@@ -364,6 +385,7 @@ export class TelnetCodec {
     }
     const after = state[option]
     if ((before === YES) !== (after === YES)) this.changed(option, side, after === YES)
+    if (this.sentCommands !== sentBefore) this.replies[slot] = answered + 1
   }
 
   private changed(option: number, side: OptionSide, enabled: boolean): void {
@@ -383,7 +405,7 @@ export class TelnetCodec {
 
   private subnegotiation(option: number, data: Uint8Array): void {
     if (option === TelnetOption.TERMINAL_TYPE) {
-      if (data[0] === TTYPE_SEND && this.us[option] === YES) {
+      if (data[0] === TTYPE_SEND && this.us[option] === YES && this.terminalTypeReplies++ < MAX_NEGOTIATION_REPLIES) {
         const name = Array.from(this.terminalTypeName, (c) => c.charCodeAt(0) & 0x7f)
         this.send(this.subnegotiationBytes(option, [TTYPE_IS, ...name]))
       } else if (data[0] === TTYPE_IS && this.him[option] === YES) {

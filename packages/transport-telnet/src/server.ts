@@ -1,5 +1,5 @@
 import { TcpServer, type TcpServerOptions } from '@labwire/transport-tcp'
-import { NEED_MORE, checkCount, isConnectionHandler, toBytes, toHandlerFunction, type AbortOptions, type BufferedHandler, type ByteHandler, type ServeHandler, type ServerAddress } from '@labwire/core'
+import { NEED_MORE, checkCount, isConnectionHandler, toBytes, toHandlerFunction, type AbortOptions, type BufferedHandler, type ByteHandler, type ServeHandler, type ServerAddress, type ServerCloseOptions } from '@labwire/core'
 import { telnetServerFilter, type TelnetServerFilterOptions } from './filter.js'
 
 /** Options for {@link TelnetServer}: those of `TcpServer` plus banner, prompt and the subnegotiation limit. */
@@ -53,9 +53,9 @@ export class TelnetServer implements AsyncDisposable {
     return this.tcp.listen(options)
   }
 
-  /** Stop listening and close every connection. Idempotent. */
-  close(): Promise<void> {
-    return this.tcp.close()
+  /** Stop listening and close every connection — or, with `drain`, let requests in flight finish for up to `drain` ms first. Idempotent. */
+  close(options?: ServerCloseOptions): Promise<void> {
+    return this.tcp.close(options)
   }
 
   [Symbol.asyncDispose](): Promise<void> {

@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { FramingError } from '@labwire/core'
-import { TelnetCodec, TelnetCommand as C, TelnetOption as O, type TelnetCodecOptions } from '@labwire/transport-telnet'
+import { MAX_NEGOTIATION_REPLIES, TelnetCodec, TelnetCommand as C, TelnetOption as O, type TelnetCodecOptions } from '@labwire/transport-telnet'
 
 const { IAC, SB, SE, WILL, WONT, DO, DONT } = C
 const bytes = (...values: number[]): Uint8Array => Uint8Array.from(values)
@@ -146,8 +146,9 @@ describe('TelnetCodec: negotiation (RFC 1143)', () => {
     for (let i = 0; i < 100; i++) {
       codec.decode(bytes(IAC, DO, O.ECHO, IAC, DONT, O.ECHO, IAC, WILL, O.SUPPRESS_GO_AHEAD, IAC, WONT, O.SUPPRESS_GO_AHEAD))
     }
-    // Each round is one accept and one acknowledgement per option: replies are bounded by what it sent.
-    expect(sent.length).toBe(100 * 4 * 3)
+    // Each round is one accept and one acknowledgement per option, until the per-option cap
+    // (MAX_NEGOTIATION_REPLIES, issue 16 #1): after that the peer is ignored for those options.
+    expect(sent.length).toBe(2 * MAX_NEGOTIATION_REPLIES * 3)
     expect(codec.negotiating).toBe(false)
   })
 
