@@ -115,7 +115,7 @@ const SERVICE_KEYS: Record<string, KeySpec> = {
   eom: { kind: 'string' },
   transport: { kind: TRANSPORTS, defaults: true },
   tcp_bind: { kind: 'string', defaults: true },
-  port: { kind: 'port' },
+  port: { kind: 'port', defaults: true },
   path: { kind: 'string' },
   endpoint: { kind: 'string' },
   framer: { kind: FRAMERS, defaults: true },
@@ -249,7 +249,7 @@ function readIni(text: string, file: string, issues: ConfigIssue[]): RawSection[
   const escaped = lines.map((raw) => raw.replace(/^(\s*\[)(.*)(\]\s*)$/, (_all, open: string, name: string, close: string) => `${open}${name.replace(/\./g, '\\.')}${close}`)).join('\n')
   let parsed: Record<string, unknown>
   try {
-    parsed = parseIni(escaped) as Record<string, unknown>
+    parsed = parseIni(escaped)
   } catch (error) {
     issues.push({ file, reason: `not a valid .ini file: ${error instanceof Error ? error.message : String(error)}` })
     return []
@@ -287,7 +287,7 @@ function readYaml(text: string, file: string, format: 'yaml' | 'json', issues: C
   const root = doc.contents
   if (root === null) return []
   if (!isMap(root)) {
-    const line = lineOf(root as YamlNode)
+    const line = lineOf(root)
     issues.push({ file, ...(line === undefined ? {} : { line }), reason: 'expected a map of sections (defaults, web monitor, one per service)' })
     return []
   }
@@ -326,12 +326,19 @@ function readYaml(text: string, file: string, format: 'yaml' | 'json', issues: C
           issues.push({ file, section: name, key, ...(keyLine === undefined ? {} : { line: keyLine }), reason: 'expected one value (a string, number or boolean)' })
           continue
         }
-        values.set(key, { value: v.value === null ? '' : String(v.value), line: keyLine })
+        values.set(key, { value: scalarText(v.value), line: keyLine })
       }
     }
     sections.push({ name, line, values })
   }
   return sections
+}
+
+function scalarText(value: unknown): string {
+  if (value === null || value === undefined) return ''
+  if (typeof value === 'string') return value
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return value.toString()
+  return JSON.stringify(value)
 }
 
 // ---------------------------------------------------------------------------------------------

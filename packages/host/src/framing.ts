@@ -41,8 +41,8 @@ export function marshallerByName(framer: FramerName, codec: CodecName | undefine
     case 'text':
       return compose(f, textCodec()) as Marshaller<unknown>
     case 'json':
-      return compose(f, jsonCodec()) as Marshaller<unknown>
+      return compose(f, jsonCodec())
     case 'msgpack':
-      return compose(f, msgpackCodec()) as Marshaller<unknown>
+      return compose(f, msgpackCodec())
   }
 }

@@ -57,6 +57,8 @@ export interface GatewayOptions {
 
 interface Client {
   id: number
+  /** The connection's byte stream: its `ended` flag tells a lock holder has gone. */
+  stream: object
 }
 
 interface Waiter {
@@ -81,7 +83,7 @@ export class Gateway implements ByteHandlerObject {
   private session: Promise<ApplicationClientSession<Uint8Array, Uint8Array>> | undefined
   private readonly clients = new WeakMap<object, Client>()
   private nextId = 1
-  private holder: { client: Client; until: number; lease: number; timer: ReturnType<typeof setTimeout> } | undefined
+  private holder: { client: Client; until: number; lease: number; timer: ReturnType<typeof setTimeout>; watch: ReturnType<typeof setInterval> } | undefined
   private readonly waiters: Waiter[] = []
   /** Requests to the instrument, one at a time. */
   private chain: Promise<unknown> = Promise.resolve()
@@ -104,7 +106,7 @@ export class Gateway implements ByteHandlerObject {
   handle = async (bytes: AsyncIterator<Uint8Array>): Promise<Uint8Array | undefined> => {
     let client = this.clients.get(bytes)
     if (client === undefined) {
-      client = { id: this.nextId++ }
+      client = { id: this.nextId++, stream: bytes }
       this.clients.set(bytes, client)
     }
     let line: Uint8Array
@@ -139,7 +141,10 @@ export class Gateway implements ByteHandlerObject {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    if (this.holder !== undefined) clearTimeout(this.holder.timer)
+    if (this.holder !== undefined) {
+      clearTimeout(this.holder.timer)
+      clearInterval(this.holder.watch)
+    }
     this.holder = undefined
     for (const waiter of this.waiters.splice(0)) {
       clearTimeout(waiter.timer)
@@ -209,13 +214,25 @@ export class Gateway implements ByteHandlerObject {
   }
 
   private grant(client: Client, lease: number): void {
-    if (this.holder !== undefined) clearTimeout(this.holder.timer)
+    if (this.holder !== undefined) {
+      clearTimeout(this.holder.timer)
+      clearInterval(this.holder.watch)
+    }
     const timer = setTimeout(() => {
       this.logger.info({ client: client.id }, 'lock lease expired')
       this.release(client)
     }, lease)
     timer.unref()
-    this.holder = { client, lease, until: Date.now() + lease, timer }
+    // A server calls its handler only when bytes arrive, so a holder that disconnects is noticed
+    // by watching its stream's end (until the serving kernel tells handlers of closed connections).
+    const watch = setInterval(() => {
+      if ((client.stream as { ended?: unknown }).ended === true) {
+        this.logger.info({ client: client.id }, 'lock holder disconnected')
+        this.release(client)
+      }
+    }, 50)
+    watch.unref()
+    this.holder = { client, lease, until: Date.now() + lease, timer, watch }
   }
 
   /** The holder's activity renews its lease. */
@@ -226,6 +243,7 @@ export class Gateway implements ByteHandlerObject {
   private release(client: Client): void {
     if (this.holder?.client !== client) return
     clearTimeout(this.holder.timer)
+    clearInterval(this.holder.watch)
     this.holder = undefined
     // Wake every waiter: the first to ask for the lock again gets it; plain requests go through.
     for (const waiter of this.waiters.splice(0)) {

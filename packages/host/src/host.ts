@@ -253,6 +253,6 @@ export class ServiceHost implements AsyncDisposable {
 
 /** Whether two versions of a service have the same settings (file position aside). */
 function sameSettings(a: ServiceConfig, b: ServiceConfig): boolean {
-  const strip = ({ index: _index, lines: _lines, ...rest }: ServiceConfig): Omit<ServiceConfig, 'index' | 'lines'> => rest
-  return JSON.stringify(strip(a)) === JSON.stringify(strip(b))
+  const settings = (s: ServiceConfig): string => JSON.stringify({ ...s, index: 0, lines: {} })
+  return settings(a) === settings(b)
 }

@@ -107,7 +107,9 @@ export async function resolveService(config: ServiceConfig, logger: Logger): Pro
   if (isDevice(exported)) return { ...base, device: exported, close: () => Promise.resolve() }
   // { service, handlers }: an RPC service and its handlers, served by @labwire/rpc's RpcServer.
   if (typeof exported === 'object' && exported !== null && 'service' in exported && 'handlers' in exported) {
-    const rpc = (await import('@labwire/rpc' as string).catch(() => undefined)) as { RpcServer?: new (spec: unknown, handlers: unknown, options: unknown) => ByteHandler } | undefined
+    // Loaded by name so @labwire/host works without @labwire/rpc installed.
+    const rpcPackage = '@labwire/rpc'
+    const rpc = (await import(rpcPackage).catch(() => undefined)) as { RpcServer?: new (spec: unknown, handlers: unknown, options: unknown) => ByteHandler } | undefined
     if (rpc?.RpcServer === undefined) throw new Error(`${what} is an RPC service, but @labwire/rpc is not installed`)
     const server = new rpc.RpcServer(exported.service, exported.handlers, { allowInsecureCodecs: config.allowInsecureSerialisation, logger })
     return { ...base, handler: server, close: () => Promise.resolve() }
