@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { ExitCode, UsageError, exitCodeOf, type ExitCodeValue } from './exit-codes.js'
 import { query } from './query.js'
+import { serve } from './serve.js'
 import { RESOURCE_FORMS } from './resource.js'
 import { shell } from './shell.js'
 import { sim } from './sim.js'
@@ -21,7 +22,7 @@ Commands:
                         or a module exporting a programmatic device
   query RESOURCE CMD... send commands, print the replies, exit
   shell RESOURCE        interactive session with an instrument (history, line editing)
-  serve CONFIG          host services from a config file (not implemented yet: exit 7)
+  serve CONFIG          run a lab's services, simulators and gateways from one config file
   registry              list known services (not implemented yet: exit 7)
 
 Resources:
@@ -72,9 +73,10 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
       case 'shell':
         return await shell(rest, io)
       case 'serve':
+        return await serve(rest, io)
       case 'registry':
         if (rest.includes('--help') || rest.includes('-h')) {
-          io.stdout.write(`Usage: labwire ${command === 'serve' ? 'serve CONFIG' : 'registry'}\n\nNot implemented yet in this version of labwire; it exits with code 7.\n`)
+          io.stdout.write(`Usage: labwire registry\n\nNot implemented yet in this version of labwire; it exits with code 7.\n`)
           return ExitCode.ok
         }
         io.stderr.write(`${style.red(`labwire ${command}:`)} not implemented yet in labwire ${version()} (exit code 7)\n`)

@@ -121,9 +121,9 @@ describe('labwire query exit codes', () => {
     expect(result.stderr).toContain(`${resource}: connection closed by the instrument (command "BYE?")`)
   })
 
-  it('7: serve and registry are not implemented yet', async () => {
-    for (const command of ['serve', 'registry']) {
-      const result = await run(command === 'serve' ? [command, 'x.ini'] : [command])
+  it('7: registry is not implemented yet', async () => {
+    for (const command of ['registry']) {
+      const result = await run([command])
       expect(result.code).toBe(7)
       expect(result.stderr).toMatch(/not implemented yet/)
     }

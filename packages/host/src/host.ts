@@ -47,6 +47,7 @@ interface Running {
   address: ServiceAddress
   close(options: { drain?: number }): Promise<boolean>
   pool?: WorkerPool
+  done?: Promise<void>
 }
 
 /** What {@link ServiceHost.reload} did. */
@@ -95,6 +96,11 @@ export class ServiceHost implements AsyncDisposable {
   /** Every running service's address, in boot order. */
   addresses(): { service: string; address: ServiceAddress }[] {
     return [...this.running.values()].sort((a, b) => a.config.index - b.config.index).map((r) => ({ service: r.config.name, address: r.address }))
+  }
+
+  /** Resolves when a stdio service's input has ended (undefined for other services). */
+  done(service: string): Promise<void> | undefined {
+    return this.running.get(service)?.done
   }
 
   /** Worker PIDs of a clustered service (empty for an in-process one). */
@@ -224,7 +230,7 @@ export class ServiceHost implements AsyncDisposable {
           ...(this.options.stdin === undefined ? {} : { stdin: this.options.stdin }),
           ...(this.options.stdout === undefined ? {} : { stdout: this.options.stdout }),
         })
-        running = { config, address: started.address, close: (o) => started.close(o) }
+        running = { config, address: started.address, close: (o) => started.close(o), ...(started.done === undefined ? {} : { done: started.done }) }
       }
       this.running.set(config.name, running)
       this.failed.delete(config.name)

@@ -49,6 +49,8 @@ export interface StartedService {
   readonly address: ServiceAddress
   /** Stop accepting, give in-flight requests up to `drain` ms, close. Resolves `true` when nothing had to be cut. */
   close(options?: { drain?: number }): Promise<boolean>
+  /** A stdio service: resolves when its input ends. */
+  readonly done?: Promise<void>
 }
 
 /** Options for {@link startService}. */
@@ -213,13 +215,14 @@ export async function startService(config: ServiceConfig, options: StartServiceO
     await served.close()
     throw new ServiceStartError(config.name, `cannot listen: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
   }
-  if (stdio !== undefined) void stdio.serve().catch((error: unknown) => logger.error({ err: error }, 'stdio serving failed'))
+  const done = stdio?.serve().catch((error: unknown) => logger.error({ err: error }, 'stdio serving failed'))
   const address = addressOf(config, bound)
   logger.info({ url: address.url, what: served.what, transport: config.transport }, 'listening')
   let closing: Promise<boolean> | undefined
   return {
     config,
     address,
+    ...(done === undefined ? {} : { done }),
     close: (closeOptions = {}) => {
       closing ??= (async () => {
         const drain = closeOptions.drain ?? 0
