@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util'
-import { ConfigError, formatIssue, loadConfig, ServiceHost, ServiceStartError, type HostConfig, type HostEvent, type HostMode } from '@labwire/host'
+import { ConfigError, formatIssue, loadConfig, ServiceHost, ServiceStartError, type HostConfig, type HostEvent } from '@labwire/host'
 import { ExitCode, UsageError, type ExitCodeValue } from './exit-codes.js'
 import { parseListenPort, parseMilliseconds } from './resource.js'
 import { styleFor, type Io } from './style.js'
@@ -91,7 +91,7 @@ export async function serve(args: string[], io: Io): Promise<ExitCodeValue> {
     }
   }
   const host = new ServiceHost(config, {
-    mode: stdio ? 'inprocess' : (mode as HostMode),
+    mode: stdio ? 'inprocess' : (mode),
     log: { level: values.quiet ? 'warn' : 'info', fd: stdio ? 2 : 1 },
     onEvent: announce,
     ...(port === undefined ? {} : { port }),
