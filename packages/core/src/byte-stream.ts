@@ -20,6 +20,8 @@ export interface ByteStreamOptions {
   onPause?: (() => void) | undefined
   /** Push mode: the producer may go on (e.g. `socket.resume()`). */
   onResume?: (() => void) | undefined
+  /** Push mode: an object to `pause()` / `resume()` (a socket) instead of `onPause` / `onResume` — no closure per connection. */
+  producer?: { pause(): unknown; resume(): unknown } | undefined
   /** Who is at the other end (`host:port`), used in error messages. */
   label?: string | undefined
 }
@@ -87,6 +89,8 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
    * waiting reader has been woken). Servers and client sessions use it to decode and answer from the data event.
    */
   onData: (() => void) | undefined = undefined
+  /** Called once when the source ends or fails (push mode: `end()` / `fail()`; pull mode: when a read finds the end). The serving kernel uses it to abort a connection's signal. */
+  onEnd: (() => void) | undefined = undefined
   /** Who is at the other end (`host:port`), for error messages. */
   readonly label: string | undefined
 
@@ -103,6 +107,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
   private readonly highWaterMark: number
   private readonly onPause: (() => void) | undefined
   private readonly onResume: (() => void) | undefined
+  private readonly producer: { pause(): unknown; resume(): unknown } | undefined
   private pausedProducer = false
   /** Coalescing slab: small chunks are appended here; `tailView` is the last chunk while it is the slab's. */
   private slab: Uint8Array | undefined
@@ -124,6 +129,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     this.highWaterMark = options.highWaterMark ?? 64 * 1024
     this.onPause = options.onPause
     this.onResume = options.onResume
+    this.producer = options.producer
     this.label = options.label
   }
 
@@ -189,6 +195,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     if (!this.pausedProducer && this.length > this.highWaterMark && this.big === undefined) {
       this.pausedProducer = true
       this.onPause?.()
+      this.producer?.pause()
     }
     this.wake()
   }
@@ -198,6 +205,14 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     if (this.sourceEnded || this.failure !== undefined) return
     this.sourceEnded = true
     this.wake()
+    this.notifyEnd()
+  }
+
+  private notifyEnd(): void {
+    const onEnd = this.onEnd
+    if (onEnd === undefined) return
+    this.onEnd = undefined
+    onEnd()
   }
 
   /** Push mode: the producer failed; reads reject with `error` (wrapped in `ConnectionError` unless it is a labwire error) once nothing decodes from the buffer. */
@@ -205,6 +220,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     if (this.sourceEnded || this.failure !== undefined) return
     this.failure = isLabwireError(error) ? error : new ConnectionError(error instanceof Error ? error.message : String(error), { cause: error })
     this.wake()
+    this.notifyEnd()
   }
 
   private wake(): void {
@@ -238,6 +254,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     if (this.pausedProducer) {
       this.pausedProducer = false
       this.onResume?.()
+      this.producer?.resume()
     }
   }
 
@@ -571,6 +588,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
           this.pending = undefined
           if (result.done === true) {
             this.sourceEnded = true
+            this.notifyEnd()
             return false
           }
           const value: unknown = result.value
@@ -586,6 +604,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
           this.failure = isLabwireError(error)
             ? error
             : new ConnectionError(`read failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
+          this.notifyEnd()
           throw this.failure
         },
     ))
@@ -697,6 +716,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     if (this.pausedProducer && this.length <= this.highWaterMark >>> 1) {
       this.pausedProducer = false
       this.onResume?.()
+      this.producer?.resume()
     }
   }
 

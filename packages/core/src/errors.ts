@@ -15,6 +15,8 @@ export type LabwireErrorCode =
   | 'ERR_ABORTED'
   | 'ERR_FRAMING'
   | 'ERR_FRAME_TOO_LARGE'
+  | 'ERR_ACCESS_REFUSED'
+  | 'ERR_ACCESS_TIMEOUT'
 
 /** Options accepted by every labwire error constructor. */
 export interface LabwireErrorOptions {
@@ -123,6 +125,35 @@ export class FrameTooLargeError extends FramingError {
     super(message ?? `frame exceeds the maximum length of ${maxLength} bytes`, { ...options, recoverable: options?.resynchronised ?? false })
     this.maxLength = maxLength
     this.resynchronised = options?.resynchronised ?? false
+  }
+}
+
+/**
+ * A server's access policy (`exclusive: 'refuse'`, or `maxSessions` reached) turned this session
+ * away. `holder` names the peer that holds the device (`host:port`), when known.
+ */
+export class AccessRefusedError extends LabwireError {
+  override readonly name = 'AccessRefusedError'
+  readonly code = 'ERR_ACCESS_REFUSED' as const
+  /** Who holds the device (the peer address of the session using it), or `''` when unknown. */
+  readonly holder: string
+
+  constructor(message?: string, options?: LabwireErrorOptions & { holder?: string }) {
+    super(message ?? `refused: the device is in exclusive use${options?.holder ? ` by ${options.holder}` : ''}`, options)
+    this.holder = options?.holder ?? ''
+  }
+}
+
+/** A session queued for exclusive access (`exclusive: 'queue'`) waited `queueTimeout` ms without getting it. */
+export class AccessTimeoutError extends LabwireError {
+  override readonly name = 'AccessTimeoutError'
+  readonly code = 'ERR_ACCESS_TIMEOUT' as const
+  /** How long the session waited, in milliseconds. */
+  readonly waited: number
+
+  constructor(message?: string, options?: LabwireErrorOptions & { waited?: number }) {
+    super(message ?? `waited ${options?.waited ?? 0} ms for exclusive access to the device without getting it`, options)
+    this.waited = options?.waited ?? 0
   }
 }
 

@@ -3,7 +3,7 @@ import { ByteQueue } from './byte-queue.js'
 import { ByteStream } from './byte-stream.js'
 import { ConnectionError } from './errors.js'
 import { silentLogger, type Logger } from './logger.js'
-import { serveConnection, toHandlerFunction } from './serve.js'
+import { ServerKernel, type AccessPolicy, type ServerCloseOptions } from './kernel.js'
 import type { AbortOptions, ByteHandler, TransportClient, TransportClientSession } from './types.js'
 
 /** Options for {@link MemoryServer}. */
@@ -13,6 +13,14 @@ export interface MemoryServerOptions {
   /** Unread bytes each direction holds before the writer has to wait. Default 64 KiB. */
   capacity?: number
   logger?: Logger
+  /** Connections at once; one more is refused (`ConnectionError`). Default unlimited. */
+  maxConnections?: number
+  /** Close a connection idle this many ms. Default never. */
+  idleTimeout?: number
+  /** A request must arrive whole within this many ms of its first byte. Default no limit. */
+  requestTimeout?: number
+  /** Access policy (see `AccessPolicy`). */
+  access?: AccessPolicy
 }
 
 /** One direction of an in-memory connection: writes wait while the reader is `capacity` bytes behind. */
@@ -55,56 +63,82 @@ class Pipe {
   }
 }
 
+/** The server side of one in-memory connection, as the kernel drives it. */
+class MemoryIo {
+  closed: (() => void) | undefined = undefined
+
+  constructor(
+    private readonly up: Pipe,
+    private readonly down: Pipe,
+    private readonly stream: ByteStream,
+  ) {}
+
+  write(bytes: Uint8Array): Promise<void> | undefined {
+    return this.down.write(bytes)
+  }
+
+  flush(): void {}
+
+  end(): void {
+    this.up.end()
+    this.down.end()
+    this.stream.end()
+    this.closed?.()
+  }
+
+  destroy(): void {
+    this.end()
+  }
+}
+
 /**
  * An in-memory transport server: the same serving loop as the socket servers, over a pair of
  * bounded pipes. Use it to test application code and marshallers without sockets; `capacity`
  * makes backpressure real.
  */
 export class MemoryServer {
-  private readonly handler
+  private readonly kernel: ServerKernel
   private readonly capacity: number
-  private readonly logger: Logger
-  private readonly connections = new Set<() => void>()
   private closed = false
 
   constructor(options: MemoryServerOptions) {
-    this.handler = toHandlerFunction(options.callback)
+    const logger: Logger = options.logger ?? silentLogger
+    this.kernel = new ServerKernel({
+      server: 'MemoryServer',
+      transport: 'memory',
+      callback: options.callback,
+      logger,
+      maxConnections: options.maxConnections,
+      idleTimeout: options.idleTimeout,
+      requestTimeout: options.requestTimeout,
+      access: options.access,
+    })
     this.capacity = options.capacity ?? 64 * 1024
-    this.logger = options.logger ?? silentLogger
   }
 
   /** Number of open connections. */
   get connectionCount(): number {
-    return this.connections.size
+    return this.kernel.size
   }
 
   /** Open a connection (what {@link MemoryClient.connect} calls). */
   accept(options?: AbortOptions & { timeout?: number }): MemoryClientSession {
     throwIfAborted(options)
-    if (this.closed) throw new ConnectionError('memory server is closed')
+    if (this.closed || this.kernel.full) throw new ConnectionError(this.closed ? 'memory server is closed' : `memory server is at maxConnections (${this.kernel.maxConnections})`)
     const up = new Pipe(this.capacity)
     const down = new Pipe(this.capacity)
     const serverStream = new ByteStream(up.queue)
-    const close = (): void => {
-      up.end()
-      down.end()
-      this.connections.delete(close)
-    }
-    this.connections.add(close)
-    void serveConnection(
-      serverStream,
-      this.handler,
-      { peer: 'memory', busy: false, write: (bytes) => down.write(bytes), flush: () => undefined, close },
-      this.logger,
-    )
-    return new MemoryClientSession(up, new ByteStream(down.queue, { timeout: options?.timeout }), close)
+    const io = new MemoryIo(up, down, serverStream)
+    const conn = this.kernel.admit('memory', serverStream, io)
+    if (conn === undefined) throw new ConnectionError('memory server refused the connection')
+    io.closed = () => conn.closed()
+    return new MemoryClientSession(up, new ByteStream(down.queue, { timeout: options?.timeout }), () => io.end())
   }
 
-  /** Close every connection. Idempotent. */
-  close(): Promise<void> {
+  /** Close every connection — at once, or (`drain`) after requests in flight finish, for at most `drain` ms. Idempotent. */
+  close(options?: ServerCloseOptions): Promise<void> {
     this.closed = true
-    for (const close of [...this.connections]) close()
-    return Promise.resolve()
+    return this.kernel.close(options)
   }
 
   [Symbol.asyncDispose](): Promise<void> {

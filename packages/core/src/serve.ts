@@ -4,6 +4,8 @@ import { ConnectionClosedError, ConnectionError, FrameTooLargeError, FramingErro
 import { logDebug, type Logger } from './logger.js'
 import type { ByteHandler, ByteHandlerFunction } from './types.js'
 import { clampDelay } from './validate.js'
+import { errorCodeOf, serverRequestChannel } from './diagnostics.js'
+import { isConnectionHandler, type ConnectionHandler, type ServerConnection } from './connection.js'
 
 /**
  * The synchronous fast path of a handler: decode one request from what `stream` has buffered and
@@ -13,13 +15,24 @@ import { clampDelay } from './validate.js'
 export type BufferedHandler = (stream: ByteStream) => Uint8Array | undefined | NeedMore | Promise<Uint8Array | undefined>
 
 /** A {@link ByteHandlerFunction} that may carry a {@link BufferedHandler} fast path. */
-export type ServeHandler = ByteHandlerFunction & { readonly handleBuffered?: BufferedHandler | undefined }
+export type ServeHandler = ByteHandlerFunction & {
+  readonly handleBuffered?: BufferedHandler | undefined
+  /** Set when the callback was a {@link ConnectionHandler}: {@link serveConnection} hands it the whole connection instead of calling the function. */
+  readonly connectionHandler?: ConnectionHandler | undefined
+}
 
 /**
- * Turn either form of {@link ByteHandler} into a function. An object's optional
- * `handleBuffered` fast path stays attached to the function.
+ * Turn any form of {@link ByteHandler} into a function. An object's optional `handleBuffered`
+ * fast path stays attached to the function; a {@link ConnectionHandler} is attached as
+ * `connectionHandler` (the function itself then refuses per-request use).
  */
 export function toHandlerFunction(handler: ByteHandler): ServeHandler {
+  if (isConnectionHandler(handler)) {
+    const perRequest: ByteHandlerFunction = () => {
+      throw new TypeError('this callback is a ConnectionHandler: it serves whole connections (serveConnection), not single requests')
+    }
+    return Object.assign(perRequest, { connectionHandler: handler })
+  }
   if (typeof handler === 'function') return handler
   if (handler === null || typeof handler !== 'object' || typeof handler.handle !== 'function') {
     throw new TypeError(`callback must be a function or an object with a handle(bytes) method (an ApplicationServer), got ${handler === null ? 'null' : typeof handler}`)
@@ -35,8 +48,12 @@ export function toHandlerFunction(handler: ByteHandler): ServeHandler {
 export interface ServedConnection {
   /** Human-readable peer name for logs, e.g. `127.0.0.1:53122`. */
   readonly peer: string
+  /** The transport kind (`'tcp'`, `'tls'`, `'unix'`, `'telnet'`, …), shown to a {@link ConnectionHandler}. Default `'unknown'`. */
+  readonly transport?: string
   /** Set by the loop: true while a request is being handled. */
   busy: boolean
+  /** When present, the loop counts the requests it answers here (the kernel reports it on close). */
+  requests?: number
   /** Queue a reply. Return a promise only when the caller should wait (write buffer full). A throw (or a rejection) closes the connection and is logged. */
   write(bytes: Uint8Array): Promise<void> | undefined
   /** Called before the loop waits for more input: flush corked writes. */
@@ -69,9 +86,83 @@ export interface ServeOptions {
  * Resolves when the connection is done; never rejects.
  */
 export function serveConnection(stream: ByteStream, handler: ByteHandler, conn: ServedConnection, logger: Logger, options: ServeOptions = {}): Promise<void> {
+  const fn = toHandlerFunction(handler)
+  const whole = fn.connectionHandler
+  if (whole !== undefined) return serveWholeConnection(stream, whole, conn, logger)
   return new Promise<void>((resolve) => {
-    new ConnectionLoop(stream, toHandlerFunction(handler), conn, logger, options.requestTimeout, resolve).run()
+    new ConnectionLoop(stream, fn, conn, logger, options.requestTimeout, resolve).run()
   })
+}
+
+/**
+ * A {@link ServerConnection} over a transport's {@link ServedConnection}: the signal aborts when
+ * the stream ends (the peer closed or the transport closed the connection) or on `close()`.
+ */
+class HandedConnection implements ServerConnection {
+  readonly peer: string
+  readonly transport: string
+  private readonly controller = new AbortController()
+  private closed = false
+
+  constructor(
+    readonly stream: ByteStream,
+    private readonly conn: ServedConnection,
+  ) {
+    this.peer = conn.peer
+    this.transport = conn.transport ?? 'unknown'
+    stream.onEnd = () => this.abort()
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal
+  }
+
+  write(bytes: Uint8Array): Promise<void> | undefined {
+    if (this.closed || this.controller.signal.aborted) throw new ConnectionClosedError(`connection to ${this.peer} is closed`)
+    if (!(bytes instanceof Uint8Array)) throw new TypeError(`write takes a Uint8Array, got ${typeof bytes}`)
+    if (bytes.length === 0) return undefined
+    return this.conn.write(bytes)
+  }
+
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    try {
+      this.conn.flush()
+    } finally {
+      this.conn.close()
+      this.abort()
+    }
+  }
+
+  private abort(): void {
+    if (this.controller.signal.aborted) return
+    this.controller.abort(new ConnectionClosedError(`connection to ${this.peer} closed`))
+  }
+}
+
+function serveWholeConnection(stream: ByteStream, handler: ConnectionHandler, conn: ServedConnection, logger: Logger): Promise<void> {
+  const connection = new HandedConnection(stream, conn)
+  let served: Promise<void>
+  try {
+    served = Promise.resolve(handler.serveConnection(connection))
+  } catch (error) {
+    served = Promise.reject(error)
+  }
+  return served.then(
+    () => {
+      logDebug(logger, () => [{ peer: conn.peer }, 'connection handler done'])
+      connection.close()
+    },
+    (error: unknown) => {
+      if (connection.signal.aborted && (error instanceof ConnectionClosedError || error === connection.signal.reason)) {
+        logDebug(logger, () => [{ peer: conn.peer, err: error }, 'connection handler ended with its connection'])
+      } else {
+        logger.error({ peer: conn.peer, err: isLabwireError(error) || error instanceof Error ? error : new Error(describeThrown(error)) }, 'connection handler failed; closing the connection')
+      }
+      connection.close()
+    },
+  )
 }
 
 class ConnectionLoop {
@@ -81,6 +172,8 @@ class ConnectionLoop {
   private requests = 0
   private requestTimer: ReturnType<typeof setTimeout> | undefined
   private requestStartConsumed = 0
+  /** performance.now() when the current request started, only while someone subscribes to `labwire:server:request`; else -1. */
+  private startedAt = -1
   private readonly fast: BufferedHandler | undefined
 
   constructor(
@@ -128,14 +221,16 @@ class ConnectionLoop {
       }
       let result: ReturnType<BufferedHandler>
       conn.busy = true
+      if (serverRequestChannel.hasSubscribers) this.startedAt = performance.now()
       try {
         result = fast(stream)
       } catch (error) {
         conn.busy = false
-        if (!this.recover(error)) return
+        if (!this.recover(error, before)) return
         continue
       }
       if (result === NEED_MORE) {
+        this.startedAt = -1
         conn.busy = false
         if (stream.ended) {
           this.finish(stream.closedError())
@@ -176,12 +271,13 @@ class ConnectionLoop {
   /** The slow path: the handler reads the stream itself and may await. */
   private callAsync(before: number): void {
     this.conn.busy = true
+    if (serverRequestChannel.hasSubscribers) this.startedAt = performance.now()
     let result: Promise<Uint8Array | undefined> | Uint8Array | undefined
     try {
       result = this.handler(this.stream)
     } catch (error) {
       this.conn.busy = false
-      if (this.recover(error)) this.run()
+      if (this.recover(error, before)) this.run()
       return
     }
     if (result instanceof Promise) {
@@ -207,7 +303,7 @@ class ConnectionLoop {
         this.waiting = false
         this.conn.busy = false
         if (this.finished) return
-        if (this.recover(error)) this.run()
+        if (this.recover(error, before)) this.run()
       },
     )
   }
@@ -220,6 +316,8 @@ class ConnectionLoop {
       return false
     }
     this.requests++
+    if (this.conn.requests !== undefined) this.conn.requests++
+    if (this.startedAt >= 0) this.published(before, reply === undefined || !(reply instanceof Uint8Array) ? 0 : reply.length, undefined)
     if (reply === undefined || reply.length === 0) return true
     if (!(reply instanceof Uint8Array)) {
       this.finish(new TypeError(`the request handler returned ${typeof reply}, not a Uint8Array or undefined`), 'error')
@@ -247,8 +345,24 @@ class ConnectionLoop {
     return false
   }
 
+  /** Publish the finished request on `labwire:server:request`. */
+  private published(before: number, bytesOut: number, error: unknown): void {
+    const startedAt = this.startedAt
+    this.startedAt = -1
+    if (!serverRequestChannel.hasSubscribers) return
+    serverRequestChannel.publish({
+      transport: this.conn.transport ?? 'unknown',
+      peer: this.conn.peer,
+      duration: performance.now() - startedAt,
+      bytesIn: this.stream.consumed - before,
+      bytesOut,
+      ...(error === undefined ? {} : { error: errorCodeOf(error) }),
+    })
+  }
+
   /** A handler error: true when the connection can go on (the framer is back in step). */
-  private recover(error: unknown): boolean {
+  private recover(error: unknown, before: number): boolean {
+    if (this.startedAt >= 0) this.published(before, 0, error)
     if ((error instanceof FrameTooLargeError && error.resynchronised) || (error instanceof FramingError && error.recoverable)) {
       this.clearRequestTimer()
       this.logger.warn({ peer: this.conn.peer, err: error }, error instanceof FrameTooLargeError ? 'oversized request skipped' : 'bad request frame skipped')

@@ -6,6 +6,7 @@
  */
 import type { ByteStream } from './byte-stream.js'
 import type { NeedMore } from './decoder.js'
+import type { ConnectionHandler } from './connection.js'
 
 /** Options accepted by every async labwire method. */
 export interface AbortOptions {
@@ -60,8 +61,11 @@ export interface ByteHandlerObject {
   handleBuffered?: ((stream: ByteStream) => Uint8Array | undefined | NeedMore | Promise<Uint8Array | undefined>) | undefined
 }
 
-/** What a transport server calls per request. */
-export type ByteHandler = ByteHandlerFunction | ByteHandlerObject
+/**
+ * What a transport server calls: per request (a function, or an object with `handle`), or once
+ * per connection (a {@link ConnectionHandler}, which then owns the connection's input and output).
+ */
+export type ByteHandler = ByteHandlerFunction | ByteHandlerObject | ConnectionHandler
 
 /** A listening server's address. */
 export interface ServerAddress {

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net'
-import type { ByteStream } from '@labwire/core'
+import type { ByteStream, ConnectionFilter, ConnectionIo, KernelConnection, Logger } from '@labwire/core'
+import { logDebug } from '@labwire/core'
 
 /** The write side of a served connection: what `ServedConnection.write` and `flush` need. */
 export interface ReplyWriter {
@@ -9,31 +10,58 @@ export interface ReplyWriter {
   readonly flush: () => void
 }
 
+const CLOSE_LINGER_MS = 1000
+const kIo = Symbol('labwire.socketIo')
+
+type TaggedSocket = Socket & { [kIo]?: SocketIo }
+
 /**
- * How a socket server writes replies (shared by `TcpServer` and servers built on its sockets, such
- * as the simulator's). A reply to a lone request goes out at once; while more requests are already
- * buffered (a pipelined burst) replies are corked and leave together, released when the serving
- * loop waits for input or at the end of the tick, whichever is first. `encode` runs on every reply
- * (a filter's `output`).
+ * One server-side socket as the serving kernel drives it (shared by `TcpServer`, hence Telnet,
+ * and the simulator's server): feeds the connection's byte stream (through the optional filter),
+ * writes replies and ends the socket. One object per connection; the socket's listeners are
+ * shared functions that find it on the socket, not closures.
+ *
+ * A reply to a lone request goes out at once; while more requests are already buffered (a
+ * pipelined burst) replies are corked and leave together, released when the serving loop waits
+ * for input or at the end of the tick, whichever is first. Protocol bytes a filter sends itself
+ * (Telnet negotiation replies) count against the same socket write buffer: when it is full,
+ * reading pauses until it drains, so a peer that never reads cannot grow it.
  */
-export function replyWriter(socket: Socket, stream: ByteStream, encode?: (bytes: Uint8Array) => Uint8Array): ReplyWriter {
-  let corked = false
-  const flush = (): void => {
-    if (corked) {
-      corked = false
-      socket.uncork()
-    }
+export class SocketIo implements ConnectionIo {
+  /** Set once the kernel admitted the connection. */
+  conn: KernelConnection | undefined = undefined
+  filter: ConnectionFilter | undefined = undefined
+  private corked = false
+  /** Reading paused because filter output filled the write buffer. */
+  private sendPaused = false
+
+  constructor(
+    readonly socket: Socket,
+    readonly stream: ByteStream,
+    readonly peer: string,
+    readonly logger: Logger,
+  ) {}
+
+  /** Attach the socket's listeners (data → stream, end, close, error). */
+  listen(): void {
+    const socket = this.socket as TaggedSocket
+    socket[kIo] = this
+    socket.on('data', this.filter === undefined ? onPlainData : onFilteredData)
+    socket.on('end', onEnd)
+    socket.on('close', onClose)
   }
-  const write = (reply: Uint8Array): Promise<void> | undefined => {
+
+  write(reply: Uint8Array): Promise<void> | undefined {
+    const socket = this.socket
     if (socket.destroyed || !socket.writable) return undefined
-    const bytes = encode === undefined ? reply : encode(reply)
-    if (!corked && stream.bufferedLength > 0) {
-      corked = true
+    const bytes = this.filter === undefined ? reply : this.filter.output(reply)
+    if (!this.corked && this.stream.bufferedLength > 0) {
+      this.corked = true
       socket.cork()
-      process.nextTick(flush)
+      process.nextTick(uncork, this)
     }
     if (socket.write(bytes)) return undefined
-    flush()
+    this.flush()
     return new Promise<void>((resolve) => {
       const done = (): void => {
         socket.off('drain', done)
@@ -44,5 +72,115 @@ export function replyWriter(socket: Socket, stream: ByteStream, encode?: (bytes:
       socket.on('close', done)
     })
   }
-  return { write, flush }
+
+  flush(): void {
+    if (this.corked) {
+      this.corked = false
+      this.socket.uncork()
+    }
+  }
+
+  /** Raw protocol bytes from the filter (negotiation replies, a banner): same write buffer; a full one pauses reading. */
+  send(bytes: Uint8Array): void {
+    const socket = this.socket
+    if (socket.destroyed || !socket.writable) return
+    if (this.conn !== undefined) this.conn.bytesOut += bytes.length
+    if (socket.write(bytes) || this.sendPaused) return
+    this.sendPaused = true
+    socket.pause()
+    socket.once('drain', () => {
+      this.sendPaused = false
+      if (!this.stream.paused) socket.resume()
+    })
+  }
+
+  end(): void {
+    this.stream.end()
+    lingeringClose(this.socket)
+  }
+
+  destroy(): void {
+    this.stream.end()
+    this.socket.destroy()
+  }
+
+  /** @internal */
+  receive(chunk: Buffer): void {
+    const filter = this.filter as ConnectionFilter
+    let data: Uint8Array
+    try {
+      data = filter.input(chunk)
+    } catch (error) {
+      this.stream.fail(error)
+      this.logger.warn({ peer: this.peer, err: error }, 'protocol error; closing the connection')
+      if (this.conn === undefined) this.end()
+      else this.conn.close()
+      return
+    }
+    if (data.length > 0) this.stream.push(data)
+  }
+
+  /** @internal */
+  gone(): void {
+    this.stream.end()
+    this.filter?.close?.()
+    this.conn?.closed()
+  }
+}
+
+function onPlainData(this: TaggedSocket, chunk: Buffer): void {
+  this[kIo]?.stream.push(chunk)
+}
+
+function onFilteredData(this: TaggedSocket, chunk: Buffer): void {
+  this[kIo]?.receive(chunk)
+}
+
+function onEnd(this: TaggedSocket): void {
+  this[kIo]?.stream.end()
+}
+
+function onClose(this: TaggedSocket): void {
+  this[kIo]?.gone()
+}
+
+function uncork(io: SocketIo): void {
+  io.flush()
+}
+
+/** A socket `'error'` listener shared by every connection: logged at debug (the close that follows is what matters). */
+export function socketErrorListener(this: Socket, error: Error): void {
+  const io = (this as TaggedSocket)[kIo]
+  if (io !== undefined) logDebug(io.logger, () => [{ peer: io.peer, err: error }, 'socket error'])
+}
+
+/**
+ * How a socket server writes replies, as functions (kept for servers that do not use
+ * {@link SocketIo}). See {@link SocketIo} for the corking rule.
+ */
+export function replyWriter(socket: Socket, stream: ByteStream, encode?: (bytes: Uint8Array) => Uint8Array): ReplyWriter {
+  const io = new SocketIo(socket, stream, '', { debug: noop, info: noop, warn: noop, error: noop })
+  if (encode !== undefined) io.filter = { input: (chunk) => chunk, output: encode }
+  return { write: (bytes) => io.write(bytes), flush: () => io.flush() }
+}
+
+const noop = (): void => undefined
+
+/**
+ * Lingering close: send what is queued and a FIN, then read and drop whatever the peer still
+ * sends until it closes too, for at most 1 s. Destroying at once with unread input would reset
+ * the connection, and the peer could lose replies it has not read yet.
+ */
+export function lingeringClose(socket: Socket): void {
+  if (socket.destroyed) return
+  socket.removeListener('data', onPlainData)
+  socket.removeListener('data', onFilteredData)
+  socket.on('data', noop)
+  socket.resume()
+  socket.end()
+  const timer = setTimeout(() => socket.destroy(), CLOSE_LINGER_MS)
+  timer.unref()
+  socket.once('close', () => clearTimeout(timer))
+  // With allowHalfOpen the socket waits for the peer's FIN; once both sides ended, let it go.
+  socket.once('end', () => socket.destroy())
 }

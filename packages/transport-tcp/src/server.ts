@@ -4,27 +4,25 @@ import { createServer as createTlsServer } from 'node:tls'
 import {
   ByteStream,
   ConnectionError,
+  ServerKernel,
   TimeoutError,
   checkCount,
   checkDuration,
   checkPort,
   clampDelay,
   logDebug,
-  serveConnection,
   silentLogger,
   throwIfAborted,
-  toHandlerFunction,
   type AbortOptions,
+  type AccessPolicy,
   type ByteHandler,
-  type ConnectionFilter,
   type ConnectionFilterFactory,
   type Logger,
-  type ServeHandler,
-  type ServedConnection,
   type ServerAddress,
+  type ServerCloseOptions,
 } from '@labwire/core'
 import { checkSocketPath, formatTarget } from './client.js'
-import { replyWriter } from './reply-writer.js'
+import { SocketIo, lingeringClose, socketErrorListener } from './reply-writer.js'
 import { DEFAULT_TLS_HANDSHAKE_TIMEOUT, describeTlsFailure, type TcpServerTlsOptions } from './tls.js'
 
 /** A {@link TcpServer}'s bound address: `host` + `port`, and `path` when it listens on a Unix socket (then `host` is `''` and `port` 0). */
@@ -33,7 +31,6 @@ export interface TcpServerAddress extends ServerAddress {
   path?: string
 }
 
-const CLOSE_LINGER_MS = 1000
 /** How long the stale-socket probe waits for a connect to a leftover socket file. */
 const STALE_PROBE_MS = 1000
 
@@ -60,12 +57,16 @@ export interface TcpServerOptions {
   logger?: Logger
   /** Connections served at once; further ones are accepted and closed straight away (the peer sees the connection closed). Default: unlimited. */
   maxConnections?: number
+  /** Who may use the device at once: `{ maxSessions?, exclusive?: 'queue' | 'refuse', queueTimeout? }` (see `AccessPolicy` in `@labwire/core`). Default: everyone. */
+  access?: AccessPolicy
   /** Close a connection that has been idle (no bytes either way, no request being handled) this many milliseconds. Default: never (0 = never). */
   idleTimeout?: number
   /** A request must arrive whole within this many milliseconds of its first byte, else its connection is closed. Default: no limit (0 = none). */
   requestTimeout?: number
   /** A protocol layer under the framing, one per connection (Telnet's codec, a wire trace). */
   filter?: ConnectionFilterFactory
+  /** @internal The transport kind a `ConnectionHandler` sees (`TelnetServer` passes `'telnet'`). Default `'tcp'`, `'tls'` or `'unix'`. */
+  transportName?: string
 }
 
 /**
@@ -83,7 +84,7 @@ export interface TcpServerOptions {
  */
 export class TcpServer implements AsyncDisposable {
   private readonly server: Server
-  private readonly handler: ServeHandler
+  private readonly kernel: ServerKernel
   private readonly host: string
   private readonly port: number
   private readonly path: string | undefined
@@ -95,11 +96,7 @@ export class TcpServer implements AsyncDisposable {
   private boundInode: number | undefined
   private readonly bufferSize: number
   private readonly logger: Logger
-  private readonly maxConnections: number
-  private readonly idleTimeout: number | undefined
-  private readonly requestTimeout: number | undefined
   private readonly filter: ConnectionFilterFactory | undefined
-  private readonly sockets = new Set<Socket>()
   private bound: TcpServerAddress | undefined
   private listening: Promise<TcpServerAddress> | undefined
   private closing: Promise<void> | undefined
@@ -107,7 +104,6 @@ export class TcpServer implements AsyncDisposable {
   constructor(options: TcpServerOptions) {
     if (typeof options !== 'object' || options === null) throw new TypeError('TcpServer: options { callback, host?, port?, … } are required')
     if (options.callback === undefined) throw new TypeError('TcpServer: callback is required (a ByteHandler, e.g. an ApplicationServer)')
-    this.handler = toHandlerFunction(options.callback)
     if (options.host !== undefined && (typeof options.host !== 'string' || options.host.length === 0)) throw new TypeError(`TcpServer: host must be a non-empty string, got ${typeof options.host === 'string' ? "''" : typeof options.host}`)
     this.path = options.path === undefined ? undefined : checkSocketPath('TcpServer', options.path)
     if (this.path !== undefined && (options.host !== undefined || options.port !== undefined)) throw new TypeError('TcpServer: give either path (a Unix socket) or host/port, not both')
@@ -121,9 +117,6 @@ export class TcpServer implements AsyncDisposable {
     this.port = checkPort('TcpServer', options.port ?? 0)
     this.bufferSize = checkCount('TcpServer', 'bufferSize', options.bufferSize ?? 64 * 1024)
     this.logger = options.logger ?? silentLogger
-    this.maxConnections = checkCount('TcpServer', 'maxConnections', options.maxConnections ?? Infinity, { allowInfinity: true })
-    this.idleTimeout = checkDuration('TcpServer', 'idleTimeout', options.idleTimeout)
-    this.requestTimeout = checkDuration('TcpServer', 'requestTimeout', options.requestTimeout)
     if (options.filter !== undefined && typeof options.filter !== 'function') throw new TypeError('TcpServer: filter must be a function (context) => ConnectionFilter')
     this.filter = options.filter
     const tls = options.tls
@@ -133,6 +126,16 @@ export class TcpServer implements AsyncDisposable {
       checkDuration('TcpServer', 'tls.handshakeTimeout', tls.handshakeTimeout)
     }
     this.tls = tls !== undefined
+    this.kernel = new ServerKernel({
+      server: 'TcpServer',
+      transport: options.transportName ?? (this.tls ? 'tls' : this.path !== undefined ? 'unix' : 'tcp'),
+      callback: options.callback,
+      logger: this.logger,
+      maxConnections: options.maxConnections,
+      idleTimeout: options.idleTimeout,
+      requestTimeout: options.requestTimeout,
+      access: options.access,
+    })
     // allowHalfOpen: a client that shuts its write side still gets the replies to what it sent.
     if (tls === undefined) {
       this.server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket))
@@ -186,7 +189,7 @@ export class TcpServer implements AsyncDisposable {
 
   /** Open connections (TLS: with the handshake done). */
   get connectionCount(): number {
-    return this.sockets.size
+    return this.kernel.size
   }
 
   /**
@@ -326,24 +329,28 @@ export class TcpServer implements AsyncDisposable {
   }
 
   /**
-   * Stop listening and close every connection, idle or busy. Resolves once all are closed
-   * (`connectionCount` is 0 by then) and a Unix socket file is removed. Idempotent; also stops a
-   * `listen()` still in progress.
+   * Stop listening and close every connection, idle or busy — or, with `drain`, let requests in
+   * flight finish for up to `drain` ms first. Resolves once all are closed (`connectionCount` is 0
+   * by then) and a Unix socket file is removed. Idempotent; also stops a `listen()` still in progress.
    */
-  close(): Promise<void> {
+  close(options?: ServerCloseOptions): Promise<void> {
     this.closing ??= (async () => {
+      const stopped = this.stopListening()
+      const drained = this.kernel.close(options)
       const starting = this.listening
       if (starting !== undefined) await starting.then(() => undefined, () => undefined)
-      const closed = [...this.sockets, ...this.rawSockets].map(
-        (socket) =>
-          new Promise<void>((resolve) => {
-            if (socket.destroyed) resolve()
-            else socket.once('close', () => resolve())
-            socket.destroy()
-          }),
+      await Promise.all([drained, stopped, this.stopListening()])
+      // TLS: raw sockets left are handshakes that never became connections.
+      await Promise.all(
+        [...this.rawSockets].map(
+          (socket) =>
+            new Promise<void>((resolve) => {
+              if (socket.destroyed) resolve()
+              else socket.once('close', () => resolve())
+              socket.destroy()
+            }),
+        ),
       )
-      await Promise.all([...closed, this.stopListening()])
-      this.sockets.clear()
       this.rawSockets.clear()
       await this.removeSocketFile()
     })()
@@ -369,104 +376,31 @@ export class TcpServer implements AsyncDisposable {
   }
 
   private accept(socket: Socket): void {
-    const peer = this.peerOf(socket)
-    socket.on('error', (error) => logDebug(this.logger, () => [{ peer, err: error }, 'socket error']))
-    if (this.closing !== undefined || this.sockets.size >= this.maxConnections) {
-      this.logger.warn({ peer, maxConnections: this.maxConnections }, 'connection refused: server at maxConnections or closing')
+    socket.on('error', socketErrorListener)
+    if (this.kernel.full) {
+      this.logger.warn({ peer: this.peerOf(socket) }, 'connection refused: server at maxConnections or closing')
       lingeringClose(socket)
       return
     }
-    this.sockets.add(socket)
+    const peer = this.peerOf(socket)
     socket.setNoDelay(true)
-    const stream = new ByteStream(undefined, {
-      highWaterMark: this.bufferSize,
-      onPause: () => socket.pause(),
-      onResume: () => socket.resume(),
-      label: peer,
-    })
-    let filter: ConnectionFilter | undefined
+    const stream = new ByteStream(undefined, { highWaterMark: this.bufferSize, producer: socket, label: peer })
+    const io = new SocketIo(socket, stream, peer, this.logger)
     if (this.filter !== undefined) {
-      filter = this.filter({
-        side: 'server',
-        peer,
-        send: (bytes) => {
-          if (!socket.destroyed && socket.writable) socket.write(bytes)
-        },
-      })
+      io.filter = this.filter({ side: 'server', peer, send: (bytes) => io.send(bytes) })
     }
-    if (filter === undefined) {
-      socket.on('data', (chunk: Buffer) => stream.push(chunk))
-    } else {
-      const input = filter
-      socket.on('data', (chunk: Buffer) => {
-        let data: Uint8Array
-        try {
-          data = input.input(chunk)
-        } catch (error) {
-          stream.fail(error)
-          this.logger.warn({ peer, err: error }, 'protocol error; closing the connection')
-          conn.close()
-          return
-        }
-        if (data.length > 0) stream.push(data)
-      })
+    io.listen()
+    const conn = this.kernel.admit(peer, stream, io)
+    if (conn === undefined) {
+      lingeringClose(socket)
+      return
     }
-    socket.on('end', () => stream.end())
-    socket.on('close', () => {
-      this.sockets.delete(socket)
-      stream.end()
-      filter?.close?.()
-    })
-    const writer = replyWriter(socket, stream, filter === undefined ? undefined : (bytes) => filter.output(bytes))
-    const conn: ServedConnection = {
-      peer,
-      busy: false,
-      write: writer.write,
-      flush: writer.flush,
-      close() {
-        stream.end()
-        lingeringClose(socket)
-      },
-    }
-    if (this.idleTimeout !== undefined) {
-      const idleTimeout = clampDelay(this.idleTimeout)
-      // Node registers setTimeout's callback with once(): listen with on() so the timer, re-armed
-      // by socket activity, can fire again; re-arm it by hand while busy (a reply-less request has no activity).
-      socket.setTimeout(idleTimeout)
-      socket.on('timeout', () => {
-        if (conn.busy) {
-          socket.setTimeout(idleTimeout)
-          return
-        }
-        logDebug(this.logger, () => [{ peer, idleTimeout }, 'closing idle connection'])
-        socket.destroy()
-      })
-    }
-    logDebug(this.logger, () => [{ peer }, 'connection accepted'])
-    filter?.open?.()
-    void serveConnection(stream, this.handler, conn, this.logger, { requestTimeout: this.requestTimeout })
+    io.conn = conn
+    if (!conn.ending) io.filter?.open?.()
   }
 }
 
 /** A Linux abstract socket name (leading NUL): no file on disk. */
 function isAbstract(path: string): boolean {
   return path.startsWith('\0')
-}
-
-/**
- * Lingering close: send what is queued and a FIN, then read and drop whatever the peer still
- * sends until it closes too, for at most 1 s. Destroying at once with unread input would reset
- * the connection, and the peer could lose replies it has not read yet.
- */
-function lingeringClose(socket: Socket): void {
-  if (socket.destroyed) return
-  socket.removeAllListeners('data')
-  socket.on('data', () => undefined)
-  socket.resume()
-  socket.end()
-  const timer = setTimeout(() => socket.destroy(), CLOSE_LINGER_MS)
-  timer.unref()
-  socket.once('close', () => clearTimeout(timer))
-  // With allowHalfOpen the socket waits for the peer's FIN; once both sides ended, let it go.
-  socket.once('end', () => socket.destroy())
 }

@@ -1,5 +1,5 @@
 import { TcpServer, type TcpServerOptions } from '@labwire/transport-tcp'
-import { NEED_MORE, checkCount, toBytes, toHandlerFunction, type AbortOptions, type BufferedHandler, type ByteHandler, type ServeHandler, type ServerAddress } from '@labwire/core'
+import { NEED_MORE, checkCount, isConnectionHandler, toBytes, toHandlerFunction, type AbortOptions, type BufferedHandler, type ByteHandler, type ServeHandler, type ServerAddress } from '@labwire/core'
 import { telnetServerFilter, type TelnetServerFilterOptions } from './filter.js'
 
 /** Options for {@link TelnetServer}: those of `TcpServer` plus banner, prompt and the subnegotiation limit. */
@@ -31,7 +31,9 @@ export class TelnetServer implements AsyncDisposable {
     const promptBytes = prompt === undefined ? undefined : toBytes(prompt)
     this.tcp = new TcpServer({
       ...tcp,
-      callback: promptBytes === undefined || promptBytes.length === 0 ? callback : withPrompt(callback, promptBytes),
+      // A ConnectionHandler writes what it likes: no prompt is appended for it.
+      callback: promptBytes === undefined || promptBytes.length === 0 || isConnectionHandler(callback) ? callback : withPrompt(callback, promptBytes),
+      transportName: 'telnet',
       filter: telnetServerFilter({ banner, prompt: promptBytes, ...(maxSubnegotiation === undefined ? {} : { maxSubnegotiation }) }),
     })
   }

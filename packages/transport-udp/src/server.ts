@@ -4,20 +4,23 @@ import {
   ByteStream,
   ConnectionError,
   FrameTooLargeError,
+  ServerKernel,
+  accessNotice,
   checkCount,
-  checkDuration,
   checkPort,
   logDebug,
-  serveConnection,
   silentLogger,
   throwIfAborted,
-  toHandlerFunction,
   type AbortOptions,
+  type AccessPolicy,
+  type AccessRefusedError,
+  type AccessTimeoutError,
   type ByteHandler,
-  type ByteHandlerFunction,
+  type ConnectionIo,
+  type KernelConnection,
   type Logger,
-  type ServedConnection,
   type ServerAddress,
+  type ServerCloseOptions,
 } from '@labwire/core'
 import { formatTarget } from './address.js'
 import { EMPTY_DATAGRAM, MAX_UDP_PAYLOAD } from './client.js'
@@ -38,8 +41,15 @@ export interface UdpServerOptions {
   maxDatagramSize?: number
   /** Unread bytes buffered per peer while nobody reads; datagrams beyond it are dropped and logged at warn. Default 64 KiB. */
   bufferSize?: number
-  /** Peers (remote address:port pairs) served at once; datagrams from further peers are dropped (and answered with the end-of-session signal). Default 1024. */
+  /**
+   * Peers (remote address:port pairs) remembered at once. A datagram from a new peer when the
+   * table is full evicts the least recently active peer (one with no request being handled first;
+   * it is sent the end-of-session signal), so spoofed one-datagram peers cannot lock clients out.
+   * Default 1024.
+   */
   maxConnections?: number
+  /** Who may use the device at once (see `AccessPolicy`); a peer turned away gets the access notice datagram, then the end-of-session signal. */
+  access?: AccessPolicy
   /** Forget a peer that has sent nothing and been answered nothing for this many milliseconds (no request being handled). Default 60 000; 0 = never (then `maxConnections` alone bounds the table). */
   idleTimeout?: number
   /** A request must arrive whole within this many milliseconds of its first byte, else its connection is closed (a slow-trickle peer cannot hold it). Default: no limit (0 = none). */
@@ -49,13 +59,54 @@ export interface UdpServerOptions {
   logger?: Logger
 }
 
-interface Peer {
-  readonly stream: ByteStream
-  readonly conn: ServedConnection
-  lastActivity: number
-  timer: ReturnType<typeof setTimeout> | undefined
+/** One UDP peer as the serving kernel drives it. */
+class Peer implements ConnectionIo {
+  conn: KernelConnection | undefined = undefined
   /** The peer said goodbye (empty datagram): do not answer it with one. */
-  ended: boolean
+  ended = false
+  private done = false
+
+  constructor(
+    private readonly server: UdpServer,
+    readonly key: string,
+    readonly address: string,
+    readonly port: number,
+    readonly stream: ByteStream,
+  ) {}
+
+  write(bytes: Uint8Array): Promise<void> | undefined {
+    if (this.done) return undefined
+    const max = this.server.maxDatagramSize
+    if (bytes.length > max) {
+      // Never truncate: log the typed error and end this peer's session (the peer is told).
+      const error = new FrameTooLargeError(max, `reply of ${bytes.length} bytes to ${this.key} does not fit one datagram (maxDatagramSize ${max}); not sent`)
+      this.server.logger.error({ peer: this.key, err: error }, 'reply too large for one datagram; closing the connection')
+      this.conn?.close()
+      return undefined
+    }
+    this.server.sendTo(bytes, this)
+    return undefined
+  }
+
+  flush(): void {}
+
+  end(): void {
+    if (this.done) return
+    this.done = true
+    this.server.forget(this)
+    this.stream.end()
+    if (this.server.closeSignal && !this.ended) this.server.sendTo(EMPTY_DATAGRAM, this)
+    this.conn?.closed()
+  }
+
+  destroy(): void {
+    this.end()
+  }
+
+  refuse(error: AccessRefusedError | AccessTimeoutError): void {
+    if (!this.done) this.server.sendTo(accessNotice(error), this)
+    this.end()
+  }
 }
 
 /**
@@ -72,17 +123,18 @@ interface Peer {
  * ```
  */
 export class UdpServer implements AsyncDisposable {
-  private readonly handler: ByteHandlerFunction
+  private readonly kernel: ServerKernel
   private readonly host: string
   private readonly port: number
   private readonly type: 'udp4' | 'udp6'
-  private readonly maxDatagramSize: number
+  /** @internal */
+  readonly maxDatagramSize: number
   private readonly bufferSize: number
-  private readonly maxConnections: number
-  private readonly idleTimeout: number | undefined
-  private readonly requestTimeout: number | undefined
-  private readonly closeSignal: boolean
-  private readonly logger: Logger
+  /** @internal */
+  readonly closeSignal: boolean
+  /** @internal */
+  readonly logger: Logger
+  /** Peers by `address:port`, least recently active first (re-inserted on every datagram). */
   private readonly peers = new Map<string, Peer>()
   private socket: Socket | undefined
   private bound: ServerAddress | undefined
@@ -90,7 +142,6 @@ export class UdpServer implements AsyncDisposable {
   private readonly pendingSends = new Set<Promise<void>>()
 
   constructor(options: UdpServerOptions) {
-    this.handler = toHandlerFunction(options.callback)
     this.host = options.host ?? '127.0.0.1'
     this.port = checkPort('UdpServer', options.port ?? 0)
     if (options.type !== undefined && options.type !== 'udp4' && options.type !== 'udp6') {
@@ -100,11 +151,18 @@ export class UdpServer implements AsyncDisposable {
     this.maxDatagramSize = checkCount('UdpServer', 'maxDatagramSize', options.maxDatagramSize ?? MAX_UDP_PAYLOAD)
     if (this.maxDatagramSize > MAX_UDP_PAYLOAD) throw new RangeError(`UdpServer: maxDatagramSize must be at most ${MAX_UDP_PAYLOAD}, got ${this.maxDatagramSize}`)
     this.bufferSize = checkCount('UdpServer', 'bufferSize', options.bufferSize ?? 64 * 1024)
-    this.maxConnections = checkCount('UdpServer', 'maxConnections', options.maxConnections ?? 1024, { allowInfinity: true })
-    this.idleTimeout = checkDuration('UdpServer', 'idleTimeout', options.idleTimeout ?? 60_000)
-    this.requestTimeout = checkDuration('UdpServer', 'requestTimeout', options.requestTimeout)
     this.closeSignal = options.closeSignal ?? true
     this.logger = options.logger ?? silentLogger
+    this.kernel = new ServerKernel({
+      server: 'UdpServer',
+      transport: 'udp',
+      callback: options.callback,
+      logger: this.logger,
+      maxConnections: options.maxConnections ?? 1024,
+      idleTimeout: options.idleTimeout ?? 60_000,
+      requestTimeout: options.requestTimeout,
+      access: options.access,
+    })
   }
 
   /** The bound address once listening, else `undefined`. */
@@ -114,7 +172,7 @@ export class UdpServer implements AsyncDisposable {
 
   /** Peers currently remembered (one per remote address:port). */
   get connectionCount(): number {
-    return this.peers.size
+    return this.kernel.size
   }
 
   /** Bind the socket. Resolves with the bound address (the real port when `port` was 0). Rejects with `ConnectionError` naming host:port (e.g. EADDRINUSE). */
@@ -148,11 +206,12 @@ export class UdpServer implements AsyncDisposable {
 
   /**
    * Forget every peer (sending each the end-of-session signal, unless `closeSignal` is off) and
-   * close the socket. Handlers still running are abandoned: their replies are not sent. Idempotent.
+   * close the socket. Handlers still running are abandoned: their replies are not sent — unless
+   * `drain` gives requests in flight that many ms to finish first. Idempotent.
    */
-  close(): Promise<void> {
+  close(options?: ServerCloseOptions): Promise<void> {
     this.closing ??= (async () => {
-      for (const peer of [...this.peers.values()]) peer.conn.close()
+      await this.kernel.close(options)
       const socket = this.socket
       if (socket === undefined) return
       // Let the goodbye datagrams leave before the socket goes (bounded).
@@ -176,7 +235,8 @@ export class UdpServer implements AsyncDisposable {
   private receive(datagram: Buffer, from: RemoteInfo): void {
     if (this.closing !== undefined) return
     const key = formatTarget(from.address, from.port)
-    let peer = this.peers.get(key)
+    const peers = this.peers
+    let peer = peers.get(key)
     if (datagram.length === 0) {
       if (!this.closeSignal || peer === undefined) return
       logDebug(this.logger, () => [{ peer: key }, 'peer ended its session (empty datagram)'])
@@ -185,14 +245,17 @@ export class UdpServer implements AsyncDisposable {
       return
     }
     if (peer === undefined) {
-      if (this.peers.size >= this.maxConnections) {
-        this.logger.warn({ peer: key, maxConnections: this.maxConnections }, 'datagram dropped: server at maxConnections')
+      if (this.kernel.full) this.evict(key)
+      peer = this.open(key, from)
+      if (peer === undefined) {
         if (this.closeSignal) this.send(EMPTY_DATAGRAM, from.port, from.address)
         return
       }
-      peer = this.open(key, from)
+    } else {
+      // Most recently active last: the table's first entry is the one to evict.
+      peers.delete(key)
+      peers.set(key, peer)
     }
-    peer.lastActivity = performance.now()
     if (peer.stream.paused) {
       this.logger.warn({ peer: key, bufferSize: this.bufferSize }, 'datagram dropped: receive buffer full (the handler is not reading)')
       return
@@ -200,59 +263,42 @@ export class UdpServer implements AsyncDisposable {
     peer.stream.push(datagram)
   }
 
-  private open(key: string, from: RemoteInfo): Peer {
-    const stream = new ByteStream(undefined, { highWaterMark: this.bufferSize, label: `UDP peer ${key}` })
-    const address = from.address
-    const port = from.port
-    const maxDatagramSize = this.maxDatagramSize
-    let closed = false
-    const conn: ServedConnection = {
-      peer: key,
-      busy: false,
-      write: (bytes) => {
-        if (closed) return undefined
-        if (bytes.length > maxDatagramSize) {
-          // Never truncate: log the typed error and end this peer's session (the peer is told).
-          const error = new FrameTooLargeError(maxDatagramSize, `reply of ${bytes.length} bytes to ${key} does not fit one datagram (maxDatagramSize ${maxDatagramSize}); not sent`)
-          this.logger.error({ peer: key, err: error }, 'reply too large for one datagram; closing the connection')
-          conn.close()
-          return undefined
-        }
-        peer.lastActivity = performance.now()
-        this.send(bytes, port, address)
-        return undefined
-      },
-      flush: () => undefined,
-      close: () => {
-        if (closed) return
-        closed = true
-        if (peer.timer !== undefined) clearTimeout(peer.timer)
-        if (this.peers.get(key) === peer) this.peers.delete(key)
-        stream.end()
-        if (this.closeSignal && !peer.ended) this.send(EMPTY_DATAGRAM, port, address)
-      },
-    }
-    const peer: Peer = { stream, conn, lastActivity: performance.now(), timer: undefined, ended: false }
-    this.peers.set(key, peer)
-    const idleTimeout = this.idleTimeout
-    if (idleTimeout !== undefined) {
-      // One timer per peer, re-armed for the remaining time instead of reset on every datagram.
-      const check = (): void => {
-        const idle = performance.now() - peer.lastActivity
-        if (conn.busy || idle < idleTimeout) {
-          peer.timer = setTimeout(check, conn.busy ? idleTimeout : idleTimeout - idle)
-          peer.timer.unref()
-          return
-        }
-        logDebug(this.logger, () => [{ peer: key, idleTimeout }, 'forgetting idle peer'])
-        conn.close()
+  /** The table is full: forget the least recently active peer, preferring one with no request being handled. */
+  private evict(newcomer: string): void {
+    let victim: Peer | undefined
+    for (const peer of this.peers.values()) {
+      if (peer.conn?.busy !== true) {
+        victim = peer
+        break
       }
-      peer.timer = setTimeout(check, idleTimeout)
-      peer.timer.unref()
+      victim ??= peer
     }
-    logDebug(this.logger, () => [{ peer: key }, 'new peer'])
-    void serveConnection(stream, this.handler, conn, this.logger, { requestTimeout: this.requestTimeout })
+    if (victim === undefined) return
+    this.logger.warn({ peer: victim.key, newcomer, maxConnections: this.kernel.maxConnections }, 'peer table full: forgetting the least recently active peer')
+    victim.end()
+  }
+
+  private open(key: string, from: RemoteInfo): Peer | undefined {
+    const stream = new ByteStream(undefined, { highWaterMark: this.bufferSize, label: `UDP peer ${key}` })
+    const peer = new Peer(this, key, from.address, from.port, stream)
+    this.peers.set(key, peer)
+    const conn = this.kernel.admit(key, stream, peer)
+    if (conn === undefined) {
+      this.peers.delete(key)
+      return undefined
+    }
+    peer.conn = conn
     return peer
+  }
+
+  /** @internal */
+  forget(peer: Peer): void {
+    if (this.peers.get(peer.key) === peer) this.peers.delete(peer.key)
+  }
+
+  /** @internal */
+  sendTo(bytes: Uint8Array, peer: Peer): void {
+    this.send(bytes, peer.port, peer.address)
   }
 
   private send(bytes: Uint8Array, port: number, address: string): void {

@@ -2,26 +2,38 @@ import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import WebSocket, { WebSocketServer as WsServer } from 'ws'
 import {
+  AccessTimeoutError,
   ByteStream,
   ConnectionError,
+  DEFAULT_MAX_LENGTH,
   FrameTooLargeError,
   FramingError,
+  ServerKernel,
   checkCount,
-  checkDuration,
-  checkPort,
   logDebug,
-  serveConnection,
+  checkPort,
   silentLogger,
   throwIfAborted,
-  toHandlerFunction,
   type AbortOptions,
+  type AccessPolicy,
+  type AccessRefusedError,
   type ByteHandler,
-  type ByteHandlerFunction,
+  type ConnectionIo,
+  type KernelConnection,
   type Logger,
-  type ServedConnection,
   type ServerAddress,
+  type ServerCloseOptions,
 } from '@labwire/core'
-import { DEFAULT_MAX_PAYLOAD, type TextMessagePolicy } from './client.js'
+import type { TextMessagePolicy } from './client.js'
+
+/** Default `maxPayload` of a {@link WebSocketServer}: the framers' default maximum frame length (1 MiB). */
+export const DEFAULT_SERVER_MAX_PAYLOAD = DEFAULT_MAX_LENGTH
+/** Default `maxConnections` of a {@link WebSocketServer}. */
+export const DEFAULT_WS_MAX_CONNECTIONS = 1024
+/** WebSocket close code for a session refused by the access policy (`AccessRefusedError`; the reason is its message). */
+export const CLOSE_ACCESS_REFUSED = 4403
+/** WebSocket close code for a session that waited `queueTimeout` for exclusive access (`AccessTimeoutError`). */
+export const CLOSE_ACCESS_TIMEOUT = 4408
 
 const CLOSE_LINGER_MS = 500
 
@@ -37,10 +49,28 @@ export interface WebSocketServerOptions {
   callback: ByteHandler
   /** Unread bytes buffered per connection before its socket is paused; also the `bufferedAmount` above which replies wait. Default 64 KiB. */
   bufferSize?: number
-  /** Largest incoming message in bytes; a longer one closes that connection (1009, logged as `FrameTooLargeError`). Default {@link DEFAULT_MAX_PAYLOAD}. */
+  /**
+   * Largest incoming message in bytes, fragments of an unfinished message included; a longer one
+   * closes that connection (1009, logged as `FrameTooLargeError`). Set it to the framer's
+   * `maxLength` (a request cannot be longer). Default {@link DEFAULT_SERVER_MAX_PAYLOAD} (1 MiB).
+   */
   maxPayload?: number
-  /** Connections served at once; further upgrades are refused with HTTP 503. Default: unlimited. */
+  /** Connections served at once; further upgrades are refused with HTTP 503. Default {@link DEFAULT_WS_MAX_CONNECTIONS} (1024). */
   maxConnections?: number
+  /** Who may use the device at once (see `AccessPolicy`). A session turned away is closed with code 4403 (refused) or 4408 (queue timeout) and the error's message as reason. */
+  access?: AccessPolicy
+  /**
+   * Browser origins allowed to connect (`'https://app.example'`), or `'*'` for any. A request
+   * with no `Origin` header (not a browser) is always accepted. Default: only the server's own
+   * origin (an `Origin` whose host:port is the request's `Host`); any other is refused with 403.
+   */
+  origins?: readonly string[] | '*'
+  /**
+   * Host names accepted in the `Host` header (DNS-rebinding guard), or `'*'` for any. Default:
+   * on a loopback address, only `localhost`, `*.localhost`, `127.0.0.1`, `[::1]`; on any other
+   * address, any host.
+   */
+  allowedHosts?: readonly string[] | '*'
   /** Close a connection idle (no message either way, no request being handled) this many milliseconds. Default: never. */
   idleTimeout?: number
   /** A request must arrive whole within this many milliseconds of its first byte, else its connection is closed (a slow-trickle peer cannot hold it). Default: no limit (0 = none). */
@@ -65,39 +95,45 @@ export interface WebSocketServerOptions {
  * ```
  */
 export class WebSocketServer implements AsyncDisposable {
-  private readonly handler: ByteHandlerFunction
+  private readonly kernel: ServerKernel
+  private readonly origins: readonly string[] | '*' | undefined
+  private readonly allowedHosts: readonly string[] | '*' | undefined
   private readonly host: string
   private readonly port: number
   private readonly path: string
   private readonly bufferSize: number
   private readonly maxPayload: number
-  private readonly maxConnections: number
-  private readonly idleTimeout: number | undefined
-  private readonly requestTimeout: number | undefined
   private readonly textMessages: TextMessagePolicy
   private readonly logger: Logger
   private readonly http: Server
   private readonly wss: WsServer
-  private readonly sockets = new Set<WebSocket>()
   private bound: ServerAddress | undefined
   private closing: Promise<void> | undefined
 
   constructor(options: WebSocketServerOptions) {
-    this.handler = toHandlerFunction(options.callback)
     this.host = options.host ?? '127.0.0.1'
     this.port = checkPort('WebSocketServer', options.port ?? 0)
     const path = options.path ?? '/'
     if (typeof path !== 'string' || !path.startsWith('/')) throw new RangeError(`WebSocketServer: path must start with '/', got ${JSON.stringify(path)}`)
     this.path = path
     this.bufferSize = checkCount('WebSocketServer', 'bufferSize', options.bufferSize ?? 64 * 1024)
-    this.maxPayload = checkCount('WebSocketServer', 'maxPayload', options.maxPayload ?? DEFAULT_MAX_PAYLOAD)
-    this.maxConnections = checkCount('WebSocketServer', 'maxConnections', options.maxConnections ?? Infinity, { allowInfinity: true })
-    this.idleTimeout = checkDuration('WebSocketServer', 'idleTimeout', options.idleTimeout)
-    this.requestTimeout = checkDuration('WebSocketServer', 'requestTimeout', options.requestTimeout)
+    this.maxPayload = checkCount('WebSocketServer', 'maxPayload', options.maxPayload ?? DEFAULT_SERVER_MAX_PAYLOAD)
+    this.origins = checkNames('origins', options.origins)
+    this.allowedHosts = checkNames('allowedHosts', options.allowedHosts)
     const textMessages = options.textMessages ?? 'error'
     if (textMessages !== 'error' && textMessages !== 'accept') throw new RangeError(`WebSocketServer: textMessages must be 'error' or 'accept', got ${String(textMessages)}`)
     this.textMessages = textMessages
     this.logger = options.logger ?? silentLogger
+    this.kernel = new ServerKernel({
+      server: 'WebSocketServer',
+      transport: 'websocket',
+      callback: options.callback,
+      logger: this.logger,
+      maxConnections: options.maxConnections ?? DEFAULT_WS_MAX_CONNECTIONS,
+      idleTimeout: options.idleTimeout,
+      requestTimeout: options.requestTimeout,
+      access: options.access,
+    })
     this.wss = new WsServer({ noServer: true, perMessageDeflate: false, maxPayload: this.maxPayload, clientTracking: false })
     this.http = createServer((_request, response) => {
       response.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket', connection: 'close' })
@@ -121,7 +157,7 @@ export class WebSocketServer implements AsyncDisposable {
 
   /** Open connections. */
   get connectionCount(): number {
-    return this.sockets.size
+    return this.kernel.size
   }
 
   /** Start listening. Resolves with the bound address (the real port when `port` was 0); rejects with `ConnectionError` naming host:port. */
@@ -151,24 +187,18 @@ export class WebSocketServer implements AsyncDisposable {
     })
   }
 
-  /** Stop listening and close every connection, idle or busy (code 1001; dropped if the client does not answer within 0.5 s). Idempotent. */
-  close(): Promise<void> {
+  /**
+   * Stop listening and close every connection, idle or busy (code 1001; dropped if the client does
+   * not answer within 0.5 s) — or, with `drain`, let requests in flight finish for up to `drain`
+   * ms first (a connection is closed with 1000 once nothing is in flight). Idempotent.
+   */
+  close(options?: ServerCloseOptions): Promise<void> {
     this.closing ??= (async () => {
-      const sockets = [...this.sockets]
-      const gone = sockets.map((ws) =>
-        ws.readyState === WebSocket.CLOSED ? Promise.resolve() : new Promise<void>((resolve) => ws.once('close', () => resolve())),
-      )
-      for (const ws of sockets) ws.close(1001, 'server closing')
-      let timer: ReturnType<typeof setTimeout> | undefined
-      await Promise.race([Promise.all(gone), new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_LINGER_MS)))])
-      clearTimeout(timer)
-      for (const ws of sockets) ws.terminate()
+      const stopped = this.http.listening ? new Promise<void>((resolve) => this.http.close(() => resolve())) : Promise.resolve()
+      await this.kernel.close(options)
       this.wss.close()
-      if (!this.http.listening) return
-      await new Promise<void>((resolve) => {
-        this.http.close(() => resolve())
-        this.http.closeAllConnections()
-      })
+      this.http.closeAllConnections()
+      await stopped
     })()
     return this.closing
   }
@@ -181,35 +211,55 @@ export class WebSocketServer implements AsyncDisposable {
     socket.on('error', (error) => logDebug(this.logger, () => [{ err: error }, 'upgrade socket error']))
     const peer = peerOf(request)
     const path = (request.url ?? '/').split('?')[0]
-    const refuse = (status: number, text: string): void => {
-      this.logger.warn({ peer, path, status }, `upgrade refused: ${text}`)
+    const refuse = (status: number, text: string, why?: string): void => {
+      this.logger.warn({ peer, path, status, ...(why === undefined ? {} : { why }) }, `upgrade refused: ${text}`)
       socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
     }
-    if (this.closing !== undefined) return refuse(503, 'Service Unavailable')
+    if (this.kernel.full) return refuse(503, 'Service Unavailable')
     if (path !== this.path) return refuse(404, 'Not Found')
-    if (this.sockets.size >= this.maxConnections) return refuse(503, 'Service Unavailable')
+    const host = request.headers.host
+    if (host !== undefined && !this.hostAllowed(host)) return refuse(403, 'Forbidden', `Host ${JSON.stringify(host)} is not allowed (allowedHosts)`)
+    const origin = request.headers.origin
+    if (origin !== undefined && !this.originAllowed(origin, host)) return refuse(403, 'Forbidden', `Origin ${JSON.stringify(origin)} is not allowed (origins)`)
     this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, peer))
   }
 
+  private hostAllowed(header: string): boolean {
+    const allowed = this.allowedHosts
+    if (allowed === '*') return true
+    const name = hostnameOf(header)
+    if (allowed !== undefined) return allowed.some((entry) => entry.toLowerCase() === name)
+    if (!isLoopback(this.bound?.host ?? this.host)) return true
+    return name === 'localhost' || name.endsWith('.localhost') || name === '127.0.0.1' || name === '[::1]' || name === '::1'
+  }
+
+  private originAllowed(origin: string, host: string | undefined): boolean {
+    const allowed = this.origins
+    if (allowed === '*') return true
+    if (allowed !== undefined) return allowed.includes(origin)
+    // Default: the server's own origin only.
+    let originHost: string
+    try {
+      originHost = new URL(origin).host
+    } catch {
+      return false
+    }
+    return host !== undefined && originHost.toLowerCase() === host.toLowerCase()
+  }
+
   private accept(ws: WebSocket, peer: string): void {
-    if (this.closing !== undefined) {
+    ws.binaryType = 'nodebuffer'
+    const stream = new ByteStream(undefined, { highWaterMark: this.bufferSize, producer: ws, label: `WebSocket peer ${peer}` })
+    const io = new WsIo(ws, stream, this.bufferSize)
+    const conn = this.kernel.admit(peer, stream, io)
+    if (conn === undefined) {
       ws.terminate()
       return
     }
-    this.sockets.add(ws)
-    ws.binaryType = 'nodebuffer'
-    const stream = new ByteStream(undefined, {
-      highWaterMark: this.bufferSize,
-      onPause: () => ws.pause(),
-      onResume: () => ws.resume(),
-      label: `WebSocket peer ${peer}`,
-    })
-    // Activity is timed only when there is an idle timeout (a clock read per message otherwise wasted).
-    const timed = this.idleTimeout !== undefined
-    let lastActivity = timed ? performance.now() : 0
+    io.conn = conn
+    const textMessages = this.textMessages
     ws.on('message', (data: Buffer, isBinary: boolean) => {
-      if (timed) lastActivity = performance.now()
-      if (!isBinary && this.textMessages === 'error') {
+      if (!isBinary && textMessages === 'error') {
         ws.close(1003, 'binary messages only') // before failing the stream: its loop closes the connection with 1000
         stream.fail(new FramingError(`${peer} sent a text message; this endpoint takes binary messages (textMessages: 'accept' takes their UTF-8 bytes)`))
         return
@@ -224,56 +274,86 @@ export class WebSocketServer implements AsyncDisposable {
           : new ConnectionError(`connection from ${peer} failed: ${error.message}`, { cause: error }),
       )
     })
-    let idleTimer: ReturnType<typeof setTimeout> | undefined
-    ws.on('close', () => {
-      this.sockets.delete(ws)
-      if (idleTimer !== undefined) clearTimeout(idleTimer)
-      stream.end()
-    })
-    const highWaterMark = this.bufferSize
-    const conn: ServedConnection = {
-      peer,
-      busy: false,
-      write(bytes) {
-        if (ws.readyState !== WebSocket.OPEN) return undefined
-        if (timed) lastActivity = performance.now()
-        // Non-string data goes out as a binary message (no options object per send).
-        if (ws.bufferedAmount + bytes.length <= highWaterMark) {
-          ws.send(bytes)
-          return undefined
-        }
-        // Over the high-water mark: wait until this message has been written out.
-        return new Promise<void>((resolve) => ws.send(bytes, () => resolve()))
-      },
-      flush: () => undefined,
-      close() {
-        if (ws.readyState === WebSocket.CLOSED || ws.readyState === WebSocket.CLOSING) return
-        stream.end()
-        ws.close(1000)
-        // Drop the socket if the client never answers the closing handshake.
-        const timer = setTimeout(() => ws.terminate(), CLOSE_LINGER_MS * 2)
-        timer.unref()
-        ws.once('close', () => clearTimeout(timer))
-      },
-    }
-    const idleTimeout = this.idleTimeout
-    if (idleTimeout !== undefined) {
-      const check = (): void => {
-        const idle = performance.now() - lastActivity
-        if (conn.busy || idle < idleTimeout) {
-          idleTimer = setTimeout(check, conn.busy ? idleTimeout : idleTimeout - idle)
-          idleTimer.unref()
-          return
-        }
-        logDebug(this.logger, () => [{ peer, idleTimeout }, 'closing idle connection'])
-        conn.close()
-      }
-      idleTimer = setTimeout(check, idleTimeout)
-      idleTimer.unref()
-    }
-    logDebug(this.logger, () => [{ peer }, 'connection accepted'])
-    void serveConnection(stream, this.handler, conn, this.logger, { requestTimeout: this.requestTimeout })
+    ws.on('close', () => conn.closed())
   }
+}
+
+/** One WebSocket connection as the serving kernel drives it. */
+class WsIo implements ConnectionIo {
+  conn: KernelConnection | undefined = undefined
+  private lingering: ReturnType<typeof setTimeout> | undefined
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly stream: ByteStream,
+    private readonly highWaterMark: number,
+  ) {}
+
+  write(bytes: Uint8Array): Promise<void> | undefined {
+    const ws = this.ws
+    if (ws.readyState !== WebSocket.OPEN) return undefined
+    // Non-string data goes out as a binary message (no options object per send).
+    if (ws.bufferedAmount + bytes.length <= this.highWaterMark) {
+      ws.send(bytes)
+      return undefined
+    }
+    // Over the high-water mark: wait until this message has been written out.
+    return new Promise<void>((resolve) => ws.send(bytes, () => resolve()))
+  }
+
+  flush(): void {}
+
+  end(): void {
+    this.closeWith(1000, '', CLOSE_LINGER_MS * 2)
+  }
+
+  destroy(): void {
+    this.closeWith(1001, 'server closing', CLOSE_LINGER_MS)
+  }
+
+  refuse(error: AccessRefusedError | AccessTimeoutError): void {
+    this.closeWith(error instanceof AccessTimeoutError ? CLOSE_ACCESS_TIMEOUT : CLOSE_ACCESS_REFUSED, truncateReason(error.message), CLOSE_LINGER_MS * 2)
+  }
+
+  /** Send a close frame; drop the socket if the client does not answer the closing handshake in time. */
+  private closeWith(code: number, reason: string, linger: number): void {
+    const ws = this.ws
+    this.stream.end()
+    if (ws.readyState === WebSocket.CLOSED) return
+    if (ws.readyState !== WebSocket.CLOSING) ws.close(code, reason)
+    if (this.lingering !== undefined) return
+    const timer = setTimeout(() => ws.terminate(), linger)
+    timer.unref()
+    this.lingering = timer
+    ws.once('close', () => clearTimeout(timer))
+  }
+}
+
+/** A close reason is at most 123 bytes of UTF-8. */
+function truncateReason(text: string): string {
+  const bytes = Buffer.from(text)
+  return bytes.length <= 123 ? text : bytes.subarray(0, 120).toString('utf8').replace(/\uFFFD+$/, '') + '...'
+}
+
+function checkNames(name: string, value: unknown): readonly string[] | '*' | undefined {
+  if (value === undefined || value === '*') return value
+  if (!Array.isArray(value) || !value.every((entry) => typeof entry === 'string')) throw new TypeError(`WebSocketServer: ${name} must be an array of strings or '*'`)
+  return [...(value)]
+}
+
+/** The lower-cased host name of a Host header (port dropped; IPv6 kept in brackets). */
+function hostnameOf(header: string): string {
+  const value = header.trim().toLowerCase()
+  if (value.startsWith('[')) {
+    const end = value.indexOf(']')
+    return end < 0 ? value : value.slice(0, end + 1)
+  }
+  const colon = value.indexOf(':')
+  return colon < 0 ? value : value.slice(0, colon)
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host.startsWith('127.') || host === '::1' || host === '::ffff:127.0.0.1'
 }
 
 function peerOf(request: IncomingMessage): string {
