@@ -23,6 +23,7 @@ beforeAll(async () => {
   await writeFile(join(dir, 'upper.mjs'), 'export default (text) => text.toUpperCase()\n')
   await writeFile(join(dir, 'raw.mjs'), 'export async function RawEcho(bytes) { const r = await bytes.next(); return r.done ? undefined : r.value }\n')
   await writeFile(join(dir, 'slow.mjs'), "await new Promise((r) => setTimeout(r, 300))\nexport default (text) => 'slow ' + text\n")
+  await writeFile(join(dir, 'wait.mjs'), "export default async (ms) => { await new Promise((r) => setTimeout(r, Number(ms))); return 'waited ' + ms }\n")
   await writeFile(join(dir, 'broken.mjs'), "throw new Error('this module is broken')\n")
 })
 afterEach(async () => {
@@ -135,6 +136,47 @@ describe('ServiceHost in-process', () => {
     expect(await ask(tcp(h.address('change')), 'y')).toBe('slow y')
     expect(h.address('drop')).toBeUndefined()
     await session.close()
+  })
+})
+
+describe('ServiceHost lifecycle (serving kernel: drain, access)', () => {
+  it('close({ drain }) lets a request in flight finish: clean', async () => {
+    const h = host('[w]\nimport_from = wait.mjs\nframer = line\n')
+    await h.start()
+    const session = await new ApplicationClient(tcp(h.address('w')), line.marshall, line.unmarshall, { timeout: 3_000 }).connect()
+    const reply = session.sendReceive('300')
+    await new Promise((r) => setTimeout(r, 50))
+    const clean = await h.close({ drain: 2_000 })
+    expect(await reply).toBe('waited 300')
+    expect(clean).toBe(true)
+    await session.close()
+  })
+
+  it('a request longer than the drain is cut: not clean', async () => {
+    const h = host('[w]\nimport_from = wait.mjs\nframer = line\n')
+    await h.start()
+    const session = await new ApplicationClient(tcp(h.address('w')), line.marshall, line.unmarshall, { timeout: 3_000 }).connect()
+    const reply = session.sendReceive('1500').then(
+      () => 'answered',
+      (error: unknown) => (error as Error).name,
+    )
+    await new Promise((r) => setTimeout(r, 50))
+    expect(await h.close({ drain: 200 })).toBe(false)
+    expect(await reply).toBe('ConnectionClosedError')
+    await session.close()
+  })
+
+  it('access: max_sessions = 1, exclusive = refuse turns a second client away', async () => {
+    const h = host('[one]\nimport_from = upper.mjs\nframer = line\nmax_sessions = 1\nexclusive = refuse\n')
+    await h.start()
+    const first = await new ApplicationClient(tcp(h.address('one')), line.marshall, line.unmarshall, { timeout: 2_000 }).connect()
+    expect(await first.sendReceive('a')).toBe('A')
+    const second = await ask(tcp(h.address('one')), 'b').then(
+      (answer) => answer,
+      (error: unknown) => (error as Error).name,
+    )
+    expect(second).not.toBe('B')
+    await first.close()
   })
 })
 

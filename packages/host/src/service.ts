@@ -1,11 +1,12 @@
 import { existsSync, readFileSync, statSync } from 'node:fs'
+import { performance } from 'node:perf_hooks'
 import { pathToFileURL } from 'node:url'
 import { ApplicationServer } from '@labwire/application'
 import type { ByteHandler, Logger } from '@labwire/core'
 import { loadDevices, SimulatorServer, type Device } from '@labwire/simulator'
 import { StdioServer } from '@labwire/transport-stdio'
 import { TcpServer } from '@labwire/transport-tcp'
-import { TelnetServer } from '@labwire/transport-telnet'
+import { telnetServerFilter } from '@labwire/transport-telnet'
 import { UdpServer } from '@labwire/transport-udp'
 import { WebSocketServer } from '@labwire/transport-websocket'
 import type { ServiceConfig } from './config.js'
@@ -40,7 +41,8 @@ export interface Served {
 
 interface Listener {
   listen(): Promise<{ host: string; port: number; path?: string }>
-  close(): Promise<void>
+  /** Servers on the serving kernel take `drain`; the others close at once. */
+  close(options?: { drain?: number }): Promise<void>
 }
 
 /** A service serving on its transport in this process. */
@@ -162,9 +164,10 @@ export async function startService(config: ServiceConfig, options: StartServiceO
     throw new ServiceStartError(config.name, error instanceof Error ? error.message : String(error), { cause: error })
   }
   const port = options.port ?? config.port ?? served.port ?? 0
+  const access = config.access.maxSessions === undefined && config.access.exclusive === undefined ? undefined : config.access
   const common = {
     logger,
-    ...(config.access.maxSessions === undefined ? {} : { maxConnections: config.access.maxSessions }),
+    ...(access === undefined ? {} : { access }),
     ...(config.idleTimeout === undefined ? {} : { idleTimeout: config.idleTimeout }),
     ...(config.requestTimeout === undefined ? {} : { requestTimeout: config.requestTimeout }),
   }
@@ -177,11 +180,12 @@ export async function startService(config: ServiceConfig, options: StartServiceO
     switch (config.transport) {
       case 'tcp':
       case 'telnet':
-        listener = device !== undefined
-          ? new SimulatorServer({ device, host: config.host, port, logger, ...(config.access.maxSessions === undefined ? {} : { maxConnections: config.access.maxSessions }), ...(config.transport === 'telnet' ? { telnet: true } : {}) })
-          : config.transport === 'telnet'
-            ? new TelnetServer({ host: config.host, port, callback: handler, ...common })
-            : new TcpServer({ host: config.host, port, callback: handler, ...common })
+        // A device with a login greets each client on connect: SimulatorServer does that (and
+        // socket-level faults); every other service is served on the kernel-backed TcpServer
+        // (drain, access), Telnet as TCP plus the Telnet codec filter.
+        listener = device?.greeting() !== undefined
+          ? new SimulatorServer({ device: device as AnyDevice, host: config.host, port, logger, ...(config.access.maxSessions === undefined ? {} : { maxConnections: config.access.maxSessions }), ...(config.transport === 'telnet' ? { telnet: true } : {}) })
+          : new TcpServer({ host: config.host, port, callback: handler, ...common, ...(config.transport === 'telnet' ? { filter: telnetServerFilter({}) } : {}) })
         break
       case 'tls':
         listener = new TcpServer({ host: config.host, port, callback: handler, tls: { cert: readFileSync(config.tlsCert as string), key: readFileSync(config.tlsKey as string) }, ...common })
@@ -226,9 +230,11 @@ export async function startService(config: ServiceConfig, options: StartServiceO
     close: (closeOptions = {}) => {
       closing ??= (async () => {
         const drain = closeOptions.drain ?? 0
-        const closed = listener.close().then(() => true)
-        // Until every server takes close({ drain }), the drain deadline bounds the close here.
-        const clean = drain > 0 ? await Promise.race([closed, delay(drain).then(() => false)]) : await closed
+        // The kernel cuts what is still in flight at the deadline: a close that took the whole
+        // deadline was not clean. (SimulatorServer and StdioServer close at once.)
+        const started = performance.now()
+        await listener.close(drain > 0 ? { drain } : {})
+        const clean = drain === 0 || performance.now() - started < drain - 1
         if (ownsDevice) device.stop()
         await served.close()
         logger.info({ clean }, 'closed')
@@ -237,10 +243,6 @@ export async function startService(config: ServiceConfig, options: StartServiceO
       return closing
     },
   }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref())
 }
 
 function addressOf(config: ServiceConfig, bound: { host: string; port: number; path?: string }): ServiceAddress {
