@@ -86,7 +86,7 @@ export async function serve(args: string[], io: Io): Promise<ExitCodeValue> {
   const announce = (event: HostEvent): void => {
     if (event.type === 'listening' && !stdio) io.stdout.write(`listening ${event.service} ${event.address.url}\n`)
     else if (event.type === 'failed') io.stderr.write(`${err.red('labwire serve:')} ${event.error.message}\n`)
-    else if (event.type === 'worker' && (event.event === 'exit' || event.event === 'grow' || event.event === 'shrink') && !values.quiet) {
+    else if (event.type === 'worker' && !values.quiet) {
       io.stderr.write(`${err.dim(`${event.service}: worker ${event.pid} ${event.event}${event.reason === undefined ? '' : ` (${event.reason})`}, ${event.workers} now`)}\n`)
     }
   }

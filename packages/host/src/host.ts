@@ -19,7 +19,7 @@ export type HostEvent =
   | { type: 'listening'; service: string; address: ServiceAddress; workers?: number }
   | { type: 'failed'; service: string; error: Error }
   | { type: 'stopped'; service: string; clean: boolean }
-  | { type: 'worker'; service: string; event: 'spawn' | 'exit' | 'retire' | 'grow' | 'shrink'; pid: number; reason?: string; workers: number }
+  | { type: 'worker'; service: string; event: 'spawn' | 'ready' | 'exit' | 'retire' | 'grow' | 'shrink'; pid: number; reason?: string; workers: number }
 
 /** Options for {@link ServiceHost}. */
 export interface ServiceHostOptions {

@@ -65,7 +65,7 @@ export interface WorkerPoolOptions {
   workerScript?: string
   scale?: Partial<ScaleOptions>
   log?: LogOptions
-  onEvent?: (event: { event: 'spawn' | 'exit' | 'retire' | 'grow' | 'shrink'; pid: number; reason?: string; workers: number }) => void
+  onEvent?: (event: { event: 'spawn' | 'ready' | 'exit' | 'retire' | 'grow' | 'shrink'; pid: number; reason?: string; workers: number }) => void
 }
 
 /** The built worker entry next to this module (dist/worker.js). */
@@ -79,6 +79,11 @@ export class WorkerPool {
   private readonly options: WorkerPoolOptions
   private readonly scale: ScaleOptions
   private readonly members = new Map<number, Member>()
+  /**
+   * The port workers are forked with. node:cluster shares one listening handle per (host, port)
+   * as asked: with port 0 every worker must ask for 0 to share the first one's socket. When every
+   * worker has died the handle is gone; new ones then ask for the port it had.
+   */
   private port: number | undefined
   private address: ServiceAddress | undefined
   private deaths = 0
@@ -108,7 +113,6 @@ export class WorkerPool {
     // The first worker binds (port 0 picks the port); the others share its socket.
     const first = this.spawn()
     this.address = await this.listening(first)
-    this.port = this.address.port
     const rest: Promise<ServiceAddress>[] = []
     for (let i = 1; i < this.config.minProcNum; i++) rest.push(this.listening(this.spawn()))
     try {
@@ -146,10 +150,14 @@ export class WorkerPool {
           this.options.logger.warn({ pid, rss: message.rss, max: this.config.maxProcMemBytes }, 'worker over max_proc_mem_bytes: replacing it')
           this.replace(member, `rss ${message.rss} > max_proc_mem_bytes ${this.config.maxProcMemBytes}`)
         }
-      } else if (message.type === 'listening') member.listening = true
+      } else if (message.type === 'listening') {
+        member.listening = true
+        this.options.onEvent?.({ event: 'ready', pid, workers: this.pids().length })
+      }
     })
     worker.on('exit', (code, signal) => {
       this.members.delete(worker.id)
+      if (this.members.size === 0 && this.address !== undefined) this.port = this.address.port
       const reason = signal === null ? `exit code ${String(code)}` : `signal ${signal}`
       this.options.onEvent?.({ event: 'exit', pid, reason, workers: this.pids().length })
       if (this.closing || member.retiring) return
@@ -185,7 +193,7 @@ export class WorkerPool {
           resolve(message.address)
         } else if (message.type === 'failed') {
           cleanup()
-          reject(new ServiceStartError(this.config.name, message.message))
+          reject(new ServiceStartError(this.config.name, message.message.replace(/^service "[^"]*": /, '')))
         }
       }
       const onExit = (code: number | null, signal: string | null): void => {

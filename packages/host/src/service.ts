@@ -184,7 +184,7 @@ export async function startService(config: ServiceConfig, options: StartServiceO
         // socket-level faults); every other service is served on the kernel-backed TcpServer
         // (drain, access), Telnet as TCP plus the Telnet codec filter.
         listener = device?.greeting() !== undefined
-          ? new SimulatorServer({ device: device as AnyDevice, host: config.host, port, logger, ...(config.access.maxSessions === undefined ? {} : { maxConnections: config.access.maxSessions }), ...(config.transport === 'telnet' ? { telnet: true } : {}) })
+          ? new SimulatorServer({ device: device, host: config.host, port, logger, ...(config.access.maxSessions === undefined ? {} : { maxConnections: config.access.maxSessions }), ...(config.transport === 'telnet' ? { telnet: true } : {}) })
           : new TcpServer({ host: config.host, port, callback: handler, ...common, ...(config.transport === 'telnet' ? { filter: telnetServerFilter({}) } : {}) })
         break
       case 'tls':
