@@ -17,6 +17,18 @@ export type LabwireErrorCode =
   | 'ERR_FRAME_TOO_LARGE'
   | 'ERR_ACCESS_REFUSED'
   | 'ERR_ACCESS_TIMEOUT'
+  | RpcErrorCode
+
+/** Codes of @labwire/rpc's error classes (declared here so they are labwire errors too). */
+export type RpcErrorCode =
+  | 'ERR_RPC_REMOTE'
+  | 'ERR_RPC_SPEC'
+  | 'ERR_RPC_SPEC_MISMATCH'
+  | 'ERR_RPC_UNKNOWN_METHOD'
+  | 'ERR_RPC_DECODE'
+  | 'ERR_RPC_CLOSED'
+  | 'ERR_RPC_PROTOCOL'
+  | 'ERR_RPC_INSECURE_CODEC'
 
 /** Options accepted by every labwire error constructor. */
 export interface LabwireErrorOptions {
