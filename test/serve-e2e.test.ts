@@ -10,12 +10,14 @@ import { fileURLToPath } from 'node:url'
 import { ApplicationClient, type ApplicationClientSession } from '@labwire/application'
 import type { TransportClient } from '@labwire/core'
 import { SentinelBytesMarshaller, textMarshaller } from '@labwire/marshallers'
+import { RpcClient } from '@labwire/rpc'
 import { bundledDevice } from '@labwire/simulator'
 import { TcpClient } from '@labwire/transport-tcp'
 import { TelnetClient } from '@labwire/transport-telnet'
 import { UdpClient } from '@labwire/transport-udp'
 import { WebSocketClient } from '@labwire/transport-websocket'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { greet } from '../examples/serve/greet.mjs'
 
 const CLI = fileURLToPath(new URL('../packages/cli/dist/cli.js', import.meta.url))
 const WORKER = fileURLToPath(new URL('../packages/host/dist/worker.js', import.meta.url))
@@ -123,6 +125,9 @@ function config(dmmExtra: string): string {
     'framer = line',
     'transport = websocket',
     '',
+    '[Greet]',
+    `import_from = ${fileURLToPath(new URL('../examples/serve/greet.mjs', import.meta.url))}`,
+    '',
   ].join('\n')
 }
 
@@ -168,11 +173,11 @@ afterAll(async () => {
 })
 
 describe('labwire serve, end to end', () => {
-  it('boots in file order: the wait_until_completed service listens first; all 6 listen', () => {
+  it('boots in file order: the wait_until_completed service listens first; all 7 listen', () => {
     const listening = [...serve.stdout.matchAll(/^listening (\S+)/gm)].map((m) => m[1])
     expect(listening[0]).toBe('psu')
-    expect(new Set(listening)).toEqual(new Set(['psu', 'dmm', 'gateway', 'work', 'Echo', 'upper']))
-    expect([...ports.values()].map((url) => new URL(url).protocol).sort()).toEqual(['tcp:', 'tcp:', 'telnet:', 'udp:', 'ws:', 'ws:'])
+    expect(new Set(listening)).toEqual(new Set(['psu', 'dmm', 'gateway', 'work', 'Echo', 'upper', 'Greet']))
+    expect([...ports.values()].map((url) => new URL(url).protocol).sort()).toEqual(['tcp:', 'tcp:', 'tcp:', 'telnet:', 'udp:', 'ws:', 'ws:'])
     // JSON logs (pino) on stdout, one object per line, with the service's name.
     const log = serve.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { service: string; msg: string })
     expect(log.some((entry) => entry.service === 'dmm' && entry.msg === 'listening')).toBe(true)
@@ -201,6 +206,12 @@ describe('labwire serve, end to end', () => {
     expect(await ask(ws('upper'), 'over websocket')).toBe('OVER WEBSOCKET')
     expect(await ask(new UdpClient({ host: '127.0.0.1', port: Number(new URL(ports.get('Echo') as string).port), timeout: 2_000 }), 'datagram')).toBe('datagram')
     expect(await ask(tcp('work'), '1')).toMatch(/^waited 1 by \d+$/)
+  })
+
+  it('an RPC service (@labwire/rpc) answers typed calls', async () => {
+    await using session = await new RpcClient(greet, tcp('Greet')).connect()
+    expect(await session.hello('lab', { timeout: 2_000 })).toBe('hello lab')
+    expect(await session.add([40, 2], { timeout: 2_000 })).toBe(42)
   })
 
   it('a gateway re-serves the labwire sim instrument with a lock', async () => {
@@ -275,7 +286,7 @@ describe('labwire serve, end to end', () => {
     serve.process.kill('SIGHUP')
     const reloaded = await serve.line(/^reloaded .*$/)
     expect(reloaded[0]).toMatch(/ restarted=dmm /)
-    expect(reloaded[0]).toMatch(/unchanged=psu,gateway,work,Echo,upper$/)
+    expect(reloaded[0]).toMatch(/unchanged=psu,gateway,work,Echo,upper,Greet$/)
     expect(await psu.sendReceive('*IDN?')).toMatch(/PSU/i)
     const dmm = [...serve.stdout.matchAll(/^listening dmm (\S+)$/gm)].at(-1)?.[1] as string
     expect(await ask(new TelnetClient({ host: '127.0.0.1', port: Number(new URL(dmm).port) }), '*IDN?')).toMatch(/34461|DMM|multimeter/i)

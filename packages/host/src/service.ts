@@ -2,7 +2,8 @@ import { existsSync, readFileSync, statSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import { pathToFileURL } from 'node:url'
 import { ApplicationServer } from '@labwire/application'
-import type { ByteHandler, Logger } from '@labwire/core'
+import { isConnectionHandler, type ByteHandler, type ConnectionHandler, type Logger } from '@labwire/core'
+import { RpcServer, type Handlers, type RpcProtocol, type ServiceSpec } from '@labwire/rpc'
 import { loadDevices, SimulatorServer, type Device } from '@labwire/simulator'
 import { StdioServer } from '@labwire/transport-stdio'
 import { TcpServer } from '@labwire/transport-tcp'
@@ -29,8 +30,8 @@ export interface ServiceAddress {
 
 /** What a service serves, before a transport is chosen. */
 export interface Served {
-  /** The `ByteHandler`; absent for a device, which its own server serves. */
-  handler?: ByteHandler
+  /** The `ByteHandler` (or `ConnectionHandler`: an RpcServer); absent for a device, which its own server serves. */
+  handler?: ByteHandler | ConnectionHandler
   device?: AnyDevice
   /** What it is, for logs: `device "dmm" from dmm.yaml`. */
   what: string
@@ -109,15 +110,14 @@ export async function resolveService(config: ServiceConfig, logger: Logger): Pro
   const port = typeof ownPort === 'number' && Number.isInteger(ownPort) ? ownPort : undefined
   const base = { what, ...(port === undefined ? {} : { port }) }
   if (isDevice(exported)) return { ...base, device: exported, close: () => Promise.resolve() }
-  // { service, handlers }: an RPC service and its handlers, served by @labwire/rpc's RpcServer.
+  // { service, handlers, protocol? }: an RPC service and its handlers, served by an RpcServer.
   if (typeof exported === 'object' && exported !== null && 'service' in exported && 'handlers' in exported) {
-    // Loaded by name so @labwire/host works without @labwire/rpc installed.
-    const rpcPackage = '@labwire/rpc'
-    const rpc = (await import(rpcPackage).catch(() => undefined)) as { RpcServer?: new (spec: unknown, handlers: unknown, options: unknown) => ByteHandler } | undefined
-    if (rpc?.RpcServer === undefined) throw new Error(`${what} is an RPC service, but @labwire/rpc is not installed`)
-    const server = new rpc.RpcServer(exported.service, exported.handlers, { allowInsecureCodecs: config.allowInsecureSerialisation, logger })
-    return { ...base, handler: server, close: () => Promise.resolve() }
+    const rpc = exported as { service: ServiceSpec; handlers: Handlers<ServiceSpec>; protocol?: RpcProtocol }
+    const server = new RpcServer(rpc.service, rpc.handlers, { allowInsecureCodecs: config.allowInsecureSerialisation, logger, ...(rpc.protocol === undefined ? {} : { protocol: rpc.protocol }) })
+    return { ...base, what: `RPC service "${rpc.service.name}" (${what})`, handler: server, close: () => Promise.resolve() }
   }
+  // An RpcServer (or any ConnectionHandler) built by the module itself.
+  if (isConnectionHandler(exported)) return { ...base, handler: exported, close: () => Promise.resolve() }
   if (isHandlerObject(exported)) {
     if (config.framerIn !== undefined) throw new Error(`${what} is a ByteHandler (it frames its own bytes): framer/framer_in apply to a request function only`)
     return { ...base, handler: exported, close: () => Promise.resolve() }
