@@ -10,14 +10,13 @@ import { fileURLToPath } from 'node:url'
 import { ApplicationClient, type ApplicationClientSession } from '@labwire/application'
 import type { TransportClient } from '@labwire/core'
 import { SentinelBytesMarshaller, textMarshaller } from '@labwire/marshallers'
-import { RpcClient } from '@labwire/rpc'
+import { codecs, defineService, RpcClient } from '@labwire/rpc'
 import { bundledDevice } from '@labwire/simulator'
 import { TcpClient } from '@labwire/transport-tcp'
 import { TelnetClient } from '@labwire/transport-telnet'
 import { UdpClient } from '@labwire/transport-udp'
 import { WebSocketClient } from '@labwire/transport-websocket'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { greet } from '../examples/serve/greet.mjs'
 
 const CLI = fileURLToPath(new URL('../packages/cli/dist/cli.js', import.meta.url))
 const WORKER = fileURLToPath(new URL('../packages/host/dist/worker.js', import.meta.url))
@@ -27,6 +26,15 @@ const python = ['/usr/bin/python3', 'python3'].find((candidate) => spawnSync(can
 if (python === undefined) console.warn('labwire serve e2e: the pyvisa-py part is SKIPPED: no python3 with pyvisa and pyvisa-py (apt-get install python3-pyvisa-py)')
 
 const line = textMarshaller(new SentinelBytesMarshaller('\n'))
+
+/** The client's copy of examples/serve/greet.mjs's spec (the handshake checks they agree). */
+const greet = defineService({
+  name: 'greet',
+  methods: {
+    hello: { id: 0, request: codecs.string, response: codecs.string },
+    add: { id: 2, request: codecs.tuple(codecs.int32le, codecs.int32le), response: codecs.int32le },
+  },
+})
 
 /** A child's output, collected; `line(pattern)` waits (bounded) for a line matching it. */
 class Child {
