@@ -102,7 +102,6 @@ export async function serve(args: string[], io: Io): Promise<ExitCodeValue> {
     if (error instanceof ServiceStartError) return ExitCode.connection
     throw error
   }
-  if (!stdio) io.stdout.write('ready\n')
 
   let reloading = Promise.resolve()
   const onHup = (): void => {
@@ -118,17 +117,30 @@ export async function serve(args: string[], io: Io): Promise<ExitCodeValue> {
     })
   }
   process.on('SIGHUP', onHup)
-  const stop = await new Promise<string>((resolve) => {
+  const stopped = new Promise<string>((resolve) => {
     const onSignal = (name: NodeJS.Signals): void => resolve(name)
     process.once('SIGINT', onSignal)
     process.once('SIGTERM', onSignal)
     const done = stdio ? host.done(config.services[0]?.name ?? '') : undefined
     void done?.then(() => resolve('end of input'))
   })
+  // "ready" only once the signal handlers are in place: a supervisor may signal right after it.
+  if (!stdio) io.stdout.write('ready\n')
+  const stop = await stopped
   process.off('SIGHUP', onHup)
   await reloading
-  if (!values.quiet) io.stderr.write(`${err.dim(`${stop}: draining (up to ${drain} ms)`)}\n`)
+  if (!values.quiet) io.stderr.write(`${err.dim(`${stop}: draining (up to ${drain} ms); signal again to stop now`)}\n`)
+  // A second signal while draining: stop now (PM2's and systemd's convention), exit 4 (not clean).
+  const force = (): void => {
+    io.stderr.write(`${err.red('labwire serve:')} second signal: closing without waiting for the drain\n`)
+    void host.close({ drain: 0 })
+    process.exit(ExitCode.timeout)
+  }
+  process.once('SIGINT', force)
+  process.once('SIGTERM', force)
   const clean = await host.close({ drain })
+  process.off('SIGINT', force)
+  process.off('SIGTERM', force)
   if (!stdio) io.stdout.write(`stopped ${clean ? 'clean' : 'with requests cut at the drain deadline'}\n`)
   return clean ? ExitCode.ok : ExitCode.timeout
 }

@@ -122,7 +122,9 @@ export class Gateway implements ByteHandlerObject {
     try {
       await this.turn(client)
     } catch (error) {
-      return this.expectsReply(text) ? this.reply(`@error ${(error as Error).message}`) : undefined
+      if (this.expectsReply(text)) return this.reply(`@error ${(error as Error).message}`)
+      this.logger.warn({ client: client.id, err: error }, 'write dropped: the instrument is locked by another client')
+      return undefined
     }
     if (this.holder?.client === client) this.renew()
     const expect = this.expectsReply(text)
