@@ -121,6 +121,15 @@ describe('loadConfig: YAML and JSON, same model', () => {
     expect(c.monitor).toEqual({ host: '127.0.0.1', port: 9100 })
   })
 
+  it('examples/serve/lab.ini and lab.yaml are the same lab', async () => {
+    const examples = join(import.meta.dirname, '../examples/serve')
+    const settings = (c: Awaited<ReturnType<typeof loadConfig>>): unknown[] => c.services.map((s) => ({ ...s, file: '', lines: {}, values: {} }))
+    const ini = await loadConfig(join(examples, 'lab.ini'), { env: {} })
+    const yaml = await loadConfig(join(examples, 'lab.yaml'), { env: {} })
+    expect(ini.services.map((s) => s.name)).toEqual(['psu', 'dmm', 'switch', 'psu-gateway', 'upper', 'Echo', 'Greet'])
+    expect(settings(yaml)).toEqual(settings(ini))
+  })
+
   it('YAML and JSON errors carry lines too', () => {
     const y = issuesOf(() => parseConfig('psu:\n  import_from: psu.yaml\n  tranport: tcp\n', 'lab.yaml', { env: {} }))
     expect(y.message).toBe('lab.yaml:3: [psu] tranport: unknown key; did you mean "transport"?')
