@@ -17,6 +17,9 @@ const figures = {
   tls: { load: () => import('./p-tls.mjs').then((m) => m.pTls), limitMs: 180_000 },
   uds: { load: () => import('./p-uds.mjs').then((m) => m.pUds), limitMs: 180_000 },
   framing: { load: () => import('./p-framing.mjs').then((m) => m.framing), limitMs: 300_000 },
+  proxy: { load: () => import('./p-proxy.mjs').then((m) => m.pProxy), limitMs: 300_000 },
+  nats: { load: () => import('./p-nats.mjs').then((m) => m.pNats), limitMs: 180_000 },
+  monitor: { load: () => import('./p-monitor.mjs').then((m) => m.pMonitor), limitMs: 180_000 },
 }
 
 const wanted = process.argv.slice(2).map((name) => name.toLowerCase())

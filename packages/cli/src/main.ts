@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs'
 import { ExitCode, UsageError, exitCodeOf, type ExitCodeValue } from './exit-codes.js'
+import { proxy } from './proxy.js'
 import { query } from './query.js'
+import { registry } from './registry.js'
 import { serve } from './serve.js'
 import { RESOURCE_FORMS } from './resource.js'
 import { shell } from './shell.js'
@@ -22,8 +24,9 @@ Commands:
                         or a module exporting a programmatic device
   query RESOURCE CMD... send commands, print the replies, exit
   shell RESOURCE        interactive session with an instrument (history, line editing)
+  proxy RESOURCE        sit between a client and an instrument: record it, inject faults
   serve CONFIG          run a lab's services, simulators and gateways from one config file
-  registry              list known services (not implemented yet: exit 7)
+  registry              serve an RPyC-compatible service registry (list, discover NAME)
 
 Resources:
 ${RESOURCE_FORMS.map((form) => `  ${form}`).join('\n')}
@@ -72,15 +75,12 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
         return await query(rest, io)
       case 'shell':
         return await shell(rest, io)
+      case 'proxy':
+        return await proxy(rest, io)
+      case 'registry':
+        return await registry(rest, io)
       case 'serve':
         return await serve(rest, io)
-      case 'registry':
-        if (rest.includes('--help') || rest.includes('-h')) {
-          io.stdout.write(`Usage: labwire registry\n\nNot implemented yet in this version of labwire; it exits with code 7.\n`)
-          return ExitCode.ok
-        }
-        io.stderr.write(`${style.red(`labwire ${command}:`)} not implemented yet in labwire ${version()} (exit code 7)\n`)
-        return ExitCode.unavailable
       default:
         throw new UsageError(`unknown command "${command}" (commands: sim, query, shell, serve, registry; labwire --help)`)
     }

@@ -6,7 +6,7 @@
  * @module
  */
 import { ApplicationServer } from '@labwire/application'
-import { silentLogger, type ByteHandlerObject, type ByteStream, type Logger } from '@labwire/core'
+import { clampDelay, longTimeout, silentLogger, type ByteHandlerObject, type ByteStream, type Logger } from '@labwire/core'
 import { SentinelBytesMarshaller } from '@labwire/marshallers'
 import { concatBytes, splitBytes, utf8 } from './bytes.js'
 import { FaultSet, type Fault, type FaultSpec } from './faults.js'
@@ -16,6 +16,33 @@ import type { PyValue } from './python/values.js'
 /** What a command handler may return: text or bytes to send (the response terminator is added), or nothing. */
 // eslint-disable-next-line @typescript-eslint/no-invalid-void-type -- handlers that return nothing are the common case
 export type Reply = string | Uint8Array | undefined | void
+
+/**
+ * What a handler of a device with {@link DeviceOptions.framing} returns for a message type `M`:
+ * the reply value (the framing's `marshall` turns it into bytes), or nothing. For text devices
+ * (`M` = string) it is {@link Reply}.
+ */
+// eslint-disable-next-line @typescript-eslint/no-invalid-void-type -- handlers that return nothing are the common case
+export type ReplyOf<M> = [M] extends [string] ? Reply : M | undefined | void
+
+/**
+ * The request message type a handler sees: `M`, or text for a device without framing (whose `M`
+ * is left at its default, `any`, so that every device fits where a `Device<S>` is expected).
+ */
+export type MessageOf<M> = 0 extends 1 & M ? string : M
+
+/**
+ * How a device frames and decodes requests and encodes replies when it is not a text-line device:
+ * any labwire framer (`new LengthFieldBytesMarshaller(…)`, `new StartStopBytesMarshaller(…)`, …) or
+ * a `compose(framer, ...codecs)` marshaller. A labwire decoder (every framer except the idle-gap
+ * one, and `compose` of one) keeps the server's synchronous fast path.
+ */
+export interface DeviceFraming<M> {
+  /** Reads one request message from a connection's byte stream. */
+  readonly unmarshall: (bytes: AsyncIterator<Uint8Array>) => M | Promise<M>
+  /** Turns one reply value into the bytes sent (frame, checksum and all). */
+  readonly marshall: (reply: M) => Uint8Array
+}
 
 /** Returned by a command's `run` when it does not handle the query: the next command is tried. */
 export const NOT_MATCHED: unique symbol = Symbol('labwire.simulator.notMatched')
@@ -31,8 +58,14 @@ export interface Command {
   readonly label: string
   /** Milliseconds to wait before the reply (labwire extension `delay`). */
   delay?: number
-  /** Handle `query` (one `delimiter`-separated unit, decoded as UTF-8; `raw` is its bytes). */
-  run(query: string, raw: Uint8Array, context: CommandContext): Outcome | Promise<Outcome>
+  /**
+   * Handle `query` (one `delimiter`-separated unit, decoded as UTF-8; `raw` is its bytes). On a
+   * device with {@link DeviceOptions.framing}, `message` is the decoded request message (then
+   * `query` is that message when it is a string, else `''`, and `raw` its bytes when it is bytes).
+   */
+  run(query: string, raw: Uint8Array, context: CommandContext, message?: unknown): Outcome | Promise<Outcome>
+  /** Whether this command takes `message` (without running it); faults' `commands` match the label of the command that would. */
+  matches?(message: unknown): boolean
 }
 
 /** What a handler sees besides its arguments. */
@@ -92,16 +125,26 @@ type NamedArg<Name extends string, V> = Name extends '' | '_' ? unknown : { [K i
 type SpecType<S extends string> = S extends `${string}${'d' | 'b' | 'o' | 'x' | 'X' | 'e' | 'E' | 'f' | 'F' | 'g' | 'G' | '%'}` ? number : string
 
 /** A command handler of the programmatic API. */
-export type CommandHandler<S, A> = (args: A, device: Device<S>, context: CommandContext) => Reply | Promise<Reply>
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see MessageOf
+export type CommandHandler<S, A, M = any> = (args: A, device: Device<S, M>, context: CommandContext) => Reply | Promise<Reply>
+
+/** A handler of a command matched by a function (see {@link Device.command}). */
+export type MessageHandler<S, M, A> = (args: A, device: Device<S, M>, context: CommandContext) => ReplyOf<M> | Promise<ReplyOf<M>>
+
+/** What the handler of a function-matched command gets: the message when the matcher returned `true`, else what it returned. */
+export type MatchArgs<A, M> = A extends true ? M : Exclude<A, false | undefined | null>
 
 /** Options of one programmatic command. */
 export interface CommandOptions {
   /** Milliseconds to wait before replying. */
   delay?: number
+  /** The command's label (listings, logs, a fault's `commands`). Default: the pattern, or the matcher function's name. */
+  label?: string
 }
 
-/** Options for {@link Device}. */
-export interface DeviceOptions<S> {
+/** Options for {@link Device}. `M` is the request message type: text by default, what {@link DeviceOptions.framing} decodes otherwise. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see MessageOf
+export interface DeviceOptions<S, M = any> {
   /** The device's name (control channel, logs). */
   name: string
   /** Initial state; handlers read and change `device.state`. */
@@ -113,10 +156,23 @@ export interface DeviceOptions<S> {
   /** Several commands per message separated by this (pyvisa-sim's `delimiter`); `null` for none. Default `null`. */
   delimiter?: string | Uint8Array | null
   /**
-   * What an unknown command answers (pyvisa-sim's `error`): text or bytes, or a function.
-   * Default: no reply.
+   * A binary (or any non-line) device: requests are read with `framing.unmarshall` and replies
+   * written with `framing.marshall`, instead of the terminators (which must then not be given, nor
+   * `delimiter`, `maxRequestLength` or a login). Pass a framer or a `compose(framer, ...codecs)`
+   * marshaller; its own `maxLength` bounds a request. Faults act on the framed reply bytes.
+   *
+   * @example
+   * ```ts
+   * framing: compose(new LengthFieldBytesMarshaller({ lengthFieldOffset: 1, lengthFieldLength: 1, lengthAdjustment: 2 }),
+   *                  checksumCodec(crc16Modbus, { byteOrder: 'little' }), header)
+   * ```
    */
-  unknownCommand?: Reply | ((query: string, device: Device<S>) => Reply)
+  framing?: DeviceFraming<M>
+  /**
+   * What an unknown command answers (pyvisa-sim's `error`): text or bytes (a reply value with
+   * `framing`), or a function of the request. Default: no reply.
+   */
+  unknownCommand?: ReplyOf<M> | ((query: MessageOf<M>, device: Device<S, M>) => ReplyOf<M>)
   /** Maximum request length in bytes. Default 64 KiB. */
   maxRequestLength?: number
   logger?: Logger
@@ -132,7 +188,8 @@ export interface StateAccess {
 }
 
 /** A method callable through the control channel. */
-export type DeviceMethod<S> = (device: Device<S>, ...args: unknown[]) => unknown
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see MessageOf
+export type DeviceMethod<S, M = any> = (device: Device<S, M>, ...args: unknown[]) => unknown
 
 /**
  * A simulated device. Requests are framed by `requestTerminator`, split by `delimiter`, and each
@@ -147,45 +204,77 @@ export type DeviceMethod<S> = (device: Device<S>, ...args: unknown[]) => unknown
  * const server = new SimulatorServer({ device: psu })
  * ```
  */
-export class Device<S = Record<string, unknown>> {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see MessageOf
+export class Device<S = Record<string, unknown>, M = any> {
   readonly name: string
   /** The device state, shared by every connection. */
   state: S
+  /** Request terminator; empty on a device with {@link DeviceOptions.framing}. */
   readonly requestTerminator: Uint8Array
+  /** Response terminator; empty on a device with {@link DeviceOptions.framing}. */
   readonly responseTerminator: Uint8Array
   readonly delimiter: Uint8Array | undefined
   /** The command table, tried in order. */
   readonly commands: Command[] = []
   /** Faults, switchable at run time. */
   readonly faults = new FaultSet()
-  readonly methods = new Map<string, DeviceMethod<S>>()
-  readonly logger: Logger
+  readonly methods = new Map<string, DeviceMethod<S, M>>()
+  /**
+   * Where device errors go (a bad format spec, a handler that throws): `logger.error` with
+   * `{ err, device, command }`. Writable, so a server or the CLI can give a device built
+   * without one its own logger.
+   */
+  logger: Logger
   readonly maxRequestLength: number
   /** True after a `quiet` fault fired, until {@link Device.reset}. */
   quiet = false
   /** A login dialogue per connection (CLI devices), or undefined. */
   login: LoginDef | undefined
-  private readonly unknownCommand: ((query: string) => Outcome) | undefined
+  /** The framing of a non-line device ({@link DeviceOptions.framing}), or undefined for a text device. */
+  readonly framing: DeviceFraming<unknown> | undefined
+  private readonly unknownCommand: ((query: unknown) => Outcome) | undefined
+  /** Reply value → outcome: text devices add nothing here (the terminator comes later); framed devices marshall. */
+  private readonly outcomeOf: (reply: unknown) => Outcome
   private readonly stateAccess: StateAccess | undefined
-  private readonly tickers: { interval: number; fn: (device: Device<S>, elapsed: number) => void }[] = []
+  private readonly tickers: { interval: number; fn: (device: Device<S, M>, elapsed: number) => void }[] = []
   private readonly timers: ReturnType<typeof setInterval>[] = []
   private readonly connections = new Set<SimConnection>()
   private readonly listeners = new Set<(event: DeviceEvent) => void>()
 
-  constructor(options: DeviceOptions<S>) {
+  constructor(options: DeviceOptions<S, M>) {
     this.name = options.name
     this.state = options.state
-    this.requestTerminator = utf8(options.requestTerminator ?? '\n')
-    if (this.requestTerminator.length === 0) throw new RangeError('requestTerminator must not be empty')
-    this.responseTerminator = utf8(options.responseTerminator ?? '\n')
-    const delimiter = options.delimiter ?? null
-    this.delimiter = delimiter === null || delimiter.length === 0 ? undefined : utf8(delimiter)
+    const framing = options.framing
+    if (framing === undefined) {
+      this.framing = undefined
+      this.requestTerminator = utf8(options.requestTerminator ?? '\n')
+      if (this.requestTerminator.length === 0) throw new RangeError('requestTerminator must not be empty')
+      this.responseTerminator = utf8(options.responseTerminator ?? '\n')
+      const delimiter = options.delimiter ?? null
+      this.delimiter = delimiter === null || delimiter.length === 0 ? undefined : utf8(delimiter)
+      this.outcomeOf = toOutcome as (reply: unknown) => Outcome
+    } else {
+      if (typeof framing !== 'object' || framing === null || typeof framing.marshall !== 'function' || typeof framing.unmarshall !== 'function')
+        throw new TypeError(`Device ${options.name}: framing must have marshall(reply) and unmarshall(bytes) (a framer or a compose() marshaller)`)
+      for (const key of ['requestTerminator', 'responseTerminator', 'delimiter', 'maxRequestLength'] as const) {
+        if (options[key] !== undefined) throw new RangeError(`Device ${options.name}: ${key} does not apply to a device with framing (the framer frames requests and bounds their length)`)
+      }
+      this.framing = framing as DeviceFraming<unknown>
+      this.requestTerminator = new Uint8Array(0)
+      this.responseTerminator = new Uint8Array(0)
+      this.delimiter = undefined
+      const marshall = framing.marshall as (reply: unknown) => Uint8Array
+      this.outcomeOf = (reply) => (reply === undefined ? NO_REPLY : marshall(reply))
+    }
     this.logger = options.logger ?? silentLogger
     this.maxRequestLength = options.maxRequestLength ?? 64 * 1024
     this.stateAccess = options.stateAccess
     const unknown = options.unknownCommand
-    if (typeof unknown === 'function') this.unknownCommand = (query) => toOutcome(unknown(query, this))
-    else if (unknown !== undefined) this.unknownCommand = () => toOutcome(unknown)
+    const outcomeOf = this.outcomeOf
+    if (typeof unknown === 'function') {
+      const fn = unknown as (query: unknown, device: this) => unknown
+      this.unknownCommand = (query) => outcomeOf(fn(query, this))
+    } else if (unknown !== undefined) this.unknownCommand = () => outcomeOf(unknown)
   }
 
   /**
@@ -193,10 +282,23 @@ export class Device<S = Record<string, unknown>> {
    * `:d :f :e :g :x …` give numbers, `{name}`/`:s` strings; stringparser rules), or a RegExp (the
    * handler gets the match). Returns the device, for chaining.
    */
-  command<T extends string>(pattern: T, handler: CommandHandler<S, TemplateArgs<T>>, options?: CommandOptions): this
-  command(pattern: RegExp, handler: CommandHandler<S, RegExpExecArray>, options?: CommandOptions): this
-  command(pattern: string | RegExp, handler: CommandHandler<S, never>, options: CommandOptions = {}): this {
-    const run = handler as unknown as CommandHandler<S, unknown>
+  command<T extends string>(pattern: T, handler: CommandHandler<S, TemplateArgs<T>, M>, options?: CommandOptions): this
+  command(pattern: RegExp, handler: CommandHandler<S, RegExpExecArray, M>, options?: CommandOptions): this
+  /**
+   * Add a command matched by a function of the request message (the decoded message of a device
+   * with `framing`, the query text otherwise): `match` returns `false`/`undefined`/`null` for "not
+   * mine", `true` (the handler gets the message) or anything else (the handler gets that, e.g. the
+   * fields it parsed). `match` should be pure: faults with `commands` call it too.
+   *
+   * @example
+   * ```ts
+   * device.command((body) => body[0] === 0x01, (_body, d) => Uint8Array.of(0x81, d.state.temperature))
+   * ```
+   */
+  command<A>(match: (message: MessageOf<M>) => A, handler: MessageHandler<S, M, MatchArgs<A, MessageOf<M>>>, options?: CommandOptions): this
+  command(pattern: string | RegExp | ((message: never) => unknown), handler: CommandHandler<S, never, M> | MessageHandler<S, M, never>, options: CommandOptions = {}): this {
+    if (typeof pattern === 'function') return this.addMatcher(pattern as (message: unknown) => unknown, handler as unknown as MessageHandler<S, M, unknown>, options)
+    const run = handler as unknown as CommandHandler<S, unknown, M>
     let match: (query: string) => unknown
     if (pattern instanceof RegExp) {
       match = (query) => {
@@ -215,13 +317,50 @@ export class Device<S = Record<string, unknown>> {
     } else {
       match = (query) => (query === pattern ? {} : undefined)
     }
+    const outcomeOf = this.outcomeOf
+    const command: Command =
+      this.framing === undefined
+        ? {
+            label: options.label ?? String(pattern),
+            run: (query, _raw, context) => {
+              const args = match(query)
+              if (args === undefined) return NOT_MATCHED
+              const reply = run(args, this, context)
+              return reply instanceof Promise ? reply.then(toOutcome) : toOutcome(reply)
+            },
+          }
+        : {
+            // A framed device: text patterns match messages that decode to strings (a textCodec), nothing else.
+            label: options.label ?? String(pattern),
+            run: (_query, _raw, context, message) => {
+              if (typeof message !== 'string') return NOT_MATCHED
+              const args = match(message)
+              if (args === undefined) return NOT_MATCHED
+              const reply = run(args, this, context)
+              return reply instanceof Promise ? reply.then(outcomeOf) : outcomeOf(reply)
+            },
+            matches: (message) => typeof message === 'string' && match(message) !== undefined,
+          }
+    if (options.delay !== undefined) command.delay = options.delay
+    this.commands.push(command)
+    return this
+  }
+
+  private addMatcher(match: (message: unknown) => unknown, handler: MessageHandler<S, M, unknown>, options: CommandOptions): this {
+    const outcomeOf = this.outcomeOf
+    const framed = this.framing !== undefined
     const command: Command = {
-      label: String(pattern),
-      run: (query, _raw, context) => {
-        const args = match(query)
-        if (args === undefined) return NOT_MATCHED
-        const reply = run(args, this, context)
-        return reply instanceof Promise ? reply.then(toOutcome) : toOutcome(reply)
+      label: options.label ?? (match.name === '' ? 'match' : match.name),
+      run: (query, _raw, context, message) => {
+        const subject = framed ? message : query
+        const matched = match(subject)
+        if (matched === false || matched === undefined || matched === null) return NOT_MATCHED
+        const reply = handler(matched === true ? subject : matched, this, context)
+        return reply instanceof Promise ? reply.then(outcomeOf) : outcomeOf(reply)
+      },
+      matches: (message) => {
+        const matched = match(message)
+        return matched !== false && matched !== undefined && matched !== null
       },
     }
     if (options.delay !== undefined) command.delay = options.delay
@@ -230,14 +369,19 @@ export class Device<S = Record<string, unknown>> {
   }
 
   /** Add a method the control channel can call (`POST /devices/<name>/methods/<method>`). */
-  method(name: string, fn: DeviceMethod<S>): this {
+  method(name: string, fn: DeviceMethod<S, M>): this {
     this.methods.set(name, fn)
     return this
   }
 
-  /** Call `fn` every `interval` ms while the device is served (drift, ramps); `elapsed` is the time since the last tick. */
-  onTick(interval: number, fn: (device: Device<S>, elapsed: number) => void): this {
-    this.tickers.push({ interval, fn })
+  /**
+   * Call `fn` every `interval` ms while the device is served (drift, ramps); `elapsed` is the time
+   * since the last tick. `interval` must be positive; one over 2³¹ − 1 ms is clamped to that
+   * (Node would otherwise tick every millisecond).
+   */
+  onTick(interval: number, fn: (device: Device<S, M>, elapsed: number) => void): this {
+    if (typeof interval !== 'number' || !(interval > 0)) throw new RangeError(`Device ${this.name}: onTick interval must be a positive number of milliseconds, got ${String(interval)}`)
+    this.tickers.push({ interval: clampDelay(interval), fn })
     return this
   }
 
@@ -251,7 +395,7 @@ export class Device<S = Record<string, unknown>> {
         try {
           ticker.fn(this, now - last)
         } catch (error) {
-          this.logger.error({ err: error, device: this.name }, 'tick failed')
+          this.logger.error({ err: error, device: this.name }, `device "${this.name}": tick failed: ${error instanceof Error ? error.message : String(error)}`)
         }
         last = now
       }, ticker.interval)
@@ -277,11 +421,12 @@ export class Device<S = Record<string, unknown>> {
   }
 
   /**
-   * Send an unsolicited message (the response terminator is added) to every connected client, or
-   * to the connection with id `to`. Returns the number of connections written to.
+   * Send an unsolicited message (the response terminator is added; on a device with `framing`,
+   * the message value is marshalled) to every connected client, or to the connection with id
+   * `to`. Returns the number of connections written to.
    */
-  broadcast(message: string | Uint8Array, options: { to?: number } = {}): number {
-    const bytes = concatBytes([utf8(message), this.responseTerminator])
+  broadcast(message: string | Uint8Array | M, options: { to?: number } = {}): number {
+    const bytes = this.framing === undefined ? concatBytes([utf8(message as string | Uint8Array), this.responseTerminator]) : this.framing.marshall(message)
     let count = 0
     for (const connection of this.connections) {
       if (connection.closed || (options.to !== undefined && connection.id !== options.to)) continue
@@ -343,9 +488,10 @@ export class Device<S = Record<string, unknown>> {
   /**
    * Execute one request message (terminator removed): split by the delimiter, run each unit,
    * return the replies, each followed by the response terminator. Synchronous when every
-   * command that ran was.
+   * command that ran was. Text devices only: a device with `framing` runs {@link Device.executeMessage}.
    */
   execute(message: Uint8Array, context: CommandContext = { connection: undefined, session: {} }): Uint8Array[] | Promise<Uint8Array[]> {
+    if (this.framing !== undefined) throw new TypeError(`Device ${this.name}: execute() is for text devices; a device with framing runs executeMessage(decoded message)`)
     const units = this.delimiter === undefined ? [message] : splitBytes(message, this.delimiter)
     const replies: Uint8Array[] = []
     for (let i = 0; i < units.length; i++) {
@@ -376,22 +522,30 @@ export class Device<S = Record<string, unknown>> {
     return replies
   }
 
-  private runUnit(raw: Uint8Array, context: CommandContext): Exclude<Outcome, typeof NOT_MATCHED> | typeof CRASH | Promise<Exclude<Outcome, typeof NOT_MATCHED> | typeof CRASH> {
-    const query = decoder.decode(raw)
+  /**
+   * Run one unit through the command table. `message` is given (the decoded request) on a device
+   * with framing; then `query` is the message when it is a string, else `''`.
+   */
+  private runUnit(
+    raw: Uint8Array,
+    context: CommandContext,
+    message?: unknown,
+  ): Exclude<Outcome, typeof NOT_MATCHED> | typeof CRASH | Promise<Exclude<Outcome, typeof NOT_MATCHED> | typeof CRASH> {
+    const query = message === undefined ? decoder.decode(raw) : typeof message === 'string' ? message : ''
     for (let index = 0; index < this.commands.length; index++) {
       const command = this.commands[index] as Command
       let outcome: Outcome | Promise<Outcome>
       try {
-        outcome = command.run(query, raw, context)
+        outcome = command.run(query, raw, context, message)
       } catch (error) {
-        return this.crashed(error, query)
+        return this.crashed(error, query, message)
       }
-      if (outcome instanceof Promise) return this.continueAsync(outcome, index, query, raw, context)
+      if (outcome instanceof Promise) return this.continueAsync(outcome, index, query, raw, context, message)
       if (outcome === NOT_MATCHED) continue
       if (command.delay !== undefined && command.delay > 0) return delay(command.delay).then(() => outcome)
       return outcome
     }
-    return this.unmatched(query)
+    return this.unmatched(query, message)
   }
 
   private async continueAsync(
@@ -400,41 +554,47 @@ export class Device<S = Record<string, unknown>> {
     query: string,
     raw: Uint8Array,
     context: CommandContext,
+    message: unknown,
   ): Promise<Exclude<Outcome, typeof NOT_MATCHED> | typeof CRASH> {
     let outcome: Outcome
     try {
       outcome = await pending
     } catch (error) {
-      return this.crashed(error, query)
+      return this.crashed(error, query, message)
     }
     let command = this.commands[index] as Command
     while (outcome === NOT_MATCHED) {
       index++
-      if (index >= this.commands.length) return this.unmatched(query)
+      if (index >= this.commands.length) return this.unmatched(query, message)
       command = this.commands[index] as Command
       try {
-        outcome = await command.run(query, raw, context)
+        outcome = await command.run(query, raw, context, message)
       } catch (error) {
-        return this.crashed(error, query)
+        return this.crashed(error, query, message)
       }
     }
     if (command.delay !== undefined && command.delay > 0) await delay(command.delay)
     return outcome
   }
 
-  private unmatched(query: string): Exclude<Outcome, typeof NOT_MATCHED> | typeof CRASH {
+  private unmatched(query: string, message: unknown): Exclude<Outcome, typeof NOT_MATCHED> | typeof CRASH {
     if (this.unknownCommand === undefined) return NO_REPLY
     try {
-      const outcome = this.unknownCommand(query)
+      const outcome = this.unknownCommand(message === undefined ? query : message)
       return outcome === NOT_MATCHED ? NO_REPLY : outcome
     } catch (error) {
-      return this.crashed(error, query)
+      return this.crashed(error, query, message)
     }
   }
 
-  private crashed(error: unknown, query: string): typeof CRASH {
+  private crashed(error: unknown, text: string, message?: unknown): typeof CRASH {
     // Like an exception inside pyvisa-sim's Device.write: the rest of the message is dropped.
-    this.logger.error({ err: error, device: this.name, query }, 'command failed; the rest of the message is dropped')
+    const query = message === undefined || typeof message === 'string' ? text : describeMessage(message)
+    const reason = error instanceof Error ? error.message : String(error)
+    this.logger.error(
+      { err: error, device: this.name, command: query },
+      `device "${this.name}": command ${JSON.stringify(query)} failed: ${reason} (no reply; the rest of the message is dropped)`,
+    )
     this.emit({ type: 'error', error, query })
     return CRASH
   }
@@ -446,14 +606,14 @@ export class Device<S = Record<string, unknown>> {
    * degrades to one delayed write and `disconnect`/`cable-cut` close only the current connection.
    */
   handler(): ByteHandlerObject {
-    const framer = new SentinelBytesMarshaller(this.requestTerminator, { maxLength: this.maxRequestLength })
-    const apps = new WeakMap<object, ApplicationServer<Uint8Array, Uint8Array>>()
-    const appFor = (bytes: object): ApplicationServer<Uint8Array, Uint8Array> => {
+    const unmarshall = this.framing?.unmarshall ?? new SentinelBytesMarshaller(this.requestTerminator, { maxLength: this.maxRequestLength }).unmarshall
+    const apps = new WeakMap<object, ApplicationServer<unknown, Uint8Array>>()
+    const appFor = (bytes: object): ApplicationServer<unknown, Uint8Array> => {
       let app = apps.get(bytes)
       if (app === undefined) {
         const connection = connectionsByStream.get(bytes)
         const context: CommandContext = { connection, session: {} }
-        app = new ApplicationServer<Uint8Array, Uint8Array>(framer.unmarshall, identity, (message) => this.respond(message, context))
+        app = new ApplicationServer<unknown, Uint8Array>(unmarshall, identity, (message) => this.respond(message as M, context))
         apps.set(bytes, app)
       }
       return app
@@ -468,16 +628,56 @@ export class Device<S = Record<string, unknown>> {
     }
   }
 
-  /** One request message in, the bytes to send (or undefined) out, with faults applied. */
-  respond(message: Uint8Array, context: CommandContext): Uint8Array | undefined | Promise<Uint8Array | undefined> {
-    if (this.listeners.size > 0) this.emit({ type: 'request', message, connection: context.connection })
+  /**
+   * One request message in (terminator removed; on a device with `framing`, the decoded message),
+   * the bytes to send (or undefined) out, with faults applied.
+   */
+  respond(message: Uint8Array | M, context: CommandContext): Uint8Array | undefined | Promise<Uint8Array | undefined> {
+    if (this.framing !== undefined) return this.respondFramed(message, context)
+    const bytes = message as Uint8Array
+    if (this.listeners.size > 0) this.emit({ type: 'request', message: bytes, connection: context.connection })
     if (this.quiet) return undefined
-    if (this.login !== undefined) return this.respondWithLogin(this.login, message, context)
+    if (this.login !== undefined) return this.respondWithLogin(this.login, bytes, context)
     if (!this.faults.active) {
-      const replies = this.execute(message, context)
+      const replies = this.execute(bytes, context)
       return replies instanceof Promise ? replies.then(joinReplies) : joinReplies(replies)
     }
-    return this.respondWithFaults(message, context)
+    return this.respondWithFaults(bytes, context)
+  }
+
+  private respondFramed(message: unknown, context: CommandContext): Uint8Array | undefined | Promise<Uint8Array | undefined> {
+    if (this.listeners.size > 0) this.emit({ type: 'request', message: messageBytes(message), value: message, connection: context.connection })
+    if (this.quiet) return undefined
+    if (this.faults.active) return this.respondWithFaults(message, context)
+    return this.executeMessage(message as M, context)
+  }
+
+  /**
+   * Execute one decoded request message of a device with `framing`: the first command that takes
+   * it answers; returns the framed reply bytes, or undefined for no reply. Synchronous when the
+   * command that ran was.
+   */
+  executeMessage(message: M, context: CommandContext = { connection: undefined, session: {} }): Uint8Array | undefined | Promise<Uint8Array | undefined> {
+    if (this.framing === undefined) throw new TypeError(`Device ${this.name}: executeMessage needs a device with framing; use execute() for a text device`)
+    const raw = message instanceof Uint8Array ? message : typeof message === 'string' ? utf8(message) : EMPTY
+    const outcome = this.runUnit(raw, context, message)
+    return outcome instanceof Promise ? outcome.then(framedReply) : framedReply(outcome)
+  }
+
+  /** What a framed device's faults match in `commands`: the message as text (hex for bytes) and the label of the command that takes it. */
+  private faultKeys(message: unknown): string[] {
+    const keys = [describeMessage(message)]
+    for (const command of this.commands) {
+      try {
+        if (command.matches?.(message) === true) {
+          keys.push(command.label)
+          break
+        }
+      } catch {
+        // A matcher that throws takes nothing here; running the command logs the error.
+      }
+    }
+    return keys
   }
 
   /** The greeting a login device sends when a client connects (banner and login prompt). */
@@ -508,15 +708,21 @@ export class Device<S = Record<string, unknown>> {
     return concatBytes([reply ?? new Uint8Array(0), utf8(login.prompt)])
   }
 
-  private async respondWithFaults(message: Uint8Array, context: CommandContext): Promise<Uint8Array | undefined> {
-    const units = this.delimiter === undefined ? [message] : splitBytes(message, this.delimiter)
-    const faults = this.faults.triggered(units.map((unit) => decoder.decode(unit)))
+  private async respondWithFaults(message: unknown, context: CommandContext): Promise<Uint8Array | undefined> {
+    let keys: string[]
+    if (this.framing !== undefined) keys = this.faultKeys(message)
+    else {
+      const bytes = message as Uint8Array
+      const units = this.delimiter === undefined ? [bytes] : splitBytes(bytes, this.delimiter)
+      keys = units.map((unit) => decoder.decode(unit))
+    }
+    const faults = this.faults.triggered(keys)
     if (faults.some((f) => f.kind === 'quiet')) {
       this.quiet = true
       this.emit({ type: 'fault', fault: 'quiet' })
       return undefined
     }
-    let reply = joinReplies(await this.execute(message, context))
+    let reply = this.framing !== undefined ? await this.executeMessage(message as M, context) : joinReplies(await this.execute(message as Uint8Array, context))
     for (const fault of faults) {
       this.emit({ type: 'fault', fault: fault.kind })
       switch (fault.kind) {
@@ -570,7 +776,8 @@ export class Device<S = Record<string, unknown>> {
 
 /** Something that happened on a device (for logs, traces, the control channel). */
 export type DeviceEvent =
-  | { type: 'request'; message: Uint8Array; connection: SimConnection | undefined }
+  /** `message`: the request's bytes (terminator removed); on a device with framing, `value` is the decoded message and `message` its bytes when it is bytes or text. */
+  | { type: 'request'; message: Uint8Array; value?: unknown; connection: SimConnection | undefined }
   | { type: 'connect' | 'disconnect'; connection: SimConnection }
   | { type: 'fault'; fault: string }
   | { type: 'cable-cut' }
@@ -580,6 +787,27 @@ export type DeviceEvent =
 const CRASH: unique symbol = Symbol('labwire.simulator.crash')
 const decoder = new TextDecoder()
 const identity = (bytes: Uint8Array): Uint8Array => bytes
+const EMPTY = new Uint8Array(0)
+
+function framedReply(outcome: Exclude<Outcome, typeof NOT_MATCHED> | typeof CRASH): Uint8Array | undefined {
+  return outcome === CRASH || outcome === NO_REPLY ? undefined : outcome
+}
+
+/** A decoded message's bytes for events: itself, its UTF-8, or empty. */
+function messageBytes(message: unknown): Uint8Array {
+  return message instanceof Uint8Array ? message : typeof message === 'string' ? utf8(message) : EMPTY
+}
+
+/** A decoded message as text for logs and fault matching: strings as is, bytes as lower-case hex pairs, anything else as JSON. */
+export function describeMessage(message: unknown): string {
+  if (typeof message === 'string') return message
+  if (message instanceof Uint8Array) return Array.from(message, (b) => b.toString(16).padStart(2, '0')).join(' ')
+  try {
+    return JSON.stringify(message, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v instanceof Uint8Array ? Array.from(v) : v)) ?? String(message)
+  } catch {
+    return String(message)
+  }
+}
 
 function joinReplies(replies: Uint8Array[]): Uint8Array | undefined {
   if (replies.length === 0) return undefined
@@ -603,9 +831,14 @@ function randomJunk(length: number, avoid: Uint8Array, random: () => number): Ui
   return out
 }
 
-/** Resolve after `ms` milliseconds. */
+/**
+ * Resolve after `ms` milliseconds. Waits of 2³¹ ms or more are re-armed (core's `longTimeout`),
+ * never fired at once as a bare `setTimeout` would.
+ */
 export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
+  return new Promise((resolve) => {
+    longTimeout(resolve, ms)
+  })
 }
 
 /** A Python value for templates: pass through (used by the pyvisa-sim loader). */

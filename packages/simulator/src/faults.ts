@@ -28,7 +28,11 @@ export interface FaultSpec {
   kind: FaultKind
   /** Chance that a matching request triggers it, 0 to 1. Default 1. */
   probability?: number
-  /** Only requests whose message equals one of these trigger it (any sub-query of a `;` message). Default: every request. */
+  /**
+   * Only requests whose message equals one of these trigger it (any sub-query of a `;` message).
+   * On a device with `framing`: the label of the command that takes the message, or the message
+   * as text (bytes as lower-case hex pairs, `'01 2c'`). Default: every request.
+   */
   commands?: string[]
   /** Switched on? Default true. */
   enabled?: boolean

@@ -32,7 +32,9 @@ async function call(base: string, method: string, path: string, body?: unknown):
   const res = await fetch(base + path, {
     method,
     signal: AbortSignal.timeout(5_000),
-    ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+    // Every mutating request declares JSON (the control channel refuses others: issue 16 #6).
+    headers: { 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   })
   return { status: res.status, json: await res.json() }
 }
@@ -97,7 +99,7 @@ describe('control channel (HTTP JSON on loopback)', () => {
     const bad = await call(base, 'POST', '/devices/scpi-psu/faults', { kind: 'meteor' })
     expect(bad.status).toBe(400)
     expect((await call(base, 'POST', '/devices/scpi-psu/faults', { kind: 'latency', probability: 3 })).status).toBe(400)
-    const broken = await fetch(`${base}/devices/scpi-psu/faults`, { method: 'POST', body: '{not json', signal: AbortSignal.timeout(5_000) })
+    const broken = await fetch(`${base}/devices/scpi-psu/faults`, { method: 'POST', body: '{not json', headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(5_000) })
     expect(broken.status).toBe(400)
   })
 

@@ -97,10 +97,38 @@ export function parseFormat(template: string): FormatPiece[] {
   return pieces
 }
 
-/** Python `template.format(*args, **kwargs)`. */
-export function pyFormat(template: string, args: readonly PyValue[] = [], kwargs: Readonly<Record<string, PyValue>> = {}): string {
+/** The default {@link FormatOptions.maxWidth}: 1 MiB of characters. */
+export const DEFAULT_MAX_FORMAT_WIDTH = 1024 * 1024
+
+/** Limits of {@link pyFormat} and {@link formatValue}. */
+export interface FormatOptions {
+  /**
+   * Largest field width and precision a format spec may ask for (`{:300000000d}` would allocate
+   * 600 MB for a 3-byte query). Default {@link DEFAULT_MAX_FORMAT_WIDTH}; more throws
+   * {@link FormatLimitError}. Python has no such limit; pyvisa-sim would answer.
+   */
+  maxWidth?: number
+}
+
+/** A format spec asks for a width or precision over {@link FormatOptions.maxWidth}. */
+export class FormatLimitError extends Error {
+  override readonly name = 'FormatLimitError'
+  readonly code = 'ERR_FORMAT_LIMIT'
+  constructor(
+    /** Which part of the spec. */
+    readonly what: 'width' | 'precision',
+    /** What the spec asked for (`Infinity` when its digits do not fit a number). */
+    readonly value: number,
+    readonly limit: number,
+  ) {
+    super(`format spec ${what} ${value === Infinity ? 'too large' : String(value)} is over the limit of ${limit} (maxFormatWidth)`)
+  }
+}
+
+/** Python `template.format(*args, **kwargs)`, with a width limit (see {@link FormatOptions}). */
+export function pyFormat(template: string, args: readonly PyValue[] = [], kwargs: Readonly<Record<string, PyValue>> = {}, options: FormatOptions = {}): string {
   const state = { auto: 0, manual: false, automatic: false }
-  return formatWith(template, args, kwargs, state, 2)
+  return formatWith(template, args, kwargs, state, 2, options.maxWidth ?? DEFAULT_MAX_FORMAT_WIDTH)
 }
 
 function formatWith(
@@ -109,6 +137,7 @@ function formatWith(
   kwargs: Readonly<Record<string, PyValue>>,
   state: { auto: number; manual: boolean; automatic: boolean },
   depth: number,
+  maxWidth: number,
 ): string {
   if (depth < 0) throw new PyException('ValueError', 'Max string recursion exceeded')
   let out = ''
@@ -121,8 +150,8 @@ function formatWith(
       else if (piece.conversion === 's') value = pyStr(value)
       else throw new PyException('ValueError', `Unknown conversion specifier ${piece.conversion}`)
     }
-    const spec = piece.spec.includes('{') ? formatWith(piece.spec, args, kwargs, state, depth - 1) : piece.spec
-    out += formatValue(value, spec)
+    const spec = piece.spec.includes('{') ? formatWith(piece.spec, args, kwargs, state, depth - 1, maxWidth) : piece.spec
+    out += formatValue(value, spec, { maxWidth })
   }
   return out
 }
@@ -201,11 +230,15 @@ interface Spec {
 
 const SPEC = /^(?:([\s\S])?([<>=^]))?([+\- ])?(z)?(#)?(0)?(\d+)?([,_])?(?:\.(\d+))?([bcdeEfFgGnosxX%])?$/u
 
-function parseSpec(spec: string): Spec {
+function parseSpec(spec: string, maxWidth: number): Spec {
   const m = SPEC.exec(spec)
   if (m === null) throw new PyException('ValueError', 'Invalid format specifier')
   if (spec.includes('.') && m[9] === undefined && /\.(?![\d])/.test(spec.slice((m[1] ?? '').length)))
     throw new PyException('ValueError', 'Format specifier missing precision')
+  const width = m[7] === undefined ? 0 : Number(m[7])
+  if (width > maxWidth) throw new FormatLimitError('width', width, maxWidth)
+  const precision = m[9] === undefined ? undefined : Number(m[9])
+  if (precision !== undefined && precision > maxWidth) throw new FormatLimitError('precision', precision, maxWidth)
   return {
     fill: m[1] ?? ' ',
     align: m[2] as Spec['align'],
@@ -213,19 +246,20 @@ function parseSpec(spec: string): Spec {
     z: m[4] !== undefined,
     alternate: m[5] !== undefined,
     zero: m[6] !== undefined,
-    width: m[7] === undefined ? 0 : Number(m[7]),
+    width,
     grouping: m[8] as Spec['grouping'],
-    precision: m[9] === undefined ? undefined : Number(m[9]),
+    precision,
     type: m[10],
   }
 }
 
-/** Python `format(value, spec)`. */
-export function formatValue(value: PyValue, spec: string): string {
-  if (typeof value === 'string') return formatString(value, spec)
-  if (typeof value === 'bigint') return formatInt(value, spec)
-  if (typeof value === 'boolean') return spec === '' ? (value ? 'True' : 'False') : formatInt(value ? 1n : 0n, spec)
-  if (typeof value === 'number') return formatFloat(value, spec)
+/** Python `format(value, spec)`, with a width limit (see {@link FormatOptions}). */
+export function formatValue(value: PyValue, spec: string, options: FormatOptions = {}): string {
+  const maxWidth = options.maxWidth ?? DEFAULT_MAX_FORMAT_WIDTH
+  if (typeof value === 'string') return formatString(value, spec, maxWidth)
+  if (typeof value === 'bigint') return formatInt(value, spec, maxWidth)
+  if (typeof value === 'boolean') return spec === '' ? (value ? 'True' : 'False') : formatInt(value ? 1n : 0n, spec, maxWidth)
+  if (typeof value === 'number') return formatFloat(value, spec, maxWidth)
   if (spec === '') return pyStr(value)
   throw new PyException('TypeError', `unsupported format string passed to ${pyTypeName(value)}.__format__`)
 }
@@ -255,9 +289,9 @@ function pad(body: string, spec: Spec, defaultAlign: '<' | '>', signPrefix = '')
   }
 }
 
-function formatString(value: string, specText: string): string {
+function formatString(value: string, specText: string, maxWidth: number): string {
   if (specText === '') return value
-  const spec = parseSpec(specText)
+  const spec = parseSpec(specText, maxWidth)
   if (spec.type !== undefined && spec.type !== 's') throw new PyException('ValueError', `Unknown format code '${spec.type}' for object of type 'str'`)
   if (spec.sign !== undefined) throw new PyException('ValueError', 'Sign not allowed in string format specifier')
   if (spec.alternate) throw new PyException('ValueError', 'Alternate form (#) not allowed in string format specifier')
@@ -269,10 +303,11 @@ function formatString(value: string, specText: string): string {
 }
 
 function group(digits: string, separator: string | undefined, every: number): string {
-  if (separator === undefined) return digits
-  let out = ''
-  for (let i = digits.length; i > 0; i -= every) out = digits.slice(Math.max(0, i - every), i) + (out === '' ? '' : separator + out)
-  return out
+  if (separator === undefined || digits.length <= every) return digits
+  const head = digits.length % every || every
+  const parts = [digits.slice(0, head)]
+  for (let i = head; i < digits.length; i += every) parts.push(digits.slice(i, i + every))
+  return parts.join(separator)
 }
 
 function signOf(negative: boolean, spec: Spec): string {
@@ -282,11 +317,11 @@ function signOf(negative: boolean, spec: Spec): string {
   return ''
 }
 
-function formatInt(value: bigint, specText: string): string {
+function formatInt(value: bigint, specText: string, maxWidth: number): string {
   if (specText === '') return value.toString()
-  const spec = parseSpec(specText)
+  const spec = parseSpec(specText, maxWidth)
   const type = spec.type ?? 'd'
-  if ('eEfFgG%'.includes(type)) return formatFloat(Number(value), specText)
+  if ('eEfFgG%'.includes(type)) return formatFloat(Number(value), specText, maxWidth)
   if (spec.precision !== undefined) throw new PyException('ValueError', 'Precision not allowed in integer format specifier')
   if (spec.z) throw new PyException('ValueError', 'Negative zero coercion (z) not allowed in integer format specifier')
   if (type === 's') throw new PyException('ValueError', "Unknown format code 's' for object of type 'int'")
@@ -313,17 +348,17 @@ function formatInt(value: bigint, specText: string): string {
   return pad(group(digits, spec.grouping, every), spec, '>', sign + prefix)
 }
 
-/** Zero-pad `digits` with grouping so that the result is at least `width` characters. */
+/**
+ * Zero-pad `digits` with grouping so that the result is at least `width` characters: the fewest
+ * digits n ≥ digits.length whose grouped length n + ⌊(n − 1) / every⌋ reaches `width` (so the
+ * result never starts with a separator, as in CPython). Linear in the width.
+ */
 function groupPadded(digits: string, separator: string, every: number, width: number): string {
-  let grouped = group(digits, separator || undefined, every)
-  let padded = digits
-  while (grouped.length < width) {
-    padded = '0' + padded
-    grouped = group(padded, separator || undefined, every)
-    // CPython never starts with a separator: a leading group boundary gets a zero in front of it.
-  }
-  if (separator !== '' && grouped.startsWith(separator)) grouped = '0' + grouped
-  return grouped
+  const groupedLength = (n: number): number => n + Math.floor((n - 1) / every) * separator.length
+  let n = Math.max(digits.length, Math.floor((width * every) / (every + separator.length)) - 1)
+  while (n > digits.length && groupedLength(n - 1) >= width) n--
+  while (groupedLength(n) < width) n++
+  return group(digits.padStart(n, '0'), separator || undefined, every)
 }
 
 /** The exact decimal expansion of a finite positive double: value = digits × 10^exponent. */
@@ -345,6 +380,10 @@ function exactDecimal(value: number): { digits: bigint; exponent: number } {
   return { digits: mantissa * 5n ** BigInt(-exp2), exponent: exp2 }
 }
 
+/** Decimal places and significant digits past which a double's exact expansion is all zeros. */
+const EXACT_PLACES = 1100
+const EXACT_SIGNIFICANT = 800
+
 /** Divide by 10^shift, rounding half to even. */
 function roundShift(n: bigint, shift: number): bigint {
   if (shift <= 0) return n * 10n ** BigInt(-shift)
@@ -359,6 +398,8 @@ function roundShift(n: bigint, shift: number): bigint {
 /** |value| rounded to `decimals` places, as a digit string with the point placed. */
 function fixedDigits(value: number, decimals: number): string {
   if (value === 0) return decimals > 0 ? `0.${'0'.repeat(decimals)}` : '0'
+  // A double's exact decimal expansion ends within 1074 places: past that, only zeros (no rounding).
+  if (decimals > EXACT_PLACES) return fixedDigits(value, EXACT_PLACES) + '0'.repeat(decimals - EXACT_PLACES)
   const { digits, exponent } = exactDecimal(value)
   const n = roundShift(digits, -(exponent + decimals))
   const s = n.toString().padStart(decimals + 1, '0')
@@ -368,6 +409,11 @@ function fixedDigits(value: number, decimals: number): string {
 /** |value| rounded to `significant` digits: the digit string and the decimal exponent of its first digit. */
 function significantDigits(value: number, significant: number): { digits: string; exp: number } {
   if (value === 0) return { digits: '0'.repeat(significant), exp: 0 }
+  // A double has at most 767 significant decimal digits: past that, only zeros (no rounding).
+  if (significant > EXACT_SIGNIFICANT) {
+    const { digits, exp } = significantDigits(value, EXACT_SIGNIFICANT)
+    return { digits: digits + '0'.repeat(significant - EXACT_SIGNIFICANT), exp }
+  }
   const { digits, exponent } = exactDecimal(value)
   const length = digits.toString().length
   let exp = length - 1 + exponent
@@ -392,9 +438,9 @@ function stripZeros(text: string): string {
   return text.replace(/0+$/, '').replace(/\.$/, '')
 }
 
-function formatFloat(value: number, specText: string): string {
+function formatFloat(value: number, specText: string, maxWidth: number): string {
   if (specText === '') return floatRepr(value)
-  const spec = parseSpec(specText)
+  const spec = parseSpec(specText, maxWidth)
   const type = spec.type
   if (type !== undefined && !'eEfFgGn%'.includes(type)) throw new PyException('ValueError', `Unknown format code '${type}' for object of type 'float'`)
   if (spec.grouping !== undefined && type === 'n') throw new PyException('ValueError', `Cannot specify '${spec.grouping}' with 'n'.`)

@@ -40,7 +40,19 @@ export function pyTypeName(value: PyValue): string {
 
 // Python's str.strip() with no argument strips whitespace; this covers ASCII and the common Unicode spaces.
 // eslint-disable-next-line no-control-regex -- Python's str.strip() removes the ASCII separators too
-const PY_SPACE = /^[\s\u001c-\u001f\u0085]+|[\s\u001c-\u001f\u0085]+$/g
+const PY_SPACE_CHAR = /[\s\u001c-\u001f\u0085]/
+
+/**
+ * Python's `str.strip()`. A loop, not `/^\s+|\s+$/g`: that regex is quadratic on a long run of
+ * spaces followed by anything else (60,000 spaces: 2 s), and setter captures are peer input.
+ */
+function pyStrip(text: string): string {
+  let start = 0
+  let end = text.length
+  while (start < end && PY_SPACE_CHAR.test(text[start] as string)) start++
+  while (end > start && PY_SPACE_CHAR.test(text[end - 1] as string)) end--
+  return start === 0 && end === text.length ? text : text.slice(start, end)
+}
 
 const INT_LITERAL = /^[+-]?\d(?:_?\d)*$/
 const FLOAT_LITERAL = /^[+-]?(?:(?:\d(?:_?\d)*)(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?$/
@@ -56,7 +68,7 @@ export function pyInt(value: PyValue): bigint {
     return BigInt(Math.trunc(value))
   }
   if (typeof value === 'string') {
-    const text = value.replace(PY_SPACE, '')
+    const text = pyStrip(value)
     if (!INT_LITERAL.test(text)) throw new PyException('ValueError', `invalid literal for int() with base 10: ${pyRepr(value)}`)
     return BigInt(text.replaceAll('_', ''))
   }
@@ -85,7 +97,7 @@ export function pyFloat(value: PyValue): number {
   if (typeof value === 'bigint') return Number(value)
   if (typeof value === 'boolean') return value ? 1 : 0
   if (typeof value === 'string') {
-    const text = value.replace(PY_SPACE, '')
+    const text = pyStrip(value)
     const special = FLOAT_SPECIAL.exec(text)
     if (special !== null) {
       const sign = special[1] === '-' ? -1 : 1

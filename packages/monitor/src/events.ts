@@ -1,0 +1,97 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
+import type { RequestSample } from './metrics.js'
+
+/** Where {@link subscribeServerEvents} delivers the serving kernel's events, already decoded. */
+export interface ServerEventSink {
+  connect(server: object, connection: object, peer: string): void
+  close(server: object, connection: object, errorCode: string | undefined): void
+  request(server: object, sample: Omit<RequestSample, 'service'>): void
+  refused(server: object, reason: string): void
+  access(server: object, holder: string | undefined, queued: number): void
+}
+
+/** The channel names the serving kernel publishes on (see @labwire/core's README). */
+export const CHANNELS = {
+  connect: 'labwire:server:connect',
+  close: 'labwire:server:close',
+  request: 'labwire:server:request',
+  refuse: 'labwire:server:refuse',
+  access: 'labwire:server:access',
+} as const
+
+type Message = Record<string, unknown>
+
+const str = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined)
+const num = (value: unknown): number | undefined => (typeof value === 'number' && Number.isFinite(value) ? value : undefined)
+const obj = (value: unknown): object | undefined => (typeof value === 'object' && value !== null ? value : undefined)
+
+/** An error's stable code: a string `error`/`errorCode`, or the `code` of an error object. */
+function errorCode(message: Message): string | undefined {
+  const direct = str(message.errorCode) ?? str(message.error)
+  if (direct !== undefined) return direct
+  const error = obj(message.error)
+  if (error === undefined) return undefined
+  return str((error as { code?: unknown }).code) ?? str((error as { name?: unknown }).name) ?? 'ERR'
+}
+
+/**
+ * Subscribe to the serving kernel's `diagnostics_channel` events and hand them to `sink`.
+ * Returns the function that unsubscribes. Until somebody subscribes, servers pay nothing.
+ */
+export function subscribeServerEvents(sink: ServerEventSink): () => void {
+  const handlers: [string, (message: unknown) => void][] = [
+    [
+      CHANNELS.connect,
+      (raw) => {
+        const m = raw as Message
+        const server = obj(m.server)
+        if (server === undefined) return
+        sink.connect(server, obj(m.connection) ?? m, str(m.peer) ?? '?')
+      },
+    ],
+    [
+      CHANNELS.close,
+      (raw) => {
+        const m = raw as Message
+        const server = obj(m.server)
+        if (server === undefined) return
+        sink.close(server, obj(m.connection) ?? m, errorCode(m))
+      },
+    ],
+    [
+      CHANNELS.request,
+      (raw) => {
+        const m = raw as Message
+        const server = obj(m.server)
+        if (server === undefined) return
+        sink.request(server, {
+          command: str(m.command) ?? str(m.method),
+          durationMs: num(m.durationMs) ?? num(m.duration) ?? 0,
+          bytesIn: num(m.bytesIn),
+          bytesOut: num(m.bytesOut),
+          errorCode: errorCode(m),
+        })
+      },
+    ],
+    [
+      CHANNELS.refuse,
+      (raw) => {
+        const m = raw as Message
+        const server = obj(m.server)
+        if (server !== undefined) sink.refused(server, str(m.reason) ?? 'refused')
+      },
+    ],
+    [
+      CHANNELS.access,
+      (raw) => {
+        const m = raw as Message
+        const server = obj(m.server)
+        if (server !== undefined) sink.access(server, str(m.holder), num(m.queued) ?? 0)
+      },
+    ],
+  ]
+  for (const [name, handler] of handlers) subscribe(name, handler)
+  return () => {
+    for (const [name, handler] of handlers) unsubscribe(name, handler)
+  }
+}

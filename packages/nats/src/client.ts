@@ -1,0 +1,263 @@
+import { ByteStream, ConnectionError, FrameTooLargeError, TimeoutError, raceSignal, throwIfAborted, type AbortOptions, type TransportClient, type TransportClientSession } from '@labwire/core'
+import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from 'nats'
+import { CONTINUE_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, ERROR_NAME_HEADER, MORE_HEADER, NatsServiceError, NoRespondersError, SERVICE_NAME, SIZE_HEADER, OutageBuffer, chunkSize, openConnection, type NatsConnectOptions } from './protocol.js'
+
+/** Options for {@link NatsClient}. */
+export interface NatsClientOptions extends NatsConnectOptions {
+  /** The service name; requests go to this subject (or `NAME.ENDPOINT`). */
+  name: string
+  /** An endpoint of the service (an RPC method, ...): requests go to `NAME.ENDPOINT`. */
+  endpoint?: string
+  /** An explicit subject instead of `NAME[.ENDPOINT]`. */
+  subject?: string
+  /** Longest wait for a whole reply, ms; then the session fails with `TimeoutError`. Default 30000; 0 = none. */
+  timeout?: number
+  /** Largest reply accepted for one request, bytes; more fails the session with `FrameTooLargeError`. Default 64 MiB. */
+  maxReplyLength?: number
+  /**
+   * When no instance is subscribed (NATS "no responders"), send the request again with backoff
+   * (50 ms doubling to 1 s) until `timeout`, then fail with `NoRespondersError`. Safe: nobody
+   * received it, so nothing runs twice. Covers a service that is restarting or reconnecting.
+   * Default true (needs a `timeout`); false fails at once.
+   */
+  retryNoResponders?: boolean
+}
+
+interface Call {
+  seq: number
+  done: boolean
+  /** Reply bytes received while an earlier call is still unanswered (delivered in request order). */
+  held: Uint8Array[]
+  error: Error | undefined
+  /** The rest of a chunked request, sent when the service says where. */
+  upload: Uint8Array | undefined
+  timer: ReturnType<typeof setTimeout> | undefined
+  /** Reply bytes received so far. */
+  received: number
+  /** Publish the request (again). */
+  send: () => void
+  deadline: number
+  retries: number
+  noResponders: boolean
+  /** A `call()`: the reply is collected whole and settles this, instead of going to the stream. */
+  whole?: { resolve: (reply: Uint8Array) => void; reject: (error: Error) => void }
+}
+
+/**
+ * Reaches a labwire service on NATS by name: a `TransportClient`, so
+ * `new ApplicationClient(new NatsClient({ servers, name }), …)` and `RpcClient` work unchanged.
+ * Each session opens its own connection (reconnecting forever, with backoff) unless given one.
+ */
+export class NatsClient implements TransportClient {
+  private readonly options: NatsClientOptions
+  readonly subject: string
+
+  constructor(options: NatsClientOptions) {
+    if (typeof options.name !== 'string' || !SERVICE_NAME.test(options.name)) throw new RangeError(`NatsClient: name must match ${String(SERVICE_NAME)}, got ${JSON.stringify(options.name)}`)
+    this.options = { ...options }
+    this.subject = options.subject ?? (options.endpoint === undefined ? options.name : `${options.name}.${options.endpoint}`)
+    const timeout = options.timeout ?? 30_000
+    if (typeof timeout !== 'number' || Number.isNaN(timeout) || timeout < 0) throw new RangeError(`NatsClient: timeout must be a non-negative number of ms, got ${String(timeout)}`)
+  }
+
+  async connect(options: AbortOptions = {}): Promise<NatsClientSession> {
+    throwIfAborted(options)
+    const owned = this.options.connection === undefined
+    const opening = this.options.connection !== undefined ? Promise.resolve(this.options.connection) : openConnection(this.options, `labwire client ${this.options.name}`)
+    const nc = await raceSignal(opening, options.signal, `connect to NATS service ${this.options.name}`, () => {
+      if (owned) void opening.then((c) => c.close(), () => undefined)
+    })
+    return new NatsClientSession(nc, owned, this.subject, this.options.timeout ?? 30_000, this.options.maxReplyLength ?? 64 * 1024 * 1024, this.options.retryNoResponders ?? true)
+  }
+}
+
+/**
+ * One session: requests go out as NATS requests to the service subject; replies come back on a
+ * private inbox and are appended to one response byte stream in request order (so pipelining
+ * works even when several instances answer).
+ */
+export class NatsClientSession implements TransportClientSession {
+  private readonly stream: ByteStream
+  private readonly outage: OutageBuffer
+  private readonly prefix = createInbox()
+  private readonly sub: Subscription
+  private readonly calls = new Map<number, Call>()
+  private readonly order: Call[] = []
+  private seq = 0
+  private failure: Error | undefined
+  private closed = false
+
+  /** @internal */
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly owned: boolean,
+    readonly subject: string,
+    private readonly timeout: number,
+    private readonly maxReplyLength: number,
+    private readonly retryNoResponders: boolean,
+  ) {
+    this.stream = new ByteStream(undefined, { label: `nats:${subject}` })
+    this.outage = new OutageBuffer(nc)
+    this.sub = nc.subscribe(`${this.prefix}.*`, { callback: (_error, msg) => this.onReply(msg) })
+    void nc.closed().then((error) => this.fail(error ?? new ConnectionError(`NATS connection for ${subject} closed`)))
+  }
+
+  request(request: Uint8Array): AsyncIterator<Uint8Array> {
+    if (this.closed) throw new ConnectionError(`session to NATS service ${this.subject} is closed`)
+    if (this.failure !== undefined) return this.stream
+    this.start(request, this.subject, undefined)
+    return this.stream
+  }
+
+  /**
+   * One request/reply exchange outside the session's byte stream: resolves with the whole reply
+   * (all its messages), rejects with this call's error only — the session goes on. `subject`
+   * defaults to the session's. What RPC over NATS (one endpoint per method) uses.
+   */
+  call(request: Uint8Array, options: { subject?: string } = {}): Promise<Uint8Array> {
+    if (this.closed) return Promise.reject(new ConnectionError(`session to NATS service ${this.subject} is closed`))
+    if (this.failure !== undefined) return Promise.reject(this.failure)
+    return new Promise<Uint8Array>((resolve, reject) => this.start(request, options.subject ?? this.subject, { resolve, reject }))
+  }
+
+  private start(request: Uint8Array, subject: string, whole: Call['whole']): void {
+    const call: Call = {
+      seq: ++this.seq,
+      done: false,
+      held: [],
+      error: undefined,
+      upload: undefined,
+      timer: undefined,
+      received: 0,
+      send: () => undefined,
+      deadline: this.timeout > 0 ? Date.now() + this.timeout : Infinity,
+      retries: 0,
+      noResponders: false,
+      ...(whole === undefined ? {} : { whole }),
+    }
+    this.calls.set(call.seq, call)
+    if (whole === undefined) this.order.push(call)
+    if (this.timeout > 0) {
+      call.timer = setTimeout(() => {
+        const error = call.noResponders
+          ? new NoRespondersError(`no instance of NATS service ${this.subject} answered within ${this.timeout} ms (no responders)`)
+          : new TimeoutError(`NATS service ${this.subject} did not answer within ${this.timeout} ms`)
+        this.finish(call, error)
+      }, this.timeout)
+    }
+    const reply = `${this.prefix}.${call.seq}`
+    call.send = () =>
+      this.outage.run(() => {
+        if (call.done) return
+        try {
+          const size = chunkSize(this.nc)
+          if (request.length <= size) this.nc.publish(subject, request, { reply })
+          else {
+            const h = natsHeaders()
+            h.set(SIZE_HEADER, String(request.length))
+            call.upload = request.subarray(size)
+            this.nc.publish(subject, request.subarray(0, size), { reply, headers: h })
+          }
+        } catch (cause) {
+          this.finish(call, new ConnectionError(`NATS publish to ${subject} failed`, { cause }))
+        }
+      })
+    call.send()
+  }
+
+  private onReply(msg: Msg): void {
+    const seq = Number(msg.subject.slice(this.prefix.length + 1))
+    const call = this.calls.get(seq)
+    if (call === undefined || call.done) return
+    const h = msg.headers
+    let more = false
+    if (h !== undefined) {
+      if (h.code === 503 && h.get(ERROR_HEADER) === '') {
+        const wait = Math.min(1000, 50 * 2 ** call.retries++)
+        if (this.retryNoResponders && Date.now() + wait < call.deadline) {
+          call.noResponders = true
+          setTimeout(call.send, wait)
+          return
+        }
+        return this.finish(call, new NoRespondersError(`no instance of NATS service ${this.subject} is reachable (no responders)`))
+      }
+      const error = h.get(ERROR_HEADER)
+      const code = h.get(ERROR_CODE_HEADER)
+      if (error !== '' || code !== '') {
+        const failure = new NatsServiceError(Number(code) || 500, error, this.subject)
+        const name = h.get(ERROR_NAME_HEADER)
+        if (name !== '') failure.remoteName = name
+        return this.finish(call, failure)
+      }
+      const next = h.get(CONTINUE_HEADER)
+      if (next !== '') {
+        const upload = call.upload
+        call.upload = undefined
+        if (upload === undefined) return
+        const size = chunkSize(this.nc)
+        for (let offset = 0; offset < upload.length; offset += size) this.nc.publish(next, upload.subarray(offset, offset + size))
+        return
+      }
+      more = h.get(MORE_HEADER) !== ''
+    }
+    if (msg.data.length > 0) {
+      call.received += msg.data.length
+      if (call.received > this.maxReplyLength) return this.finish(call, new FrameTooLargeError(this.maxReplyLength, `reply from NATS service ${this.subject} exceeds maxReplyLength ${this.maxReplyLength}`))
+      if (call.whole === undefined && this.order[0] === call) this.stream.push(msg.data)
+      else call.held.push(msg.data)
+    }
+    if (!more) this.finish(call)
+  }
+
+  private finish(call: Call, error?: Error): void {
+    if (call.done) return
+    call.done = true
+    call.error = error
+    clearTimeout(call.timer)
+    this.calls.delete(call.seq)
+    if (call.whole !== undefined) {
+      if (error === undefined) call.whole.resolve(call.held.length === 1 ? (call.held[0] as Uint8Array) : Buffer.concat(call.held))
+      else call.whole.reject(error)
+      return
+    }
+    // Deliver in request order: the head's held bytes, then, if it is done, the next one's.
+    while (this.order.length > 0) {
+      const head = this.order[0] as Call
+      for (const bytes of head.held) this.stream.push(bytes)
+      head.held.length = 0
+      if (!head.done) break
+      this.order.shift()
+      if (head.error !== undefined) return this.fail(head.error)
+    }
+  }
+
+  private fail(error: Error): void {
+    if (this.failure !== undefined || this.closed) return
+    // A service error: what was received and not yet read is the unfinished frame.
+    const failure = error instanceof NatsServiceError && this.stream.bufferedLength > 0 ? new NatsServiceError(error.statusCode, error.description, this.subject, this.stream.peek().slice()) : error
+    this.failure = failure
+    for (const call of this.calls.values()) {
+      clearTimeout(call.timer)
+      call.whole?.reject(failure)
+    }
+    this.calls.clear()
+    this.order.length = 0
+    this.outage.clear()
+    this.stream.fail(failure)
+  }
+
+  /** Close: unsubscribe, and close the connection if the session opened it. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.fail(new ConnectionError(`session to NATS service ${this.subject} closed`))
+    this.closed = true
+    this.outage.close()
+    if (!this.nc.isClosed()) this.sub.unsubscribe()
+    if (this.owned && !this.nc.isClosed()) await this.nc.close().catch(() => undefined)
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close()
+  }
+}
+
