@@ -5,6 +5,7 @@ import { ApplicationClient, type ApplicationClientSession } from '@labwire/appli
 import type { Logger, TransportClient } from '@labwire/core'
 import { parseConfig, ServiceHost, ServiceStartError, type HostEvent, type ServiceAddress } from '@labwire/host'
 import { SentinelBytesMarshaller, textMarshaller } from '@labwire/marshallers'
+import { RegistryClient, RegistryServer } from '@labwire/registry'
 import { bundledDevice, loadDevice, SimulatorServer } from '@labwire/simulator'
 import { TcpClient } from '@labwire/transport-tcp'
 import { TelnetClient } from '@labwire/transport-telnet'
@@ -177,6 +178,19 @@ describe('ServiceHost lifecycle (serving kernel: drain, access)', () => {
     )
     expect(second).not.toBe('B')
     await first.close()
+  })
+})
+
+describe('auto_register', () => {
+  it('registers the service with an RPyC-compatible registry while it runs, unregisters on close', async () => {
+    await using registry = new RegistryServer({ port: 0 })
+    const { port } = await registry.listen()
+    const h = host(`[Upper]\nimport_from = upper.mjs\nframer = line\nauto_register = true\nregistry = 127.0.0.1:${port}\n`)
+    await h.start()
+    const client = new RegistryClient({ port, timeout: 2_000 })
+    expect(await client.discover('upper')).toEqual([{ host: '127.0.0.1', port: h.address('Upper')?.port }])
+    await h.close()
+    expect(await client.discover('UPPER')).toEqual([])
   })
 })
 

@@ -1,4 +1,5 @@
 import type { Logger } from '@labwire/core'
+import { RegistryClient, RegistryRegistration } from '@labwire/registry'
 import type { HostConfig, ServiceConfig } from './config.js'
 import { ServiceStartError } from './errors.js'
 import { serviceLogger, type LogOptions } from './logger.js'
@@ -48,6 +49,7 @@ interface Running {
   close(options: { drain?: number }): Promise<boolean>
   pool?: WorkerPool
   done?: Promise<void>
+  registration?: RegistryRegistration
 }
 
 /** What {@link ServiceHost.reload} did. */
@@ -232,6 +234,13 @@ export class ServiceHost implements AsyncDisposable {
         })
         running = { config, address: started.address, close: (o) => started.close(o), ...(started.done === undefined ? {} : { done: started.done }) }
       }
+      if (config.autoRegister && running.address.port > 0) {
+        // RPyC's registry protocol (UDP): registered now, again every minute, unregistered on stop.
+        const registries = config.registry?.split(',').map((r) => r.trim()).filter((r) => r !== '')
+        const client = new RegistryClient(registries === undefined ? {} : { registries })
+        running.registration = new RegistryRegistration({ client, name: config.name, port: running.address.port, logger })
+        if (!(await running.registration.start())) logger.warn({ registry: config.registry ?? '127.0.0.1:18811' }, 'auto_register: no registry answered (retrying every minute)')
+      }
       this.running.set(config.name, running)
       this.failed.delete(config.name)
       this.emit({ type: 'listening', service: config.name, address: running.address, ...(running.pool === undefined ? {} : { workers: running.pool.pids().length }) })
@@ -245,6 +254,7 @@ export class ServiceHost implements AsyncDisposable {
 
   private async stopOne(running: Running, drain: number): Promise<boolean> {
     this.running.delete(running.config.name)
+    await running.registration?.stop()
     let clean: boolean
     try {
       clean = await running.close({ drain })
