@@ -3,6 +3,7 @@ import { nearest } from './flags.js'
 import { proxy } from './proxy.js'
 import { query } from './query.js'
 import { registry } from './registry.js'
+import { serve } from './serve.js'
 import { RESOURCE_FORMS } from './resource.js'
 import { shell } from './shell.js'
 import { sim } from './sim.js'
@@ -23,7 +24,7 @@ Commands:
   query RESOURCE CMD... send commands, print the replies, exit
   shell RESOURCE        interactive session with an instrument (history, line editing)
   proxy RESOURCE        sit between a client and an instrument: record it, inject faults
-  serve CONFIG          host services from a config file (not implemented yet: exit 7)
+  serve CONFIG          run a lab's services, simulators and gateways from one config file
   registry              serve an RPyC-compatible service registry (list, discover NAME)
 
 Resources:
@@ -50,24 +51,6 @@ export interface Subcommand {
   run(args: string[], io: Io): Promise<ExitCodeValue>
 }
 
-/** A subcommand that is not in this build: `--help` says so, running it exits 7. */
-function notImplemented(name: string, usage: string): Subcommand {
-  return {
-    run(args, io) {
-      if (args.includes('--help') || args.includes('-h')) {
-        io.stdout.write(`Usage: labwire ${usage}\n\nNot implemented yet in this version of labwire; it exits with code 7.\n`)
-        return Promise.resolve(ExitCode.ok)
-      }
-      if (args.includes('--version')) {
-        io.stdout.write(`${version()}\n`)
-        return Promise.resolve(ExitCode.ok)
-      }
-      io.stderr.write(`${styleFor(io.stderr, io.env).red(`labwire ${name}:`)} not implemented yet in labwire ${version()} (exit code 7)\n`)
-      return Promise.resolve(ExitCode.unavailable)
-    },
-  }
-}
-
 /**
  * The subcommands, by name. To add one: one line here (`name: { run: (args, io) => command(args, io) }`);
  * the dispatch, `help NAME`, `NAME --version` and the error handling are shared.
@@ -76,7 +59,7 @@ export const SUBCOMMANDS: Record<string, Subcommand> = {
   sim: { run: sim },
   query: { run: query },
   shell: { run: shell },
-  serve: notImplemented('serve', 'serve CONFIG'),
+  serve: { run: serve },
   proxy: { run: proxy },
   registry: { run: registry },
 }

@@ -121,14 +121,6 @@ describe('labwire query exit codes', () => {
     expect(result.stderr).toContain(`${resource}: connection closed by the instrument (command "BYE?")`)
   })
 
-  it('7: serve is not implemented yet', async () => {
-    for (const command of ['serve']) {
-      const result = await run([command, 'x.ini'])
-      expect(result.code).toBe(7)
-      expect(result.stderr).toMatch(/not implemented yet/)
-    }
-  })
-
   it('130: Ctrl-C (SIGINT) while waiting for a reply', async () => {
     const arrived = instrument.nextCommand()
     const child = spawnCli(['query', `tcp://127.0.0.1:${instrument.port}`, 'SLOW?', '--timeout', '0'])
