@@ -20,14 +20,14 @@ export interface ControlServerOptions {
    * Address to bind. Default `127.0.0.1`. Any address that is not loopback needs a
    * {@link ControlServerOptions.token}: without one the constructor throws.
    */
-  host?: string
+  host?: string | undefined
   /** Port; 0 (default) picks a free one. */
   port?: number
   /**
    * A shared secret: when set, every request must carry `Authorization: Bearer <token>` (401
-   * otherwise). Required when `host` is not loopback.
+   * otherwise). Required when `host` is not loopback. `undefined` = none (so a CLI flag can be passed as is).
    */
-  token?: string
+  token?: string | undefined
   /**
    * More names the `Host` header may carry (e.g. the lab machine's DNS name). Always accepted:
    * `localhost`, `127.0.0.1`, `[::1]` and the bound address (for a wildcard bind, `0.0.0.0` or

@@ -6,7 +6,7 @@
  * @module
  */
 import { ApplicationServer } from '@labwire/application'
-import { longTimeout, silentLogger, type ByteHandlerObject, type ByteStream, type Logger } from '@labwire/core'
+import { clampDelay, longTimeout, silentLogger, type ByteHandlerObject, type ByteStream, type Logger } from '@labwire/core'
 import { SentinelBytesMarshaller } from '@labwire/marshallers'
 import { concatBytes, splitBytes, utf8 } from './bytes.js'
 import { FaultSet, type Fault, type FaultSpec } from './faults.js'
@@ -240,9 +240,14 @@ export class Device<S = Record<string, unknown>> {
     return this
   }
 
-  /** Call `fn` every `interval` ms while the device is served (drift, ramps); `elapsed` is the time since the last tick. */
+  /**
+   * Call `fn` every `interval` ms while the device is served (drift, ramps); `elapsed` is the time
+   * since the last tick. `interval` must be positive; one over 2³¹ − 1 ms is clamped to that
+   * (Node would otherwise tick every millisecond).
+   */
   onTick(interval: number, fn: (device: Device<S>, elapsed: number) => void): this {
-    this.tickers.push({ interval, fn })
+    if (typeof interval !== 'number' || !(interval > 0)) throw new RangeError(`Device ${this.name}: onTick interval must be a positive number of milliseconds, got ${String(interval)}`)
+    this.tickers.push({ interval: clampDelay(interval), fn })
     return this
   }
 
@@ -256,7 +261,7 @@ export class Device<S = Record<string, unknown>> {
         try {
           ticker.fn(this, now - last)
         } catch (error) {
-          this.logger.error({ err: error, device: this.name }, 'tick failed')
+          this.logger.error({ err: error, device: this.name }, `device "${this.name}": tick failed: ${error instanceof Error ? error.message : String(error)}`)
         }
         last = now
       }, ticker.interval)

@@ -35,6 +35,7 @@ export {
   DEFAULT_MAX_FILE_SIZE,
   DEFAULT_MAX_ALIAS_EXPANSION,
   DEFAULT_MAX_YAML_TOKENS,
+  DEFAULT_MAX_ERROR_QUEUE,
 } from './pyvisa/loader.js'
 export type {
   DeviceDefinition,

@@ -1,3 +1,5 @@
+import { execFile, spawnSync } from 'node:child_process'
+import { promisify } from 'node:util'
 import { request } from 'node:http'
 import { afterEach, describe, expect, it } from 'vitest'
 import { ControlServer, Device, isLoopbackHost, SimulatorServer } from '../src/index.js'
@@ -114,5 +116,27 @@ describe('control channel hardening (hardening #6, #18)', () => {
     const res = await raw(port, 'GET', '/devices/%E0%A4%A', { host: `127.0.0.1:${port}` })
     expect(res.status).toBe(400)
     expect(res.json).toEqual({ error: 'malformed percent-encoding in /devices/%E0%A4%A' })
+  })
+})
+
+const curl = spawnSync('curl', ['--version'], { encoding: 'utf8', timeout: 5_000 }).status === 0
+if (!curl) console.warn('curl not found: skipping the curl peer test of the control channel')
+
+describe('control channel with curl as the peer', () => {
+  it.skipIf(!curl)('the README curl command is accepted; curl -d without a JSON content type is refused (hardening #6)', async () => {
+    const { port, device } = await setup()
+    // curl runs as a child while this process serves (execFile, not spawnSync, which would block the server).
+    const run = async (...args: string[]): Promise<{ status: string; body: string }> => {
+      const out = await promisify(execFile)('curl', ['-s', '--max-time', '5', '-w', '\n%{http_code}', ...args], { encoding: 'utf8', timeout: 10_000 })
+      const lines = out.stdout.split('\n')
+      return { status: lines.pop() ?? '', body: lines.join('\n') }
+    }
+    const form = await run('-X', 'POST', `127.0.0.1:${port}/devices/psu/faults`, '-d', '{"kind":"latency","latency":200}')
+    expect(form.status).toBe('415')
+    expect(device.faults.list()).toEqual([])
+    const json = await run('-X', 'POST', `127.0.0.1:${port}/devices/psu/faults`, '-H', 'content-type: application/json', '-d', '{"kind":"latency","latency":200}')
+    expect(json.status).toBe('201')
+    expect(JSON.parse(json.body)).toMatchObject({ kind: 'latency', latency: 200 })
+    expect((await run(`http://localhost:${port}/devices`)).status).toBe('200')
   })
 })

@@ -6,6 +6,7 @@ import { afterAll, afterEach, describe, expect, it, vi } from 'vitest'
 import type { Logger } from '@labwire/core'
 import { RawClient } from './raw-client.js'
 import {
+  bundledDevice,
   bundledDevices,
   BUNDLED_DEVICES,
   Device,
@@ -272,6 +273,32 @@ describe('long latency faults (hardening #8)', () => {
   })
 })
 
+describe('long tick intervals (hardening #8, the same overflow)', () => {
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  it('a tick interval of 2³¹ ms or more is clamped, not turned into a 1 ms busy tick; zero is refused', async () => {
+    vi.useFakeTimers()
+    let ticks = 0
+    const device = new Device({ name: 'drifty', state: {} }).onTick(2 ** 32, () => {
+      ticks++
+    })
+    device.start()
+    try {
+      await vi.advanceTimersByTimeAsync(1_000)
+      expect(ticks).toBe(0)
+      await vi.advanceTimersByTimeAsync(2 ** 31)
+      expect(ticks).toBe(1)
+    } finally {
+      device.stop()
+    }
+    expect(() => new Device({ name: 'x', state: {} }).onTick(0, () => undefined)).toThrow(RangeError)
+    const file = `spec: "1.1"\ndevices:\n  d:\n    properties:\n      v: { default: 1.0, specs: { type: float } }\n    labwire:\n      drift:\n        v: { rate: 1, interval: 0 }\n`
+    expect(attemptError(() => parseDevices(file, 'drift.yaml'))).toMatchObject({ message: 'drift.yaml:8:33: devices.d.labwire.drift.v.interval: must be a positive number of milliseconds, got 0' })
+  })
+})
+
 describe('device errors are logged (hardening #18, new-user report)', () => {
   it('a handler that throws is logged at error level with the device name and the command (hardening #18)', async () => {
     const logger = recordingLogger()
@@ -443,5 +470,21 @@ devices:
     expect((error as Error).message).toBe('dense.yaml:1:1: (file): the file has more than 500000 YAML tokens (maxYamlTokens)')
     error = attemptError(() => parseDevices('spec: "1.1"\ndevices: {}\n', 'tiny.yaml', { maxYamlTokens: 5 }))
     expect(error).toMatchObject({ code: 'ERR_DEVICE_FILE_TOO_LARGE', option: 'maxYamlTokens' })
+  })
+})
+
+describe('bounded error queue (every buffer bounded)', () => {
+  it('an error queue nobody reads stops at maxErrorQueue (default 1024) instead of growing forever', async () => {
+    const device = await loadDevice(bundledDevice('scpi-psu'), { maxErrorQueue: 3 })
+    // One message of 2,000 unknown commands (the delimiter is ';').
+    await ask(device, Array.from({ length: 2000 }, () => 'NOPE').join(';'))
+    const answers: (string | undefined)[] = []
+    for (let i = 0; i < 5; i++) answers.push(await ask(device, 'SYST:ERR?'))
+    expect(answers).toEqual(['-100,"Command error"\n', '-100,"Command error"\n', '-100,"Command error"\n', '0,"No error"\n', '0,"No error"\n'])
+    const byDefault = await loadDevice(bundledDevice('scpi-psu'))
+    await ask(byDefault, Array.from({ length: 2000 }, () => 'NOPE').join(';'))
+    let count = 0
+    while ((await ask(byDefault, 'SYST:ERR?')) !== '0,"No error"\n') count++
+    expect(count).toBe(1024)
   })
 })

@@ -27,7 +27,17 @@ export interface CreateDeviceOptions {
    * logged, and no reply. Default 1 MiB (`DEFAULT_MAX_FORMAT_WIDTH`).
    */
   maxFormatWidth?: number
+  /**
+   * Most entries an `error_queue` holds; when it is full, new errors are dropped (the oldest,
+   * first errors stay, as on SCPI instruments). pyvisa-sim's queue is unbounded: a client sending
+   * unknown commands and never reading the queue would grow it forever. Default
+   * {@link DEFAULT_MAX_ERROR_QUEUE}.
+   */
+  maxErrorQueue?: number
 }
+
+/** Default {@link CreateDeviceOptions.maxErrorQueue}: 1024 entries. */
+export const DEFAULT_MAX_ERROR_QUEUE = 1024
 
 /** The state of a device built from a file: its properties' values. */
 export interface PyvisaState {
@@ -147,6 +157,7 @@ function randomResponse(response: string): string {
 export function buildDevice(input: DeviceModel, options: CreateDeviceOptions = {}): Device<PyvisaState> {
   const compat = options.compat ?? '0.5'
   const formatOptions = options.maxFormatWidth === undefined ? {} : { maxWidth: options.maxFormatWidth }
+  const maxErrorQueue = options.maxErrorQueue ?? DEFAULT_MAX_ERROR_QUEUE
   const terminators = pickEom(input.eom, options.eom)
   const tb = (text: string): Uint8Array => toBytes(text, compat)
   const response = (text: string | undefined): Response => (text === undefined ? NO_REPLY : tb(text))
@@ -175,7 +186,8 @@ export function buildDevice(input: DeviceModel, options: CreateDeviceOptions = {
     if (register !== undefined) register.value |= register.bits.get('command_error') ?? 0n
     for (const queue of queues.values()) {
       const message = queue.messages.get('command_error')
-      if (message !== undefined) queue.queue.push(message)
+      // Bounded like a real instrument's queue (pyvisa-sim's grows forever): when full, new errors are dropped.
+      if (message !== undefined && queue.queue.length < maxErrorQueue) queue.queue.push(message)
     }
     return commandErrorResponse
   }

@@ -11,7 +11,7 @@ import { buildDevice, type CreateDeviceOptions, type PyvisaState } from './build
 import type { DeviceModel, Eom, FileModel, PyvisaSimCompat, ResourceEntry } from './model.js'
 import { parseDeviceText, readDeviceFile, type ReadOptions } from './read.js'
 
-export { buildDevice, type CreateDeviceOptions, type PyvisaState } from './build.js'
+export { buildDevice, DEFAULT_MAX_ERROR_QUEUE, type CreateDeviceOptions, type PyvisaState } from './build.js'
 export { pickEom, type Eom, type PyvisaSimCompat, type ResourceEntry } from './model.js'
 export {
   DEFAULT_MAX_ALIAS_EXPANSION,
@@ -54,6 +54,8 @@ export interface LoadDeviceOptions extends LoadDevicesOptions {
   logger?: Logger
   /** See {@link CreateDeviceOptions.maxFormatWidth}. */
   maxFormatWidth?: number
+  /** See {@link CreateDeviceOptions.maxErrorQueue}. */
+  maxErrorQueue?: number
 }
 
 function definitions(model: FileModel, compat: PyvisaSimCompat): LoadedDevices {
@@ -104,6 +106,7 @@ export async function loadDevice(file: string, options: LoadDeviceOptions = {}):
     ...(options.compat === undefined ? {} : { compat: options.compat }),
     ...(options.logger === undefined ? {} : { logger: options.logger }),
     ...(options.maxFormatWidth === undefined ? {} : { maxFormatWidth: options.maxFormatWidth }),
+    ...(options.maxErrorQueue === undefined ? {} : { maxErrorQueue: options.maxErrorQueue }),
   })
 }
 

@@ -434,7 +434,9 @@ function readLabwire(r: Reader, node: Node | null | undefined, field: string): L
       const n = r.get(d, name)
       return n === undefined ? fallback : readNumber(r, n, `${df}.${name}`)
     }
-    out.drift.push({ property: key, rate: num('rate', 0) ?? 0, noise: num('noise', 0) ?? 0, min: num('min', undefined), max: num('max', undefined), interval: num('interval', 100) ?? 100 })
+    const interval = num('interval', 100) ?? 100
+    if (!(interval > 0)) r.fail(r.get(d, 'interval'), `${df}.interval`, `must be a positive number of milliseconds, got ${interval}`)
+    out.drift.push({ property: key, rate: num('rate', 0) ?? 0, noise: num('noise', 0) ?? 0, min: num('min', undefined), max: num('max', undefined), interval })
   }
   r.items(r.get(node, 'faults'), `${field}.faults`).forEach((item, i) => {
     const plain = r.plain(item)
