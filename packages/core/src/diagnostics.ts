@@ -11,6 +11,8 @@ import { channel } from 'node:diagnostics_channel'
 export interface ServerConnectMessage {
   /** The server class, e.g. `'TcpServer'`. */
   readonly server: string
+  /** The publishing server's kernel (every server's `kernel` property): tells servers of one class apart. */
+  readonly kernel: object
   /** `'tcp' | 'tls' | 'unix' | 'telnet' | 'udp' | 'websocket' | 'stdio' | 'memory'` (or a server's own name). */
   readonly transport: string
   readonly peer: string
@@ -21,6 +23,8 @@ export interface ServerConnectMessage {
 /** Payload of `labwire:server:close`: a connection is gone. */
 export interface ServerCloseMessage {
   readonly server: string
+  /** The publishing server's kernel, as in {@link ServerConnectMessage}. */
+  readonly kernel: object
   readonly transport: string
   readonly peer: string
   /** Milliseconds the connection was open. */
@@ -36,6 +40,8 @@ export interface ServerCloseMessage {
 
 /** Payload of `labwire:server:request`: one request handled by the per-request loop. */
 export interface ServerRequestMessage {
+  /** The publishing server's kernel, as in {@link ServerConnectMessage} (undefined for a loop run outside a kernel). */
+  readonly kernel: object | undefined
   readonly transport: string
   readonly peer: string
   /** Milliseconds from the handler call to the reply being queued (or the failure). */

@@ -307,7 +307,7 @@ export class ServerKernel {
     const conn = new KernelConnection(this, peer, stream, io)
     this.connections.add(conn)
     io.attach?.(conn)
-    if (serverConnectChannel.hasSubscribers) serverConnectChannel.publish({ server: this.server, transport: this.transport, peer, connections: this.connections.size })
+    if (serverConnectChannel.hasSubscribers) serverConnectChannel.publish({ server: this.server, kernel: this, transport: this.transport, peer, connections: this.connections.size })
     logDebug(this.logger, () => [{ peer }, 'connection accepted'])
     if (this.active < this.maxSessions) this.start(conn)
     else if (this.exclusive === 'refuse' || this.queue.length >= MAX_ACCESS_QUEUE) this.refuse(conn, new AccessRefusedError(undefined, { holder: this.holder() }))
@@ -362,6 +362,7 @@ export class ServerKernel {
     if (serverCloseChannel.hasSubscribers) {
       serverCloseChannel.publish({
         server: this.server,
+        kernel: this,
         transport: this.transport,
         peer: conn.peer,
         duration: performance.now() - conn.openedAt,

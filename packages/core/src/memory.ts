@@ -101,7 +101,8 @@ class MemoryIo implements ConnectionIo {
  * makes backpressure real.
  */
 export class MemoryServer {
-  private readonly kernel: ServerKernel
+  /** The serving kernel: its connections, access policy and drain; diagnostics events name it as `kernel`. */
+  readonly kernel: ServerKernel
   private readonly capacity: number
   private closed = false
 

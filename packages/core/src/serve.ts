@@ -351,6 +351,7 @@ class ConnectionLoop {
     this.startedAt = -1
     if (!serverRequestChannel.hasSubscribers) return
     serverRequestChannel.publish({
+      kernel: (this.conn as { kernel?: object }).kernel,
       transport: this.conn.transport ?? 'unknown',
       peer: this.conn.peer,
       duration: performance.now() - startedAt,

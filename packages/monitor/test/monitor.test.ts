@@ -1,5 +1,7 @@
 import { request as httpRequest } from 'node:http'
-import { TcpClient } from '@labwire/transport-tcp'
+import { TcpClient, TcpServer } from '@labwire/transport-tcp'
+import { SentinelBytesMarshaller } from '@labwire/marshallers'
+import { ApplicationServer } from '@labwire/application'
 import { bundledDevice, loadDevice, SimulatorServer } from '@labwire/simulator'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Monitor, MonitorConfigError } from '../src/index.js'
@@ -171,5 +173,29 @@ describe('Monitor HTTP surface', () => {
     expect(psu?.trace.some((line) => line.text.includes('\\x1b]52'))).toBe(true)
     expect(psu?.trace.every((line) => !line.text.includes('\x1b'))).toBe(true)
     expect(snapshot.logs.map((l) => l.message)).toEqual(['line 2', 'line 3', 'line 4'])
+  })
+
+  it('counts the kernel\'s request and connection events per service, telling two servers of one class apart', async () => {
+    const line = new SentinelBytesMarshaller('\n')
+    const echo = new ApplicationServer(line.unmarshall, line.marshall, (payload: Uint8Array) => payload)
+    const a = new TcpServer({ port: 0, callback: echo })
+    const b = new TcpServer({ port: 0, callback: echo })
+    const addressA = await a.listen()
+    await b.listen()
+    cleanups.push(() => a.close(), () => b.close())
+    const monitor = new Monitor({ port: 0 })
+    monitor.addService({ name: 'a', servers: [a], address: () => a.address })
+    monitor.addService({ name: 'b', servers: [b], address: () => b.address })
+    const { port } = await monitor.listen()
+    cleanups.push(() => monitor.close())
+    await using session = await new TcpClient({ host: addressA.host, port: addressA.port, timeout: 2000 }).connect()
+    for (let i = 0; i < 5; i++) await session.request(new TextEncoder().encode(`ping ${i}\n`)).next()
+    const text = (await http(port, '/metrics')).body
+    expect(text).toMatch(/labwire_requests_total\{service="a",command="",outcome="ok"\} 5/)
+    expect(text).toMatch(/labwire_requests_total\{service="b",command="",outcome="ok"\} 0/)
+    expect(text).toMatch(/labwire_request_duration_seconds_count\{service="a",command=""\} 5/)
+    expect(text).toMatch(/labwire_received_bytes_total\{service="a"\} 35/)
+    expect(text).toMatch(/labwire_connections_open\{service="a"\} 1/)
+    expect(monitor.snapshot().services.find((s) => s.name === 'a')?.connections.length).toBe(1)
   })
 })

@@ -85,7 +85,8 @@ export class SimulatorServer implements AsyncDisposable {
   private readonly bufferSize: number
   private readonly logger: Logger
   private readonly filter: ConnectionFilterFactory | undefined
-  private readonly kernel: ServerKernel
+  /** The serving kernel: its connections, access policy and drain; diagnostics events name it as `kernel`. */
+  readonly kernel: ServerKernel
   /** Live connections by id, for the control channel (the kernel owns their lifecycle). */
   private readonly tracked = new Map<number, Tracked>()
   private nextId = 1

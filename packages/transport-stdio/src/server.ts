@@ -49,7 +49,8 @@ export interface StdioServerOptions {
  * ```
  */
 export class StdioServer implements AsyncDisposable {
-  private readonly kernel: ServerKernel
+  /** The serving kernel: its connections, access policy and drain; diagnostics events name it as `kernel`. */
+  readonly kernel: ServerKernel
   private readonly input: Readable
   private readonly output: Writable
   private readonly bufferSize: number

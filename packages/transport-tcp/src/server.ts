@@ -84,7 +84,8 @@ export interface TcpServerOptions {
  */
 export class TcpServer implements AsyncDisposable {
   private readonly server: Server
-  private readonly kernel: ServerKernel
+  /** The serving kernel: its connections, access policy and drain; diagnostics events name it as `kernel`. */
+  readonly kernel: ServerKernel
   private readonly host: string
   private readonly port: number
   private readonly path: string | undefined

@@ -1,5 +1,5 @@
 import { TcpServer, type TcpServerOptions } from '@labwire/transport-tcp'
-import { NEED_MORE, checkCount, isConnectionHandler, toBytes, toHandlerFunction, type AbortOptions, type BufferedHandler, type ByteHandler, type ServeHandler, type ServerAddress, type ServerCloseOptions } from '@labwire/core'
+import { NEED_MORE, checkCount, isConnectionHandler, toBytes, toHandlerFunction, type AbortOptions, type BufferedHandler, type ByteHandler, type ServeHandler, type ServerAddress, type ServerCloseOptions, type ServerKernel } from '@labwire/core'
 import { telnetServerFilter, type TelnetServerFilterOptions } from './filter.js'
 
 /** Options for {@link TelnetServer}: those of `TcpServer` plus banner, prompt and the subnegotiation limit. */
@@ -36,6 +36,11 @@ export class TelnetServer implements AsyncDisposable {
       transportName: 'telnet',
       filter: telnetServerFilter({ banner, prompt: promptBytes, ...(maxSubnegotiation === undefined ? {} : { maxSubnegotiation }) }),
     })
+  }
+
+  /** The serving kernel (the underlying TcpServer's): diagnostics events name it as `kernel`. */
+  get kernel(): ServerKernel {
+    return this.tcp.kernel
   }
 
   /** The bound address once listening, else `undefined`. */

@@ -127,7 +127,8 @@ class Peer implements ConnectionIo {
  * ```
  */
 export class UdpServer implements AsyncDisposable {
-  private readonly kernel: ServerKernel
+  /** The serving kernel: its connections, access policy and drain; diagnostics events name it as `kernel`. */
+  readonly kernel: ServerKernel
   private readonly host: string
   private readonly port: number
   private readonly type: 'udp4' | 'udp6'

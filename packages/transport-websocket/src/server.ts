@@ -97,7 +97,8 @@ export interface WebSocketServerOptions {
  * ```
  */
 export class WebSocketServer implements AsyncDisposable {
-  private readonly kernel: ServerKernel
+  /** The serving kernel: its connections, access policy and drain; diagnostics events name it as `kernel`. */
+  readonly kernel: ServerKernel
   private readonly origins: readonly string[] | '*' | undefined
   private readonly allowedHosts: readonly string[] | '*' | undefined
   private readonly host: string
