@@ -3,8 +3,8 @@ import type { RequestSample } from './metrics.js'
 
 /** Where {@link subscribeServerEvents} delivers the serving kernel's events, already decoded. */
 export interface ServerEventSink {
-  connect(server: object, connection: object, peer: string): void
-  close(server: object, connection: object, errorCode: string | undefined): void
+  connect(server: object, peer: string): void
+  close(server: object, peer: string, errorCode: string | undefined): void
   request(server: object, sample: Omit<RequestSample, 'service'>): void
   refused(server: object, reason: string): void
   access(server: object, holder: string | undefined, queued: number): void
@@ -25,6 +25,14 @@ const str = (value: unknown): string | undefined => (typeof value === 'string' ?
 const num = (value: unknown): number | undefined => (typeof value === 'number' && Number.isFinite(value) ? value : undefined)
 const obj = (value: unknown): object | undefined => (typeof value === 'object' && value !== null ? value : undefined)
 
+/**
+ * The object that identifies the publishing server: the serving kernel's `kernel` field (a
+ * server's `ServerKernel`), else `server` when it is an object.
+ */
+function sourceOf(message: Message): object | undefined {
+  return obj(message.kernel) ?? obj(message.server)
+}
+
 /** An error's stable code: a string `error`/`errorCode`, or the `code` of an error object. */
 function errorCode(message: Message): string | undefined {
   const direct = str(message.errorCode) ?? str(message.error)
@@ -44,25 +52,25 @@ export function subscribeServerEvents(sink: ServerEventSink): () => void {
       CHANNELS.connect,
       (raw) => {
         const m = raw as Message
-        const server = obj(m.server)
+        const server = sourceOf(m)
         if (server === undefined) return
-        sink.connect(server, obj(m.connection) ?? m, str(m.peer) ?? '?')
+        sink.connect(server, str(m.peer) ?? '?')
       },
     ],
     [
       CHANNELS.close,
       (raw) => {
         const m = raw as Message
-        const server = obj(m.server)
+        const server = sourceOf(m)
         if (server === undefined) return
-        sink.close(server, obj(m.connection) ?? m, errorCode(m))
+        sink.close(server, str(m.peer) ?? '?', errorCode(m))
       },
     ],
     [
       CHANNELS.request,
       (raw) => {
         const m = raw as Message
-        const server = obj(m.server)
+        const server = sourceOf(m)
         if (server === undefined) return
         sink.request(server, {
           command: str(m.command) ?? str(m.method),
@@ -77,7 +85,7 @@ export function subscribeServerEvents(sink: ServerEventSink): () => void {
       CHANNELS.refuse,
       (raw) => {
         const m = raw as Message
-        const server = obj(m.server)
+        const server = sourceOf(m)
         if (server !== undefined) sink.refused(server, str(m.reason) ?? 'refused')
       },
     ],
@@ -85,7 +93,7 @@ export function subscribeServerEvents(sink: ServerEventSink): () => void {
       CHANNELS.access,
       (raw) => {
         const m = raw as Message
-        const server = obj(m.server)
+        const server = sourceOf(m)
         if (server !== undefined) sink.access(server, str(m.holder), num(m.queued) ?? 0)
       },
     ],

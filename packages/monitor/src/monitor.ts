@@ -89,7 +89,7 @@ interface TraceLine {
 interface ServiceRecord {
   service: MonitoredService
   state: ServiceState
-  connections: Map<object, ConnectionView>
+  connections: Map<string, ConnectionView>
   queued: number
   holder: string | undefined
   trace: TraceLine[]
@@ -160,11 +160,11 @@ export class Monitor implements AsyncDisposable {
     if (this.records.has(service.name)) throw new TypeError(`monitor: a service named '${service.name}' is already shown`)
     const record: ServiceRecord = { service, state: addressOf(service) === undefined ? 'starting' : 'ready', connections: new Map(), queued: 0, holder: undefined, trace: [], traceSeq: 0 }
     this.records.set(service.name, record)
-    for (const server of service.servers ?? []) this.byServer.set(server, record)
+    for (const server of service.servers ?? []) this.register(server, record)
     this.metrics.addService(service.name)
     const sim = service.simulator
     if (sim !== undefined) {
-      this.byServer.set(sim, record)
+      this.register(sim, record)
       this.deviceListeners.push(
         sim.device.on((event) => {
           if (event.type === 'request') this.metrics.command(service.name, commandWord(event.message))
@@ -297,15 +297,16 @@ export class Monitor implements AsyncDisposable {
   // ---- internals -------------------------------------------------------------------------
 
   private readonly sink: ServerEventSink = {
-    connect: (server, connection, peer) => {
+    connect: (server, peer) => {
       const record = this.recordOf(server)
       this.metrics.connected(record.service.name)
-      record.connections.set(connection, { peer, since: Date.now() })
-      if (record.connections.size > 10_000) record.connections.delete(record.connections.keys().next().value as object)
+      record.connections.set(peer, { peer, since: Date.now() })
+      // Bounded: the oldest entry goes first (a server's own maxConnections normally bounds it long before).
+      if (record.connections.size > 10_000) record.connections.delete(record.connections.keys().next().value as string)
     },
-    close: (server, connection, errorCode) => {
+    close: (server, peer, errorCode) => {
       const record = this.recordOf(server)
-      if (record.connections.delete(connection)) this.metrics.disconnected(record.service.name, errorCode)
+      if (record.connections.delete(peer)) this.metrics.disconnected(record.service.name, errorCode)
       else if (errorCode !== undefined) this.metrics.disconnected(record.service.name, errorCode)
     },
     request: (server, sample) => {
@@ -322,6 +323,13 @@ export class Monitor implements AsyncDisposable {
   }
 
   private unregistered: ServiceRecord | undefined
+
+  /** Events name their server by its serving kernel: register the server and, when it has one, its kernel. */
+  private register(server: object, record: ServiceRecord): void {
+    this.byServer.set(server, record)
+    const kernel = (server as { kernel?: unknown }).kernel
+    if (typeof kernel === 'object' && kernel !== null) this.byServer.set(kernel, record)
+  }
 
   private recordOf(server: object): ServiceRecord {
     const known = this.byServer.get(server)
