@@ -60,7 +60,7 @@ describe('labwire:server:* events', () => {
       WAIT,
       'close event',
     )
-    expect(connects).toEqual([{ server: 'TcpServer', transport: 'tcp', peer: expect.stringMatching(/^127\.0\.0\.1:\d+$/) as unknown, connections: 1 }])
+    expect(connects).toEqual([{ server: 'TcpServer', kernel: expect.any(Object) as unknown, transport: 'tcp', peer: expect.stringMatching(/^127\.0\.0\.1:\d+$/) as unknown, connections: 1 }])
     expect(requests).toHaveLength(3)
     expect(requests[0]).toMatchObject({ transport: 'tcp', bytesIn: 6, bytesOut: 6 })
     expect(requests[0]?.duration).toBeGreaterThanOrEqual(0)
