@@ -12,7 +12,7 @@ import { AbortError, ConnectionClosedError, ConnectionError, FramingError, Timeo
  * | 4 | `timeout` | no reply (or no connection) within `--timeout` |
  * | 5 | `framing` | a reply could not be framed: over the maximum length, a malformed IEEE block |
  * | 6 | `closed` | the instrument closed the connection before replying |
- * | 7 | `unavailable` | the subcommand or feature is not implemented yet (`serve`, `registry`) or needs a package that is missing |
+ * | 7 | `unavailable` | a feature not in this build, or one that needs a package that is missing |
  * | 8 | `device` | `sim`: the device file cannot be read or is invalid |
  * | 9 | `output` | the output could not be written whole (stdout closed or failed before it was flushed) |
  * | 130 | `interrupted` | stopped by SIGINT (Ctrl-C) while waiting (`query`) |
