@@ -71,6 +71,18 @@ function round3(value: number): number {
   return Math.round(value * 1000) / 1000
 }
 
+/** Label sets kept resolved per (service, command); beyond this many, requests resolve theirs each time. */
+const MAX_CHILDREN = 1024
+
+interface RequestChildren {
+  ok: Counter.Internal
+  error: Counter.Internal
+  duration: Histogram.Internal<'service' | 'command'>
+  received: Counter.Internal
+  sent: Counter.Internal
+  series: ServiceSeries
+}
+
 /** What one finished request reports to {@link MonitorMetrics.request}. */
 export interface RequestSample {
   service: string
@@ -101,6 +113,7 @@ export class MonitorMetrics {
   private readonly commands: Counter<'service' | 'command'>
   private readonly commandLabels = new Map<string, Set<string>>()
   private readonly series = new Map<string, ServiceSeries>()
+  private readonly children = new Map<string, RequestChildren>()
   readonly processHistory: ProcessPoint[] = []
   private readonly loopDelay: IntervalHistogram
   private lastSample = Date.now()
@@ -141,13 +154,30 @@ export class MonitorMetrics {
   request(sample: RequestSample): void {
     const { service } = sample
     const command = sample.command ?? ''
+    // The hot path: label sets are resolved once per (service, command), so a request costs a
+    // few additions, not prom-client's label hashing for every family.
+    const key = `${service}\u0000${command}`
+    let children = this.children.get(key)
+    if (children === undefined) {
+      children = {
+        ok: this.requests.labels({ service, command, outcome: 'ok' }),
+        error: this.requests.labels({ service, command, outcome: 'error' }),
+        duration: this.duration.labels({ service, command }),
+        received: this.received.labels({ service }),
+        sent: this.sent.labels({ service }),
+        series: this.seriesOf(service),
+      }
+      if (this.children.size < MAX_CHILDREN) this.children.set(key, children)
+    }
     const failed = sample.errorCode !== undefined
-    this.requests.inc({ service, command, outcome: failed ? 'error' : 'ok' })
-    this.duration.observe({ service, command }, sample.durationMs / 1000)
-    if (sample.bytesIn !== undefined && sample.bytesIn > 0) this.received.inc({ service }, sample.bytesIn)
-    if (sample.bytesOut !== undefined && sample.bytesOut > 0) this.sent.inc({ service }, sample.bytesOut)
-    if (failed) this.errors.inc({ service, code: sample.errorCode ?? 'ERR' })
-    this.seriesOf(service).add(sample.durationMs, failed)
+    if (failed) {
+      children.error.inc()
+      this.errors.inc({ service, code: sample.errorCode ?? 'ERR' })
+    } else children.ok.inc()
+    children.duration.observe(sample.durationMs / 1000)
+    if (sample.bytesIn !== undefined && sample.bytesIn > 0) children.received.inc(sample.bytesIn)
+    if (sample.bytesOut !== undefined && sample.bytesOut > 0) children.sent.inc(sample.bytesOut)
+    children.series.add(sample.durationMs, failed)
   }
 
   /** A simulated device received a command (its first word, e.g. `VOLT?`). */
