@@ -166,7 +166,10 @@ export function jsonCodec<T = unknown>(): Codec<T> {
   }
 }
 
-/** MessagePack values (with `@msgpack/msgpack`). Decoding malformed data is a recoverable `FramingError`. */
+/**
+ * MessagePack values (with `@msgpack/msgpack`). Decoding malformed data is a recoverable `FramingError`;
+ * so is a map with the key `__proto__`, which the decoder refuses rather than risk prototype pollution.
+ */
 export function msgpackCodec<T = unknown>(): Codec<T> {
   return {
     encode: (value) => msgpackEncode(value),

@@ -193,7 +193,8 @@ marshallerCompliance<unknown>({
   name: 'compose(CobsBytesMarshaller, checksumCodec(crc16Modbus, little), msgpackCodec())',
   create: () => compose(new CobsBytesMarshaller(), checksumCodec(crc16Modbus, { byteOrder: 'little' }), msgpackCodec()),
   samplePayloads: [{ v: 1.5, raw: Uint8Array.of(0, 1, 2) }, [1, 'two', null], 0],
-  payload: fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.parse(JSON.stringify(v)) as unknown),
+  // A map key `__proto__` is refused on decode (see the msgpackCodec test below), so the generator leaves it out.
+  payload: fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.parse(JSON.stringify(v)) as unknown).filter((v) => !JSON.stringify(v).includes('"__proto__":')),
   oversize: () => ({ marshaller: compose(new CobsBytesMarshaller({ maxLength: 4 }), checksumCodec(crc16Modbus), msgpackCodec()), wire: Uint8Array.of(9, 1, 2, 3, 4, 5, 6, 7, 8, 0) }),
   numRuns: 50,
 })

@@ -617,6 +617,22 @@ describe('compose and codecs', () => {
     expect((error as FramingError).recoverable).toBe(true)
   })
 
+  it('msgpackCodec refuses a __proto__ map key with a recoverable FramingError and pollutes nothing', () => {
+    const codec = msgpackCodec()
+    // fixmap of 1: fixstr "__proto__" -> fixmap of 1: fixstr "polluted" -> true
+    const wire = Uint8Array.of(0x81, 0xa9, ...utf8('__proto__'), 0x81, 0xa8, ...utf8('polluted'), 0xc3)
+    let error: unknown
+    try {
+      codec.decode(wire)
+    } catch (e) {
+      error = e
+    }
+    expect(error).toBeInstanceOf(FramingError)
+    expect((error as FramingError).recoverable).toBe(true)
+    expect((error as Error).message).toMatch(/__proto__/)
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined()
+  })
+
   it('textMarshaller and mapMarshaller are thin uses of compose and keep their behaviour', async () => {
     const lines = textMarshaller(new SentinelBytesMarshaller('\n'))
     expect(decoderOf(lines.unmarshall)).toBeDefined()
