@@ -1,4 +1,4 @@
-import { ByteStream, ConnectionError, FrameTooLargeError, TimeoutError, raceSignal, throwIfAborted, type AbortOptions, type TransportClient, type TransportClientSession } from '@labwire/core'
+import { ByteStream, ConnectionError, FrameTooLargeError, TimeoutError, abortErrorFrom, raceSignal, throwIfAborted, type AbortOptions, type ConnectionFilter, type ConnectionFilterFactory, type TransportClient, type TransportClientSession } from '@labwire/core'
 import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from 'nats'
 import { CONTINUE_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, ERROR_NAME_HEADER, MORE_HEADER, NatsServiceError, NoRespondersError, SERVICE_NAME, SIZE_HEADER, OutageBuffer, chunkSize, openConnection, type NatsConnectOptions } from './protocol.js'
 
@@ -21,6 +21,12 @@ export interface NatsClientOptions extends NatsConnectOptions {
    * Default true (needs a `timeout`); false fails at once.
    */
   retryNoResponders?: boolean
+  /**
+   * A connection filter (as TCP's `filter` option), e.g. `traceFilter()`: `output` sees each
+   * request's bytes as sent, `input` each reply's bytes before they reach the session's stream.
+   * Bytes a filter sends through its context go out as a request. `ready` is not awaited.
+   */
+  filter?: ConnectionFilterFactory
 }
 
 interface Call {
@@ -67,7 +73,10 @@ export class NatsClient implements TransportClient {
     const nc = await raceSignal(opening, options.signal, `connect to NATS service ${this.options.name}`, () => {
       if (owned) void opening.then((c) => c.close(), () => undefined)
     })
-    return new NatsClientSession(nc, owned, this.subject, this.options.timeout ?? 30_000, this.options.maxReplyLength ?? 64 * 1024 * 1024, this.options.retryNoResponders ?? true)
+    const session = new NatsClientSession(nc, owned, this.subject, this.options.timeout ?? 30_000, this.options.maxReplyLength ?? 64 * 1024 * 1024, this.options.retryNoResponders ?? true)
+    const factory = this.options.filter
+    if (factory !== undefined) session.useFilter(factory({ side: 'client', peer: `nats:${this.subject}`, send: (bytes) => void session.request(bytes) }))
+    return session
   }
 }
 
@@ -86,6 +95,8 @@ export class NatsClientSession implements TransportClientSession {
   private seq = 0
   private failure: Error | undefined
   private closed = false
+  private filter: ConnectionFilter | undefined
+  private settledWaiters: { resolve: () => void; reject: (error: Error) => void }[] = []
 
   /** @internal */
   constructor(
@@ -105,8 +116,54 @@ export class NatsClientSession implements TransportClientSession {
   request(request: Uint8Array): AsyncIterator<Uint8Array> {
     if (this.closed) throw new ConnectionError(`session to NATS service ${this.subject} is closed`)
     if (this.failure !== undefined) return this.stream
-    this.start(request, this.subject, undefined)
+    this.start(this.filter === undefined ? request : this.filter.output(request), this.subject, undefined)
     return this.stream
+  }
+
+  /** @internal Attach a connection filter (the client's `filter` option). */
+  useFilter(filter: ConnectionFilter): void {
+    this.filter = filter
+    filter.open?.()
+  }
+
+  /**
+   * Resolves once every request sent so far through {@link request} has its whole reply (an
+   * acknowledgement: a write that the service answered with nothing has then been handled).
+   * Rejects with the session's failure (`NoRespondersError`, `NatsServiceError`, …), `TimeoutError`
+   * after `timeout` ms, `AbortError` when `signal` aborts. What `labwire query` uses after a write.
+   */
+  settled(options: AbortOptions & { timeout?: number } = {}): Promise<void> {
+    throwIfAborted(options)
+    if (this.failure !== undefined) return Promise.reject(this.failure)
+    if (this.order.length === 0) return Promise.resolve()
+    const last = this.order[this.order.length - 1] as Call
+    return new Promise<void>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const signal = options.signal
+      const waiter = {
+        resolve: () => {
+          if (!last.done || this.order.includes(last)) return
+          done()
+          resolve()
+        },
+        reject: (error: Error) => {
+          done()
+          reject(error)
+        },
+      }
+      const onAbort = (): void => waiter.reject(abortErrorFrom(signal as AbortSignal, `waiting for NATS service ${this.subject}`))
+      const done = (): void => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+        this.settledWaiters = this.settledWaiters.filter((w) => w !== waiter)
+      }
+      if (options.timeout !== undefined && options.timeout > 0) {
+        const ms = options.timeout
+        timer = setTimeout(() => waiter.reject(new TimeoutError(`NATS service ${this.subject} did not acknowledge within ${ms} ms`)), ms)
+      }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.settledWaiters.push(waiter)
+    })
   }
 
   /**
@@ -203,8 +260,9 @@ export class NatsClientSession implements TransportClientSession {
     if (msg.data.length > 0) {
       call.received += msg.data.length
       if (call.received > this.maxReplyLength) return this.finish(call, new FrameTooLargeError(this.maxReplyLength, `reply from NATS service ${this.subject} exceeds maxReplyLength ${this.maxReplyLength}`))
-      if (call.whole === undefined && this.order[0] === call) this.stream.push(msg.data)
-      else call.held.push(msg.data)
+      const data = call.whole === undefined && this.filter !== undefined ? this.filter.input(msg.data) : msg.data
+      if (call.whole === undefined && this.order[0] === call) this.stream.push(data)
+      else call.held.push(data)
     }
     if (!more) this.finish(call)
   }
@@ -229,6 +287,7 @@ export class NatsClientSession implements TransportClientSession {
       this.order.shift()
       if (head.error !== undefined) return this.fail(head.error)
     }
+    for (const waiter of [...this.settledWaiters]) waiter.resolve()
   }
 
   private fail(error: Error): void {
@@ -244,6 +303,7 @@ export class NatsClientSession implements TransportClientSession {
     this.order.length = 0
     this.outage.clear()
     this.stream.fail(failure)
+    for (const waiter of [...this.settledWaiters]) waiter.reject(failure)
   }
 
   /** Close: unsubscribe, and close the connection if the session opened it. Idempotent. */
@@ -251,6 +311,7 @@ export class NatsClientSession implements TransportClientSession {
     if (this.closed) return
     this.fail(new ConnectionError(`session to NATS service ${this.subject} closed`))
     this.closed = true
+    this.filter?.close?.()
     this.outage.close()
     if (!this.nc.isClosed()) this.sub.unsubscribe()
     if (this.owned && !this.nc.isClosed()) await this.nc.close().catch(() => undefined)

@@ -172,7 +172,8 @@ export async function openConnection(options: NatsConnectOptions, name: string):
     const where = servers?.join(',') ?? '127.0.0.1:4222'
     const code = (cause as { code?: unknown } | null)?.code
     if (code === 'TIMEOUT') throw new TimeoutError(`NATS ${where}: connect timed out`, { cause })
-    throw new ConnectionError(`NATS ${where}: ${cause instanceof Error ? cause.message : 'connect failed'}`, { cause })
+    const reason = code === 'CONNECTION_REFUSED' ? 'connection refused (is nats-server running there?)' : cause instanceof Error ? cause.message : 'connect failed'
+    throw new ConnectionError(`NATS ${where}: ${reason}`, { cause })
   }
 }
 
