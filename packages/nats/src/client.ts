@@ -1,6 +1,26 @@
-import { ByteStream, ConnectionError, FrameTooLargeError, TimeoutError, abortErrorFrom, raceSignal, throwIfAborted, type AbortOptions, type ConnectionFilter, type ConnectionFilterFactory, type TransportClient, type TransportClientSession } from '@labwire/core'
+import { AbortError, ByteStream, ConnectionError, FrameTooLargeError, FramingError, TimeoutError, abortErrorFrom, raceSignal, throwIfAborted, type AbortOptions, type ConnectionFilter, type ConnectionFilterFactory, type TransportClient, type TransportClientSession } from '@labwire/core'
 import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from 'nats'
-import { CONTINUE_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, ERROR_NAME_HEADER, MORE_HEADER, NatsServiceError, NoRespondersError, SERVICE_NAME, SIZE_HEADER, OutageBuffer, chunkSize, openConnection, type NatsConnectOptions } from './protocol.js'
+import {
+  CANCEL_HEADER,
+  CONTINUE_HEADER,
+  CONTROL_HEADER,
+  CREDIT_HEADER,
+  ERROR_CODE_HEADER,
+  ERROR_HEADER,
+  ERROR_NAME_HEADER,
+  MAX_CREDIT,
+  MORE_HEADER,
+  NatsServiceError,
+  NoRespondersError,
+  PARTIAL_HEADER,
+  SERVICE_NAME,
+  SIZE_HEADER,
+  TIMEOUT_HEADER,
+  OutageBuffer,
+  chunkSize,
+  openConnection,
+  type NatsConnectOptions,
+} from './protocol.js'
 
 /** Options for {@link NatsClient}. */
 export interface NatsClientOptions extends NatsConnectOptions {
@@ -49,6 +69,40 @@ interface Call {
   whole?: { resolve: (reply: Uint8Array) => void; reject: (error: Error) => void }
 }
 
+/** Options of {@link NatsClientSession.requestStream}. */
+export interface NatsStreamOptions extends AbortOptions {
+  /** Subject; default the session's. */
+  subject?: string
+  /**
+   * The whole stream must end within this many ms (the service gets it as the handler's
+   * `deadline` and stops there too); then `TimeoutError`. Default: none — but while the consumer
+   * waits, each next message must come within the session's `timeout`.
+   */
+  timeout?: number
+  /** Items buffered here before the service waits for the consumer (its credit), 1–65536. Default 16. */
+  window?: number
+}
+
+/** A stream of reply items: iterate it once; breaking out of the loop, or `cancel()`, stops the service's handler. */
+export interface NatsReplyStream extends AsyncIterable<Uint8Array> {
+  /** Stop the stream: the service's handler sees its signal abort. Idempotent. */
+  cancel(): void
+}
+
+interface StreamState {
+  items: Uint8Array[]
+  partial: Uint8Array[]
+  partialLength: number
+  control: string | undefined
+  upload: Uint8Array | undefined
+  ended: boolean
+  cancelled: boolean
+  error: Error | undefined
+  wake: (() => void) | undefined
+  end: (error?: Error) => void
+  window: number
+}
+
 /**
  * Reaches a labwire service on NATS by name: a `TransportClient`, so
  * `new ApplicationClient(new NatsClient({ servers, name }), …)` and `RpcClient` work unchanged.
@@ -91,6 +145,7 @@ export class NatsClientSession implements TransportClientSession {
   private readonly prefix = createInbox()
   private readonly sub: Subscription
   private readonly calls = new Map<number, Call>()
+  private readonly streams = new Map<number, StreamState>()
   private readonly order: Call[] = []
   private seq = 0
   private failure: Error | undefined
@@ -177,6 +232,183 @@ export class NatsClientSession implements TransportClientSession {
     return new Promise<Uint8Array>((resolve, reject) => this.start(request, options.subject ?? this.subject, { resolve, reject }))
   }
 
+  /**
+   * One request answered with a stream of items (a stream endpoint: an RPC `stream: true` method),
+   * outside the session's byte stream. At most `window` items wait here; the service sends more as
+   * the consumer takes them. Errors: `NatsServiceError` (the handler threw), `NoRespondersError`,
+   * `TimeoutError`, `AbortError` (the signal), `FrameTooLargeError` (an item over `maxReplyLength`).
+   */
+  requestStream(request: Uint8Array, options: NatsStreamOptions = {}): NatsReplyStream {
+    const window = options.window ?? 16
+    if (!Number.isSafeInteger(window) || window < 1 || window > MAX_CREDIT) throw new RangeError(`NatsClientSession.requestStream: window must be an integer 1–${MAX_CREDIT}, got ${String(window)}`)
+    const limit = options.timeout
+    if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) throw new RangeError(`NatsClientSession.requestStream: timeout must be a positive whole number of ms, got ${String(limit)}`)
+    const subject = options.subject ?? this.subject
+    const signal = options.signal
+    const seq = ++this.seq
+    let wholeTimer: ReturnType<typeof setTimeout> | undefined
+    const onAbort = (): void => cancel(abortErrorFrom(signal as AbortSignal, `stream from NATS service ${subject}`))
+    const state: StreamState = {
+      items: [],
+      partial: [],
+      partialLength: 0,
+      control: undefined,
+      upload: undefined,
+      ended: false,
+      cancelled: false,
+      error: undefined,
+      wake: undefined,
+      window,
+      end: (error) => {
+        if (state.ended) return
+        state.ended = true
+        state.error = error
+        state.partial = []
+        clearTimeout(wholeTimer)
+        signal?.removeEventListener('abort', onAbort)
+        // A stream cancelled before the service said where to send the cancel stays listed until it does.
+        if (!(state.cancelled && state.control === undefined)) this.streams.delete(seq)
+        state.wake?.()
+      },
+    }
+    const cancel = (error: Error): void => {
+      if (state.ended) return
+      state.cancelled = true
+      if (state.control !== undefined) this.sendControl(state.control, CANCEL_HEADER, '1')
+      state.items = []
+      state.end(error)
+    }
+    if (this.closed) state.end(new ConnectionError(`session to NATS service ${this.subject} is closed`))
+    else if (this.failure !== undefined) state.end(this.failure)
+    else if (signal?.aborted === true) state.end(abortErrorFrom(signal, `stream from NATS service ${subject}`))
+    else {
+      this.streams.set(seq, state)
+      signal?.addEventListener('abort', onAbort, { once: true })
+      if (limit !== undefined) wholeTimer = setTimeout(() => cancel(new TimeoutError(`stream from NATS service ${subject} did not finish within ${limit} ms`)), limit)
+      const reply = `${this.prefix}.${seq}`
+      this.outage.run(() => {
+        if (state.ended) return
+        try {
+          const h = natsHeaders()
+          h.set(CREDIT_HEADER, String(window))
+          if (limit !== undefined) h.set(TIMEOUT_HEADER, String(limit))
+          const size = chunkSize(this.nc)
+          if (request.length > size) {
+            h.set(SIZE_HEADER, String(request.length))
+            state.upload = request.subarray(size)
+          }
+          this.nc.publish(subject, request.subarray(0, size), { reply, headers: h })
+        } catch (cause) {
+          state.end(new ConnectionError(`NATS publish to ${subject} failed`, { cause }))
+        }
+      })
+    }
+    const idleLimit = this.timeout
+    const grant = (count: number): void => {
+      if (state.control !== undefined && !state.ended) this.sendControl(state.control, CREDIT_HEADER, String(count))
+    }
+    async function* iterate(): AsyncGenerator<Uint8Array, void, undefined> {
+      let taken = 0
+      try {
+        for (;;) {
+          const item = state.items.shift()
+          if (item !== undefined) {
+            if (++taken >= Math.ceil(window / 2)) {
+              grant(taken)
+              taken = 0
+            }
+            yield item
+            continue
+          }
+          if (state.ended) {
+            if (state.error !== undefined) throw state.error
+            return
+          }
+          let idle: ReturnType<typeof setTimeout> | undefined
+          await new Promise<void>((resolve) => {
+            state.wake = resolve
+            if (idleLimit > 0) idle = setTimeout(() => cancel(new TimeoutError(`stream from NATS service ${subject}: nothing for ${idleLimit} ms`)), idleLimit)
+          })
+          clearTimeout(idle)
+          state.wake = undefined
+        }
+      } finally {
+        // The consumer broke out of its loop: tell the service to stop.
+        cancel(new AbortError(`stream from NATS service ${subject} closed by the consumer`))
+      }
+    }
+    let iterator: AsyncGenerator<Uint8Array, void, undefined> | undefined
+    return {
+      [Symbol.asyncIterator]: () => {
+        if (iterator !== undefined) throw new TypeError('a NATS reply stream can be iterated once')
+        iterator = iterate()
+        return iterator
+      },
+      cancel: () => cancel(new AbortError(`stream from NATS service ${subject} cancelled`)),
+    }
+  }
+
+  private sendControl(subject: string, header: string, value: string): void {
+    if (this.nc.isClosed()) return
+    const h = natsHeaders()
+    h.set(header, value)
+    try {
+      this.nc.publish(subject, new Uint8Array(0), { headers: h })
+    } catch {
+      // The connection is closing: the service's credit timeout ends the stream.
+    }
+  }
+
+  private onStreamReply(seq: number, state: StreamState, msg: Msg): void {
+    const h = msg.headers
+    const control = h?.get(CONTROL_HEADER) ?? ''
+    if (control !== '' && state.control === undefined) {
+      state.control = control
+      if (state.ended) {
+        if (state.cancelled) this.sendControl(control, CANCEL_HEADER, '1')
+        this.streams.delete(seq)
+        return
+      }
+    }
+    if (state.ended) {
+      if ((h?.get(MORE_HEADER) ?? '') === '') this.streams.delete(seq)
+      return
+    }
+    if (h !== undefined) {
+      if (h.code === 503 && h.get(ERROR_HEADER) === '') return state.end(new NoRespondersError(`no instance of NATS service ${this.subject} is reachable (no responders)`))
+      const error = h.get(ERROR_HEADER)
+      const code = h.get(ERROR_CODE_HEADER)
+      if (error !== '' || code !== '') {
+        const failure = new NatsServiceError(Number(code) || 500, error, this.subject)
+        const name = h.get(ERROR_NAME_HEADER)
+        if (name !== '') failure.remoteName = name
+        return state.end(failure)
+      }
+      const next = h.get(CONTINUE_HEADER)
+      if (next !== '') {
+        const upload = state.upload
+        state.upload = undefined
+        if (upload === undefined) return
+        const size = chunkSize(this.nc)
+        for (let offset = 0; offset < upload.length; offset += size) this.nc.publish(next, upload.subarray(offset, offset + size))
+        return
+      }
+    }
+    if (control !== '') return
+    const more = (h?.get(MORE_HEADER) ?? '') !== ''
+    if (!more) return state.end()
+    state.partial.push(msg.data)
+    state.partialLength += msg.data.length
+    if (state.partialLength > this.maxReplyLength) return state.end(new FrameTooLargeError(this.maxReplyLength, `stream item from NATS service ${this.subject} exceeds maxReplyLength ${this.maxReplyLength}`))
+    if ((h?.get(PARTIAL_HEADER) ?? '') !== '') return
+    const item = state.partial.length === 1 ? (state.partial[0] as Uint8Array) : Buffer.concat(state.partial, state.partialLength)
+    state.partial = []
+    state.partialLength = 0
+    if (state.items.length >= state.window) return state.end(new FramingError(`stream from NATS service ${this.subject} sent more than its credit of ${state.window} items`))
+    state.items.push(item)
+    state.wake?.()
+  }
+
   private start(request: Uint8Array, subject: string, whole: Call['whole']): void {
     const call: Call = {
       seq: ++this.seq,
@@ -224,6 +456,8 @@ export class NatsClientSession implements TransportClientSession {
 
   private onReply(msg: Msg): void {
     const seq = Number(msg.subject.slice(this.prefix.length + 1))
+    const stream = this.streams.get(seq)
+    if (stream !== undefined) return this.onStreamReply(seq, stream, msg)
     const call = this.calls.get(seq)
     if (call === undefined || call.done) return
     const h = msg.headers
@@ -300,6 +534,8 @@ export class NatsClientSession implements TransportClientSession {
       call.whole?.reject(failure)
     }
     this.calls.clear()
+    for (const stream of [...this.streams.values()]) stream.end(failure)
+    this.streams.clear()
     this.order.length = 0
     this.outage.clear()
     this.stream.fail(failure)

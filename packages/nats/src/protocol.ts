@@ -22,6 +22,26 @@ export const SIZE_HEADER = 'Labwire-Size'
 export const MORE_HEADER = 'Labwire-More'
 /** Header: the subject where the rest of a chunked request goes. */
 export const CONTINUE_HEADER = 'Labwire-Continue'
+/**
+ * Stream replies (a stream endpoint, an RPC `stream: true` method): the client's request carries
+ * `Labwire-Credit: N`, the number of items it will buffer; the service answers first with an empty
+ * message carrying `Labwire-Control: INBOX`, then sends items while it has credit. The client
+ * grants more with `Labwire-Credit: n` on that inbox as its consumer takes items, and stops the
+ * stream with `Labwire-Cancel: 1` there. An item cut into several messages carries
+ * `Labwire-Partial: 1` on all but its last. The stream ends with an empty message without
+ * `Labwire-More` (or with the ADR-32 error headers).
+ */
+export const CREDIT_HEADER = 'Labwire-Credit'
+/** Header: where a stream's client sends credit and cancel. */
+export const CONTROL_HEADER = 'Labwire-Control'
+/** Header: stop this stream. */
+export const CANCEL_HEADER = 'Labwire-Cancel'
+/** Header: more messages of this stream item follow. */
+export const PARTIAL_HEADER = 'Labwire-Partial'
+/** Header: the caller's time limit for the call, ms from when it was sent (becomes the handler's `deadline`). */
+export const TIMEOUT_HEADER = 'Labwire-Timeout'
+/** Largest credit a client may grant at once (items). */
+export const MAX_CREDIT = 65_536
 /** ADR-32 error headers. */
 export const ERROR_HEADER = 'Nats-Service-Error'
 export const ERROR_CODE_HEADER = 'Nats-Service-Error-Code'
