@@ -79,7 +79,9 @@ export type NatsRpcSession<S extends ServiceSpec> = ClientMethods<S> & AsyncDisp
  * Call an `@labwire/rpc` service published with {@link rpcEndpoints} by name: each method goes to
  * `SERVICE.METHOD` as one NATS request (chunked past `max_payload`, retried while no instance is
  * subscribed, in-flight calls independent of each other). A thrown handler error arrives as
- * `RemoteError`; `NoRespondersError`, `TimeoutError` as for {@link NatsClient}.
+ * `RemoteError`; `NoRespondersError`, `TimeoutError` as for {@link NatsClient}. A stream method
+ * returns an `RpcStream` (iterate it; break or `cancel()` stops the handler); `window` (default
+ * 16) is how many of its items may wait here before the service waits for the consumer.
  */
 export async function connectNatsRpc<S extends ServiceSpec>(spec: S, options: NatsConnectOptions & { timeout?: number; window?: number }): Promise<NatsRpcSession<S>> {
   const session: NatsClientSession = await new NatsClient({ ...options, name: spec.name }).connect()
