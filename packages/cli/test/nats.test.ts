@@ -2,10 +2,14 @@
 // as a NATS service with NatsServer, on a real nats-server (loopback), the CLI run in-process.
 import { createServer, type Socket } from 'node:net'
 import { PassThrough, Readable } from 'node:stream'
+import { ApplicationClient } from '@labwire/application'
+import { SentinelBytesMarshaller, textMarshaller } from '@labwire/marshallers'
 import { NatsServer } from '@labwire/nats'
+import { TcpClient } from '@labwire/transport-tcp'
 import { bundledDevice, loadDevice } from '@labwire/simulator'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { main, parseResource, ResourceError } from '../src/index.js'
+import { proxy } from '../src/proxy.js'
 import type { Io } from '../src/style.js'
 import { NATS_SERVER, freePorts, startCluster, type NatsNode } from '../../nats/test/cluster.js'
 
@@ -103,6 +107,29 @@ describe.skipIf(NATS_SERVER === undefined)('labwire query / shell on nats://host
     expect(c.stderr()).toBe('')
     expect(code).toBe(0)
     expect(c.stdout()).toBe('labwire,SIM-PSU,0001,0.1.0\n2.250\ntimeout 2000 ms\n0\n')
+  })
+
+  it('proxy: a TCP port in front of the NATS service (what a VISA client can reach)', async () => {
+    const c = capture()
+    let stop: () => void = () => undefined
+    const stopped = new Promise<void>((resolve) => (stop = resolve))
+    const running = proxy([resource, '--port', '0', '--quiet'], c.io, stopped)
+    try {
+      const limit = Date.now() + 5000
+      while (!/listening tcp:\/\/127\.0\.0\.1:\d+/.test(c.stdout())) {
+        if (Date.now() > limit) throw new Error(`proxy did not listen within 5 s: ${c.stderr()}`)
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+      const port = Number(/listening tcp:\/\/127\.0\.0\.1:(\d+)/.exec(c.stdout())?.[1])
+      const lines = textMarshaller(new SentinelBytesMarshaller('\n'))
+      await using session = await new ApplicationClient(new TcpClient({ host: '127.0.0.1', port }), lines.marshall, lines.unmarshall, { timeout: 3000 }).connect()
+      expect(await session.sendReceive('*IDN?')).toBe('labwire,SIM-PSU,0001,0.1.0')
+      await session.send('VOLT 3.5')
+      expect(await session.sendReceive('VOLT?')).toBe('3.500')
+    } finally {
+      stop()
+      expect(await running).toBe(0)
+    }
   })
 
   it('no instance of the service: exit 3, "no responders", at once (a write too: it waits for the acknowledgement)', async () => {

@@ -168,10 +168,17 @@ export class NatsClientSession implements TransportClientSession {
     void nc.closed().then((error) => this.fail(error ?? new ConnectionError(`NATS connection for ${subject} closed`)))
   }
 
+  /**
+   * Send `request` to the service (one NATS request; nothing for zero bytes) and return the
+   * session's response byte stream, where the replies are appended in request order.
+   */
   request(request: Uint8Array): AsyncIterator<Uint8Array> {
     if (this.closed) throw new ConnectionError(`session to NATS service ${this.subject} is closed`)
     if (this.failure !== undefined) return this.stream
-    this.start(this.filter === undefined ? request : this.filter.output(request), this.subject, undefined)
+    const bytes = this.filter === undefined ? request : this.filter.output(request)
+    // Zero bytes are no request (as writing nothing to a socket sends nothing): a caller that asks
+    // only for the response stream (a proxy pumping it) must not send the service an empty message.
+    if (bytes.length > 0) this.start(bytes, this.subject, undefined)
     return this.stream
   }
 
