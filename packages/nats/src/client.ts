@@ -100,6 +100,8 @@ interface StreamState {
   error: Error | undefined
   wake: (() => void) | undefined
   end: (error?: Error) => void
+  /** End it and tell the service to stop. */
+  cancel: (error: Error) => void
   window: number
 }
 
@@ -277,6 +279,7 @@ export class NatsClientSession implements TransportClientSession {
         if (!(state.cancelled && state.control === undefined)) this.streams.delete(seq)
         state.wake?.()
       },
+      cancel: (error) => cancel(error),
     }
     const cancel = (error: Error): void => {
       if (state.ended) return
@@ -541,8 +544,8 @@ export class NatsClientSession implements TransportClientSession {
       call.whole?.reject(failure)
     }
     this.calls.clear()
-    for (const stream of [...this.streams.values()]) stream.end(failure)
-    this.streams.clear()
+    // Live streams are cancelled (the service stops now, not after its credit timeout).
+    for (const stream of [...this.streams.values()]) stream.cancel(failure)
     this.order.length = 0
     this.outage.clear()
     this.stream.fail(failure)
@@ -552,12 +555,21 @@ export class NatsClientSession implements TransportClientSession {
   /** Close: unsubscribe, and close the connection if the session opened it. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return
+    const hadStreams = this.streams.size > 0
     this.fail(new ConnectionError(`session to NATS service ${this.subject} closed`))
     this.closed = true
     this.filter?.close?.()
     this.outage.close()
     if (!this.nc.isClosed()) this.sub.unsubscribe()
-    if (this.owned && !this.nc.isClosed()) await this.nc.close().catch(() => undefined)
+    if (this.owned && !this.nc.isClosed()) {
+      // The cancels of live streams go out first (bounded: the connection may be down).
+      if (hadStreams && !this.outage.down) {
+        let timer: ReturnType<typeof setTimeout> | undefined
+        await Promise.race([this.nc.flush().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, 1000)))])
+        clearTimeout(timer)
+      }
+      await this.nc.close().catch(() => undefined)
+    }
   }
 
   [Symbol.asyncDispose](): Promise<void> {

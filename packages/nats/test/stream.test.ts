@@ -2,7 +2,7 @@
 // on node 3. Items in order, big items cut and rejoined, credit-paced (bounded buffering), cancel
 // by break / abort / deadline reaching the handler's signal, errors mid-stream, plain NATS callers.
 import { AbortError, TimeoutError } from '@labwire/core'
-import { NatsServer, connectNatsRpc, rpcEndpoints, type NatsRpcSession } from '@labwire/nats'
+import { NatsServer, NatsServiceError, connectNatsRpc, rpcEndpoints, type NatsRpcSession } from '@labwire/nats'
 import { RemoteError, codecs, defineService, type RpcContext } from '@labwire/rpc'
 import { connect, type NatsConnection } from 'nats'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -163,6 +163,58 @@ describe.skipIf(NATS_SERVER === undefined)('stream methods over NATS (three-node
     expect(Date.now() - started).toBeLessThan(2000)
     expect(seen.deadline).toBeGreaterThan(started)
     await until(() => seen.finished, 3000, 'handler stopped at its deadline')
+  })
+
+  it('closing the session mid-stream cancels the handler at once (not after the credit timeout)', async () => {
+    const aborted = new Promise<void>((resolve) => (signalled = resolve))
+    const session = await connectNatsRpc(spec, { servers: (nodes[2] as NatsNode).url, timeout: 5000 })
+    const got: number[] = []
+    const iterating = (async () => {
+      for await (const value of session.counter()) {
+        got.push(value)
+        if (got.length === 3) await session.close()
+      }
+    })().catch((e: unknown) => e)
+    await Promise.race([aborted, wait(3000).then(() => Promise.reject(new Error('handler not cancelled within 3 s of close()')))])
+    expect(await iterating).toBeInstanceOf(Error)
+    await until(() => seen.finished, 3000, 'generator finished')
+  })
+
+  it('the service closing mid-stream: the caller gets NatsServiceError 503, not a hang', async () => {
+    const extra = new NatsServer({ servers: (nodes[1] as NatsNode).url, name: 'streams2', endpoints: rpcEndpoints({ ...spec, name: 'streams2' }, {
+      ramp: function* () {
+        yield new Uint8Array(1)
+      },
+      counter: async function* (_none, ctx: RpcContext) {
+        for (let i = 0; !ctx.signal.aborted; i++) {
+          yield i
+          await wait(5)
+        }
+      },
+      broken: function* () {
+        yield 0
+      },
+      hello: (name) => name,
+    }) })
+    await extra.listen()
+    const spec2 = { ...spec, name: 'streams2' }
+    await using session = await connectNatsRpc(spec2, { servers: (nodes[2] as NatsNode).url, timeout: 5000 })
+    let limit = Date.now() + 5000
+    while (!(await session.hello('x').then(() => true, () => false))) {
+      if (Date.now() > limit) throw new Error('streams2 not reachable')
+      await wait(50)
+    }
+    const got: number[] = []
+    limit = Date.now()
+    const error = await (async () => {
+      for await (const value of session.counter()) {
+        got.push(value)
+        if (got.length === 3) void extra.close()
+      }
+    })().catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(NatsServiceError)
+    expect((error as NatsServiceError).statusCode).toBe(503)
+    expect(Date.now() - limit).toBeLessThan(3000)
   })
 
   it('a handler that throws mid-stream: the items before it, then RemoteError; counted in num_errors', async () => {
