@@ -295,8 +295,10 @@ export class NatsServer implements AsyncDisposable {
     let credit = creditText === '' ? Infinity : Number(creditText)
     if (creditText !== '' && !(Number.isSafeInteger(credit) && credit >= 1 && credit <= MAX_CREDIT)) throw new FramingError(`bad ${CREDIT_HEADER} header: ${creditText.slice(0, 32)}`)
     const timeoutText = msg.headers?.get(TIMEOUT_HEADER) ?? ''
-    const limit = timeoutText === '' ? undefined : Number(timeoutText)
-    if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) throw new FramingError(`bad ${TIMEOUT_HEADER} header: ${timeoutText.slice(0, 32)}`)
+    const asked = timeoutText === '' ? undefined : Number(timeoutText)
+    if (asked !== undefined && !(Number.isSafeInteger(asked) && asked > 0)) throw new FramingError(`bad ${TIMEOUT_HEADER} header: ${timeoutText.slice(0, 32)}`)
+    // A plain NATS client cannot cancel: its stream is bounded in time by creditTimeout.
+    const limit = asked ?? (creditText === '' ? this.creditTimeout : undefined)
     const deadline = limit === undefined ? undefined : Date.now() + limit
     const controller = new AbortController()
     let wake: (() => void) | undefined
@@ -358,7 +360,11 @@ export class NatsServer implements AsyncDisposable {
           if (end >= item.length) break
         }
         credit--
-        if (credit === Infinity && ++sent % 16 === 0) await nc.flush()
+        if (credit === Infinity && ++sent % 16 === 0) {
+          let timer: ReturnType<typeof setTimeout> | undefined
+          await Promise.race([nc.flush().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, this.creditTimeout)))])
+          clearTimeout(timer)
+        }
       }
       const reason: unknown = signal.reason
       if (signal.aborted && reason instanceof TimeoutError) throw reason

@@ -239,6 +239,47 @@ describe.skipIf(NATS_SERVER === undefined)('stream methods over NATS (three-node
     expect(all).toEqual([0, 1, 2].map((i) => [i, i, i, i]))
   })
 
+  it('a plain NATS client cannot cancel: its endless stream ends after creditTimeout with error 408', async () => {
+    let stopped: unknown
+    await using endless = new NatsServer({
+      servers: (nodes[0] as NatsNode).url,
+      name: 'endless',
+      creditTimeout: 300,
+      endpoints: [
+        {
+          name: 'ticks',
+          stream: async function* (_request, ctx) {
+            ctx.signal.addEventListener('abort', () => (stopped = ctx.signal.reason))
+            for (let i = 0; !ctx.signal.aborted; i++) {
+              yield new Uint8Array([i & 0xff])
+              await wait(10)
+            }
+          },
+        },
+      ],
+    })
+    await endless.listen()
+    // Bounded wait until node 3 sees the new service (interest travels over the routes).
+    const limit = Date.now() + 10_000
+    while (!(await plain.request('$SRV.PING.endless', new Uint8Array(0), { timeout: 500 }).then(() => true, () => false))) {
+      if (Date.now() > limit) throw new Error('endless not visible from node 3 within 10 s')
+      await wait(50)
+    }
+    const started = Date.now()
+    let items = 0
+    let code = ''
+    for await (const msg of await plain.requestMany('endless.ticks', new Uint8Array(0), { maxWait: 5000, strategy: 'sentinel' as never })) {
+      code = msg.headers?.get('Nats-Service-Error-Code') ?? ''
+      if (code !== '' || msg.data.length === 0) break
+      items++
+    }
+    expect(code).toBe('408')
+    expect(items).toBeGreaterThan(3)
+    expect(Date.now() - started).toBeLessThan(5000)
+    expect(stopped).toBeInstanceOf(TimeoutError)
+    expect(endless.stats().endpoints[0]).toMatchObject({ num_requests: 1, num_errors: 1 })
+  })
+
   it('$SRV.INFO marks stream methods', async () => {
     const info = await plain.request('$SRV.INFO.streams', new Uint8Array(0), { timeout: 3000 })
     const body = JSON.parse(new TextDecoder().decode(info.data)) as { endpoints: { name: string; metadata: Record<string, string> }[] }
