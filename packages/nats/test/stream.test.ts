@@ -249,7 +249,9 @@ describe.skipIf(NATS_SERVER === undefined)('stream methods over NATS (three-node
         {
           name: 'ticks',
           stream: async function* (_request, ctx) {
-            ctx.signal.addEventListener('abort', () => (stopped = ctx.signal.reason))
+            ctx.signal.addEventListener('abort', () => {
+              stopped = ctx.signal.reason as unknown
+            })
             for (let i = 0; !ctx.signal.aborted; i++) {
               yield new Uint8Array([i & 0xff])
               await wait(10)
