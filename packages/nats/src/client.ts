@@ -67,6 +67,8 @@ interface Call {
   noResponders: boolean
   /** A `call()`: the reply is collected whole and settles this, instead of going to the stream. */
   whole?: { resolve: (reply: Uint8Array) => void; reject: (error: Error) => void }
+  /** Removes the call's abort listener. */
+  cleanup?: () => void
 }
 
 /** Options of {@link NatsClientSession.requestStream}. */
@@ -233,12 +235,18 @@ export class NatsClientSession implements TransportClientSession {
   /**
    * One request/reply exchange outside the session's byte stream: resolves with the whole reply
    * (all its messages), rejects with this call's error only — the session goes on. `subject`
-   * defaults to the session's. What RPC over NATS (one endpoint per method) uses.
+   * defaults to the session's; `timeout` (ms, 0 = none) replaces the session's for this call;
+   * `signal` gives up waiting (`AbortError`; the service is not told). What RPC over NATS (one
+   * endpoint per method) uses.
    */
-  call(request: Uint8Array, options: { subject?: string } = {}): Promise<Uint8Array> {
+  call(request: Uint8Array, options: { subject?: string; signal?: AbortSignal; timeout?: number } = {}): Promise<Uint8Array> {
     if (this.closed) return Promise.reject(new ConnectionError(`session to NATS service ${this.subject} is closed`))
     if (this.failure !== undefined) return Promise.reject(this.failure)
-    return new Promise<Uint8Array>((resolve, reject) => this.start(request, options.subject ?? this.subject, { resolve, reject }))
+    const signal = options.signal
+    if (signal?.aborted === true) return Promise.reject(abortErrorFrom(signal, `call to NATS service ${options.subject ?? this.subject}`))
+    const timeout = options.timeout
+    if (timeout !== undefined && !(typeof timeout === 'number' && timeout >= 0)) return Promise.reject(new RangeError(`NatsClientSession.call: timeout must be a non-negative number of ms, got ${String(timeout)}`))
+    return new Promise<Uint8Array>((resolve, reject) => this.start(request, options.subject ?? this.subject, { resolve, reject }, { timeout, signal }))
   }
 
   /**
@@ -419,7 +427,8 @@ export class NatsClientSession implements TransportClientSession {
     state.wake?.()
   }
 
-  private start(request: Uint8Array, subject: string, whole: Call['whole']): void {
+  private start(request: Uint8Array, subject: string, whole: Call['whole'], limits: { timeout?: number | undefined; signal?: AbortSignal | undefined } = {}): void {
+    const timeout = limits.timeout ?? this.timeout
     const call: Call = {
       seq: ++this.seq,
       done: false,
@@ -429,20 +438,26 @@ export class NatsClientSession implements TransportClientSession {
       timer: undefined,
       received: 0,
       send: () => undefined,
-      deadline: this.timeout > 0 ? Date.now() + this.timeout : Infinity,
+      deadline: timeout > 0 ? Date.now() + timeout : Infinity,
       retries: 0,
       noResponders: false,
       ...(whole === undefined ? {} : { whole }),
     }
     this.calls.set(call.seq, call)
     if (whole === undefined) this.order.push(call)
-    if (this.timeout > 0) {
+    if (timeout > 0) {
       call.timer = setTimeout(() => {
         const error = call.noResponders
-          ? new NoRespondersError(`no instance of NATS service ${this.subject} answered within ${this.timeout} ms (no responders)`)
-          : new TimeoutError(`NATS service ${this.subject} did not answer within ${this.timeout} ms`)
+          ? new NoRespondersError(`no instance of NATS service ${subject} answered within ${timeout} ms (no responders)`)
+          : new TimeoutError(`NATS service ${subject} did not answer within ${timeout} ms`)
         this.finish(call, error)
-      }, this.timeout)
+      }, timeout)
+    }
+    const signal = limits.signal
+    if (signal !== undefined) {
+      const onAbort = (): void => this.finish(call, abortErrorFrom(signal, `call to NATS service ${subject}`))
+      signal.addEventListener('abort', onAbort, { once: true })
+      call.cleanup = () => signal.removeEventListener('abort', onAbort)
     }
     const reply = `${this.prefix}.${call.seq}`
     call.send = () =>
@@ -516,6 +531,7 @@ export class NatsClientSession implements TransportClientSession {
     call.done = true
     call.error = error
     clearTimeout(call.timer)
+    call.cleanup?.()
     this.calls.delete(call.seq)
     if (call.whole !== undefined) {
       if (error === undefined) call.whole.resolve(call.held.length === 1 ? (call.held[0] as Uint8Array) : Buffer.concat(call.held))

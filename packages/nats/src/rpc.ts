@@ -1,4 +1,4 @@
-import { ConnectionError, type ByteHandlerFunction } from '@labwire/core'
+import type { ByteHandlerFunction } from '@labwire/core'
 import { RemoteError, RpcSpecError, type CallOptions, type ClientMethods, type Handlers, type MethodDef, type RpcContext, type RpcStream, type ServiceSpec } from '@labwire/rpc'
 import { NatsClient, type NatsClientSession } from './client.js'
 import { NatsServiceError, type NatsConnectOptions } from './protocol.js'
@@ -111,10 +111,13 @@ export async function connectNatsRpc<S extends ServiceSpec>(spec: S, options: Na
       continue
     }
     methods[method] = async (request: unknown, callOptions: CallOptions = {}): Promise<unknown> => {
-      if (callOptions.signal?.aborted === true) throw new ConnectionError(`${spec.name}.${method}: aborted before it was sent`, { cause: callOptions.signal.reason })
       let reply: Uint8Array
       try {
-        reply = await session.call((def.request as { encode(value: unknown): Uint8Array }).encode(request), { subject: `${spec.name}.${method}` })
+        reply = await session.call((def.request as { encode(value: unknown): Uint8Array }).encode(request), {
+          subject: `${spec.name}.${method}`,
+          ...(callOptions.signal === undefined ? {} : { signal: callOptions.signal }),
+          ...(callOptions.timeout === undefined ? {} : { timeout: callOptions.timeout }),
+        })
       } catch (error) {
         throw asRemote(error, method)
       }

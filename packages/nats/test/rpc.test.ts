@@ -1,4 +1,5 @@
 // @labwire/rpc over NATS: one ADR-32 endpoint per method, typed calls by service name.
+import { AbortError, TimeoutError } from '@labwire/core'
 import { NatsServer, connectNatsRpc, rpcEndpoints } from '@labwire/nats'
 import { RemoteError, codecs, defineService } from '@labwire/rpc'
 import { connect, type ServiceInfo } from 'nats'
@@ -73,5 +74,26 @@ describe.skipIf(NATS_SERVER === undefined)('RPC over NATS, one endpoint per meth
     } finally {
       await nc.close()
     }
+  })
+
+  it('per-call timeout and abort signal: TimeoutError / AbortError for that call, the session goes on', async () => {
+    const servers = (node as NatsNode).url
+    const slow = defineService({ name: 'slowpoke', methods: { wait: { id: 1, request: codecs.uint32le, response: codecs.uint32le } } })
+    await using server = new NatsServer({ servers, name: slow.name, endpoints: rpcEndpoints(slow, { wait: async (ms) => new Promise((resolve) => setTimeout(() => resolve(ms), ms)) }) })
+    await server.listen()
+    await using rpc = await connectNatsRpc(slow, { servers, timeout: 5000 })
+    let started = Date.now()
+    await expect(rpc.wait(1000, { timeout: 100 })).rejects.toBeInstanceOf(TimeoutError)
+    expect(Date.now() - started).toBeLessThan(800)
+    const controller = new AbortController()
+    started = Date.now()
+    const aborted = rpc.wait(1000, { signal: controller.signal })
+    setTimeout(() => controller.abort(new Error('operator')), 50)
+    const error = await aborted.catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(AbortError)
+    expect((error as AbortError).cause).toMatchObject({ message: 'operator' })
+    expect(Date.now() - started).toBeLessThan(800)
+    await expect(rpc.wait(1, { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(AbortError)
+    expect(await rpc.wait(5)).toBe(5)
   })
 })
