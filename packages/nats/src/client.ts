@@ -2,6 +2,7 @@ import { AbortError, ByteStream, ConnectionError, FrameTooLargeError, FramingErr
 import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from 'nats'
 import {
   CANCEL_HEADER,
+  CANCEL_SUBJECT,
   CONTINUE_HEADER,
   CONTROL_HEADER,
   CREDIT_HEADER,
@@ -131,7 +132,7 @@ export class NatsClient implements TransportClient {
     const nc = await raceSignal(opening, options.signal, `connect to NATS service ${this.options.name}`, () => {
       if (owned) void opening.then((c) => c.close(), () => undefined)
     })
-    const session = new NatsClientSession(nc, owned, this.subject, this.options.timeout ?? 30_000, this.options.maxReplyLength ?? 64 * 1024 * 1024, this.options.retryNoResponders ?? true)
+    const session = new NatsClientSession(nc, owned, this.subject, this.options.timeout ?? 30_000, this.options.maxReplyLength ?? 64 * 1024 * 1024, this.options.retryNoResponders ?? true, this.options.name)
     const factory = this.options.filter
     if (factory !== undefined) session.useFilter(factory({ side: 'client', peer: `nats:${this.subject}`, send: (bytes) => void session.request(bytes) }))
     return session
@@ -165,6 +166,8 @@ export class NatsClientSession implements TransportClientSession {
     private readonly timeout: number,
     private readonly maxReplyLength: number,
     private readonly retryNoResponders: boolean,
+    /** The service name, where cancels of `call()`s go (`_LABWIRE.CANCEL.NAME`). */
+    private readonly serviceName?: string,
   ) {
     this.stream = new ByteStream(undefined, { label: `nats:${subject}` })
     this.outage = new OutageBuffer(nc)
@@ -453,23 +456,38 @@ export class NatsClientSession implements TransportClientSession {
         this.finish(call, error)
       }, timeout)
     }
+    const reply = `${this.prefix}.${call.seq}`
     const signal = limits.signal
     if (signal !== undefined) {
-      const onAbort = (): void => this.finish(call, abortErrorFrom(signal, `call to NATS service ${subject}`))
+      const onAbort = (): void => {
+        // The instance running it aborts its handler (a labwire service; others ignore the subject).
+        if (this.serviceName !== undefined && !this.nc.isClosed()) {
+          try {
+            this.nc.publish(`${CANCEL_SUBJECT}.${this.serviceName}`, new TextEncoder().encode(reply))
+          } catch {
+            // closing: nothing to cancel through
+          }
+        }
+        this.finish(call, abortErrorFrom(signal, `call to NATS service ${subject}`))
+      }
       signal.addEventListener('abort', onAbort, { once: true })
       call.cleanup = () => signal.removeEventListener('abort', onAbort)
     }
-    const reply = `${this.prefix}.${call.seq}`
     call.send = () =>
       this.outage.run(() => {
         if (call.done) return
         try {
           const size = chunkSize(this.nc)
-          if (request.length <= size) this.nc.publish(subject, request, { reply })
+          // A call()'s time limit travels with it (the handler's deadline; relative ms).
+          const left = whole !== undefined && timeout > 0 ? Math.max(1, Math.ceil(call.deadline - Date.now())) : undefined
+          if (request.length <= size && left === undefined) this.nc.publish(subject, request, { reply })
           else {
             const h = natsHeaders()
-            h.set(SIZE_HEADER, String(request.length))
-            call.upload = request.subarray(size)
+            if (left !== undefined) h.set(TIMEOUT_HEADER, String(left))
+            if (request.length > size) {
+              h.set(SIZE_HEADER, String(request.length))
+              call.upload = request.subarray(size)
+            }
             this.nc.publish(subject, request.subarray(0, size), { reply, headers: h })
           }
         } catch (cause) {

@@ -40,6 +40,12 @@ export const CANCEL_HEADER = 'Labwire-Cancel'
 export const PARTIAL_HEADER = 'Labwire-Partial'
 /** Header: the caller's time limit for the call, ms from when it was sent (becomes the handler's `deadline`). */
 export const TIMEOUT_HEADER = 'Labwire-Timeout'
+/**
+ * Where a caller cancels a call it gave up on: `_LABWIRE.CANCEL.SERVICE`, payload = the call's
+ * reply subject. Every instance of the service listens (no queue group); the one running that
+ * call aborts its handler's signal. Needs publish permission on `_LABWIRE.CANCEL.>` for callers.
+ */
+export const CANCEL_SUBJECT = '_LABWIRE.CANCEL'
 /** Largest credit a client may grant at once (items). */
 export const MAX_CREDIT = 65_536
 /** ADR-32 error headers. */

@@ -1,20 +1,9 @@
-import type { ByteHandlerFunction } from '@labwire/core'
 import { RemoteError, RpcSpecError, type CallOptions, type ClientMethods, type Handlers, type MethodDef, type RpcContext, type RpcStream, type ServiceSpec } from '@labwire/rpc'
 import { NatsClient, type NatsClientSession } from './client.js'
 import { NatsServiceError, type NatsConnectOptions } from './protocol.js'
-import type { NatsEndpoint, NatsStreamEndpoint } from './server.js'
+import type { NatsCallEndpoint, NatsEndpoint, NatsStreamEndpoint } from './server.js'
 
 const EMPTY = new Uint8Array(0)
-
-async function readAll(bytes: AsyncIterator<Uint8Array>): Promise<Uint8Array> {
-  const parts: Uint8Array[] = []
-  for (;;) {
-    const result = await bytes.next()
-    if (result.done === true) break
-    parts.push(result.value)
-  }
-  return parts.length === 1 ? (parts[0] as Uint8Array) : Buffer.concat(parts)
-}
 
 function methodsOf(spec: ServiceSpec): [string, MethodDef][] {
   return Object.entries(spec.methods)
@@ -30,8 +19,8 @@ function methodsOf(spec: ServiceSpec): [string, MethodDef][] {
  * reply message (its response codec), paced by the caller's credit, `ctx.signal` aborting when the
  * caller stops or its deadline passes. One-way methods answer an empty reply.
  */
-export function rpcEndpoints<S extends ServiceSpec>(spec: S, handlers: Handlers<S>, options: { allowInsecureCodecs?: boolean } = {}): (NatsEndpoint | NatsStreamEndpoint)[] {
-  return methodsOf(spec).map(([method, def]): NatsEndpoint | NatsStreamEndpoint => {
+export function rpcEndpoints<S extends ServiceSpec>(spec: S, handlers: Handlers<S>, options: { allowInsecureCodecs?: boolean } = {}): (NatsEndpoint | NatsStreamEndpoint | NatsCallEndpoint)[] {
+  return methodsOf(spec).map(([method, def]): NatsStreamEndpoint | NatsCallEndpoint => {
     if ((def.request.insecure === true || def.response?.insecure === true) && options.allowInsecureCodecs !== true) {
       throw new RpcSpecError(`rpcEndpoints: ${spec.name}.${method} uses an insecure codec over NATS; pass allowInsecureCodecs: true`)
     }
@@ -54,15 +43,14 @@ export function rpcEndpoints<S extends ServiceSpec>(spec: S, handlers: Handlers<
       }
       return { name: method, stream, metadata }
     }
-    const callback: ByteHandlerFunction = async (bytes) => {
-      const request: unknown = def.request.decode(await readAll(bytes))
-      const controller = new AbortController()
-      const ctx: RpcContext = { signal: controller.signal, deadline: undefined, peer: 'nats', session: new Map(), method }
+    const call: NatsCallEndpoint['call'] = async (payload, callCtx) => {
+      const request: unknown = def.request.decode(payload)
+      const ctx: RpcContext = { signal: callCtx.signal, deadline: callCtx.deadline, peer: 'nats', session: new Map(), method }
       const result = await handler(request, ctx)
       if (def.oneWay === true || def.response === undefined) return EMPTY
       return (def.response as { encode(value: unknown): Uint8Array }).encode(result)
     }
-    return { name: method, callback, metadata }
+    return { name: method, call, metadata }
   })
 }
 

@@ -15,6 +15,7 @@ import {
 import { createInbox, headers as natsHeaders, nuid, type Msg, type NatsConnection, type Subscription } from 'nats'
 import {
   CANCEL_HEADER,
+  CANCEL_SUBJECT,
   CONTINUE_HEADER,
   CONTROL_HEADER,
   CREDIT_HEADER,
@@ -64,6 +65,19 @@ export interface NatsStreamEndpoint {
   metadata?: Record<string, string>
 }
 
+/**
+ * An endpoint whose handler sees the call's context: its `signal` aborts when the caller cancels
+ * (aborts its signal), its deadline passes (the caller's `timeout` travels in `Labwire-Timeout`),
+ * or the service closes. One reply (what `rpcEndpoints` makes of a unary RPC method).
+ */
+export interface NatsCallEndpoint {
+  name: string
+  /** Subject; default `SERVICE.NAME`. */
+  subject?: string
+  call: (request: Uint8Array, ctx: NatsStreamContext) => Promise<Uint8Array | undefined> | Uint8Array | undefined
+  metadata?: Record<string, string>
+}
+
 /** Options for {@link NatsServer}. */
 export interface NatsServerOptions extends NatsConnectOptions {
   /** The service name (ADR-32: `A-Z a-z 0-9 - _`); the default endpoint listens on this subject. */
@@ -71,7 +85,7 @@ export interface NatsServerOptions extends NatsConnectOptions {
   /** The default endpoint's handler (any `ByteHandler`: an `ApplicationServer`, a device, a gateway). */
   callback?: ByteHandler
   /** More endpoints (one per RPC method); stream endpoints answer with a stream of items. */
-  endpoints?: readonly (NatsEndpoint | NatsStreamEndpoint)[]
+  endpoints?: readonly (NatsEndpoint | NatsStreamEndpoint | NatsCallEndpoint)[]
   /** Queue group, so instances share the load. Default `q` (ADR-32); `null` = every instance gets every request. */
   queue?: string | null
   /** SemVer reported by `$SRV.INFO`. Default `0.1.0`. */
@@ -106,12 +120,21 @@ interface Endpoint {
   subject: string
   handler: ServeHandler | undefined
   stream: NatsStreamEndpoint['stream'] | undefined
+  call: NatsCallEndpoint['call'] | undefined
   metadata: Record<string, string>
   stats: NatsEndpointStats
   processingNs: bigint
 }
 
 const EMPTY = new Uint8Array(0)
+
+/** A request being handled. */
+interface Inflight {
+  msg: Msg
+  answered: boolean
+  /** Abort the handler's signal (the service closing, the caller cancelling). */
+  stop?: (reason: Error) => void
+}
 
 /**
  * Publishes `ByteHandler`s as a NATS micro service (ADR-32): each endpoint is a queue
@@ -139,7 +162,7 @@ export class NatsServer implements AsyncDisposable {
   private active = 0
   private slotWaiters: (() => void)[] = []
   private readonly loops: Promise<void>[] = []
-  private readonly inflight = new Set<{ msg: Msg; answered: boolean; stop?: () => void }>()
+  private readonly inflight = new Set<Inflight>()
   private closing: Promise<void> | undefined
 
   constructor(options: NatsServerOptions) {
@@ -153,18 +176,19 @@ export class NatsServer implements AsyncDisposable {
     this.chunkTimeout = options.chunkTimeout ?? 10_000
     this.creditTimeout = options.creditTimeout ?? 30_000
     this.logger = options.logger ?? silentLogger
-    const add = (name: string, subject: string, callback: ByteHandler | NatsStreamEndpoint['stream'], stream: boolean, metadata: Record<string, string> = {}): void => {
+    const add = (name: string, subject: string, kind: Pick<Endpoint, 'handler' | 'stream' | 'call'>, metadata: Record<string, string> = {}): void => {
       const stats: NatsEndpointStats = { name, subject, num_requests: 0, num_errors: 0, last_error: '', processing_time: 0, average_processing_time: 0 }
       if (this.queue !== undefined) stats.queue_group = this.queue
-      const handler = stream ? undefined : toHandlerFunction(callback as ByteHandler)
-      this.endpoints.push({ name, subject, handler, stream: stream ? (callback as NatsStreamEndpoint['stream']) : undefined, metadata: { ...metadata }, stats, processingNs: 0n })
+      this.endpoints.push({ name, subject, ...kind, metadata: { ...metadata }, stats, processingNs: 0n })
     }
-    if (options.callback !== undefined) add(options.name, options.name, options.callback, false)
+    const none = { handler: undefined, stream: undefined, call: undefined }
+    if (options.callback !== undefined) add(options.name, options.name, { ...none, handler: toHandlerFunction(options.callback) })
     for (const endpoint of options.endpoints ?? []) {
       const subject = endpoint.subject ?? `${options.name}.${endpoint.name}`
-      if ('stream' in endpoint && typeof endpoint.stream === 'function') add(endpoint.name, subject, endpoint.stream, true, endpoint.metadata)
-      else if ('callback' in endpoint && endpoint.callback !== undefined) add(endpoint.name, subject, endpoint.callback, false, endpoint.metadata)
-      else throw new RangeError(`NatsServer: endpoint ${endpoint.name} needs a callback or a stream function`)
+      if ('stream' in endpoint && typeof endpoint.stream === 'function') add(endpoint.name, subject, { ...none, stream: endpoint.stream }, endpoint.metadata)
+      else if ('call' in endpoint && typeof endpoint.call === 'function') add(endpoint.name, subject, { ...none, call: endpoint.call }, endpoint.metadata)
+      else if ('callback' in endpoint && endpoint.callback !== undefined) add(endpoint.name, subject, { ...none, handler: toHandlerFunction(endpoint.callback) }, endpoint.metadata)
+      else throw new RangeError(`NatsServer: endpoint ${endpoint.name} needs a callback, a call or a stream function`)
     }
     if (this.endpoints.length === 0) throw new RangeError('NatsServer: give a callback or at least one endpoint')
   }
@@ -182,6 +206,7 @@ export class NatsServer implements AsyncDisposable {
         this.subs.push(sub)
         this.loops.push(this.serve(sub, endpoint))
       }
+      this.subs.push(nc.subscribe(`${CANCEL_SUBJECT}.${this.name}`, { callback: (_error, msg) => this.cancelCall(msg) }))
       for (const verb of ['PING', 'INFO', 'STATS'] as const) {
         for (const subject of [`$SRV.${verb}`, `$SRV.${verb}.${this.name}`, `$SRV.${verb}.${this.name}.${this.id}`]) {
           this.subs.push(nc.subscribe(subject, { callback: (_error, msg) => this.control(verb, msg) }))
@@ -239,12 +264,22 @@ export class NatsServer implements AsyncDisposable {
   private async handle(endpoint: Endpoint, msg: Msg): Promise<void> {
     const start = process.hrtime.bigint()
     endpoint.stats.num_requests++
-    const inflight: { msg: Msg; answered: boolean; stop?: () => void } = { msg, answered: false }
+    const inflight: Inflight = { msg, answered: false }
     this.inflight.add(inflight)
     try {
       const payload = await this.readRequest(msg)
       if (endpoint.stream !== undefined) {
         await this.handleStream(endpoint.stream, msg, payload, inflight)
+        return
+      }
+      if (endpoint.call !== undefined) {
+        const { signal, deadline, done } = this.callContext(msg, inflight)
+        try {
+          const reply = await endpoint.call(payload, { signal, deadline })
+          if (!inflight.answered) this.reply(msg, reply ?? EMPTY, false)
+        } finally {
+          done()
+        }
         return
       }
       const handler = endpoint.handler as ServeHandler
@@ -280,12 +315,34 @@ export class NatsServer implements AsyncDisposable {
     }
   }
 
+  /** The signal and deadline of a call: `Labwire-Timeout` arms the deadline; cancel and close abort it. */
+  private callContext(msg: Msg, inflight: Inflight): { signal: AbortSignal; deadline: number | undefined; done: () => void } {
+    const controller = new AbortController()
+    inflight.stop = (reason) => {
+      if (!controller.signal.aborted) controller.abort(reason)
+    }
+    const text = msg.headers?.get(TIMEOUT_HEADER) ?? ''
+    const limit = text === '' ? undefined : Number(text)
+    if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) throw new FramingError(`bad ${TIMEOUT_HEADER} header: ${text.slice(0, 32)}`)
+    const timer = limit === undefined ? undefined : setTimeout(() => inflight.stop?.(new TimeoutError(`call passed its deadline of ${limit} ms`)), limit)
+    return { signal: controller.signal, deadline: limit === undefined ? undefined : Date.now() + limit, done: () => clearTimeout(timer) }
+  }
+
+  /** A caller gave up on the call whose reply subject is the payload: abort its handler, if it runs here. */
+  private cancelCall(msg: Msg): void {
+    if (msg.data.length === 0 || msg.data.length > 256) return
+    const reply = new TextDecoder().decode(msg.data)
+    for (const request of this.inflight) {
+      if (request.msg.reply === reply) request.stop?.(new AbortError('call cancelled by the caller'))
+    }
+  }
+
   /**
    * Answer with a stream: an opening message naming a control inbox, then each item while the
    * client has credit, then an empty end message. Stops when the client cancels, stops granting
    * credit for `creditTimeout`, the deadline passes, or the service closes.
    */
-  private async handleStream(produce: NatsStreamEndpoint['stream'], msg: Msg, payload: Uint8Array, inflight: { answered: boolean; stop?: () => void }): Promise<void> {
+  private async handleStream(produce: NatsStreamEndpoint['stream'], msg: Msg, payload: Uint8Array, inflight: Inflight): Promise<void> {
     const nc = this.nc
     const reply = msg.reply
     if (nc === undefined || reply === undefined) throw new FramingError('a stream request needs a reply subject')
@@ -307,7 +364,7 @@ export class NatsServer implements AsyncDisposable {
       wake?.()
     }
     const deadlineTimer = limit === undefined ? undefined : setTimeout(() => stop(new TimeoutError(`stream passed its deadline of ${limit} ms`)), limit)
-    inflight.stop = () => stop(new AbortError('service closing'))
+    inflight.stop = stop
     // A labwire client (it sent credit) gets a control inbox for credit and cancel; a plain NATS
     // client gets the items alone (its first reply is the first item, as `nats req` expects).
     const control = creditText === '' ? undefined : createInbox()
@@ -481,7 +538,7 @@ export class NatsServer implements AsyncDisposable {
     while (this.active > 0 && Date.now() < until) await new Promise<void>((resolve) => setTimeout(resolve, 5))
     for (const request of this.inflight) {
       request.answered = true
-      request.stop?.()
+      request.stop?.(new AbortError('service closing'))
       this.replyError(request.msg, 503, `service ${this.name} is shutting down`)
     }
     this.inflight.clear()
