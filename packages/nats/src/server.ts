@@ -52,6 +52,9 @@ export interface NatsStreamContext {
   deadline: number | undefined
 }
 
+/** What a call endpoint's handler gets besides the request (the same as a stream's). */
+export type NatsCallContext = NatsStreamContext
+
 /**
  * An endpoint that answers one request with a stream of items (an RPC `stream: true` method):
  * `stream` returns an async iterable, each item goes to the client as it is produced, paced by
@@ -74,7 +77,7 @@ export interface NatsCallEndpoint {
   name: string
   /** Subject; default `SERVICE.NAME`. */
   subject?: string
-  call: (request: Uint8Array, ctx: NatsStreamContext) => Promise<Uint8Array | undefined> | Uint8Array | undefined
+  call: (request: Uint8Array, ctx: NatsCallContext) => Promise<Uint8Array | undefined> | Uint8Array | undefined
   metadata?: Record<string, string>
 }
 
