@@ -286,8 +286,10 @@ export class NatsClientSession implements TransportClientSession {
         state.partial = []
         clearTimeout(wholeTimer)
         signal?.removeEventListener('abort', onAbort)
-        // A stream cancelled before the service said where to send the cancel stays listed until it does.
+        // A stream cancelled before the service said where to send the cancel stays listed until it
+        // does, for a while (the service may never answer).
         if (!(state.cancelled && state.control === undefined)) this.streams.delete(seq)
+        else setTimeout(() => this.streams.delete(seq), Math.max(this.timeout, 10_000)).unref()
         state.wake?.()
       },
       cancel: (error) => cancel(error),
@@ -308,7 +310,10 @@ export class NatsClientSession implements TransportClientSession {
       if (limit !== undefined) wholeTimer = setTimeout(() => cancel(new TimeoutError(`stream from NATS service ${subject} did not finish within ${limit} ms`)), limit)
       const reply = `${this.prefix}.${seq}`
       this.outage.run(() => {
-        if (state.ended) return
+        if (state.ended) {
+          this.streams.delete(seq) // never sent: no answer to wait for
+          return
+        }
         try {
           const h = natsHeaders()
           h.set(CREDIT_HEADER, String(window))
