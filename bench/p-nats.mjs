@@ -5,6 +5,9 @@
 // NatsClient, lockstep (maxInFlight 1), then pipelined (maxInFlight 16), interleaved A/B.
 // ratio = TCP time / NATS time (below 1: NATS is slower). CPU per call counts the client, the
 // service and, for NATS, the nats-server process (from /proc).
+// P-NATS-STREAM: a streamed RPC method (`stream: true`, 64 B items) over NATS (rpcEndpoints +
+// connectNatsRpc: one message per item, paced by the caller's credit, window 16 or
+// LABWIRE_NATS_WINDOW) vs the same method from RpcServer over direct TCP (RpcClient), items per second.
 //
 //   pnpm build && node bench/p-nats.mjs         (needs nats-server: Debian package nats-server)
 import { spawn } from 'node:child_process'
@@ -16,11 +19,20 @@ import { ApplicationClient, ApplicationServer, SentinelBytesMarshaller, TcpClien
 import { HOST, compare, emit, forkChild, interleave, killChildren, makeLines, measure, median, round, serveIpc } from './lib.mjs'
 import { labwireLockstep, labwirePipelined } from './line-clients.mjs'
 
-// @labwire/nats is not re-exported by labwire.mjs: load its build directly.
-const { NatsClient, NatsServer } = await import('../packages/nats/dist/index.js')
+// @labwire/nats and @labwire/rpc are not re-exported by labwire.mjs: load their builds directly.
+const { NatsClient, NatsServer, connectNatsRpc, rpcEndpoints } = await import('../packages/nats/dist/index.js')
+const { RpcClient, RpcServer, codecs, defineService } = await import('../packages/rpc/dist/index.js')
 
 const LOCKSTEP = 5_000
 const PIPELINED = 20_000
+const STREAM_ITEMS = 20_000
+const ITEM = new Uint8Array(64).fill(0x61)
+const streamSpec = defineService({ name: 'bench-stream', methods: { ramp: { id: 1, request: codecs.uint32le, response: codecs.raw, stream: true } } })
+const rampHandlers = {
+  ramp: function* (n) {
+    for (let i = 0; i < n; i++) yield ITEM
+  },
+}
 const WINDOW = 16
 const NATS_SERVER = ['/usr/sbin/nats-server', '/usr/bin/nats-server'].find((path) => existsSync(path))
 const line = new SentinelBytesMarshaller('\r\n')
@@ -32,8 +44,12 @@ async function serve(natsUrl) {
   const address = await tcp.listen()
   const nats = new NatsServer({ servers: natsUrl, name: 'bench-echo', callback: app })
   await nats.listen()
-  serveIpc({ close: async () => Promise.all([tcp.close(), nats.close()]) })
-  process.send({ type: 'ready', ...address })
+  const rpcTcp = new TcpServer({ host: HOST, port: 0, callback: new RpcServer(streamSpec, rampHandlers) })
+  const rpcAddress = await rpcTcp.listen()
+  const rpcNats = new NatsServer({ servers: natsUrl, name: streamSpec.name, endpoints: rpcEndpoints(streamSpec, rampHandlers) })
+  await rpcNats.listen()
+  serveIpc({ close: async () => Promise.all([tcp.close(), nats.close(), rpcTcp.close(), rpcNats.close()]) })
+  process.send({ type: 'ready', ...address, rpcPort: rpcAddress.port })
 }
 
 function freePort() {
@@ -110,6 +126,36 @@ export async function pNats() {
         nats_server_cpu_us_per_call: round(median(samples.nats.map((s) => s.brokerCpuUs)) / count, 2),
         ...out,
       })
+    }
+    // Streamed RPC: items per second.
+    const drain = async (stream) => {
+      let n = 0
+      for await (const item of stream) n += item.length > 0 ? 1 : 0
+      if (n !== STREAM_ITEMS) throw new Error(`stream: ${n} items, expected ${STREAM_ITEMS}`)
+    }
+    const window = Number(process.env.LABWIRE_NATS_WINDOW ?? 16)
+    const natsRpc = await connectNatsRpc(streamSpec, { servers: url, timeout: 10_000, window })
+    const tcpRpc = await new RpcClient(streamSpec, new TcpClient({ host: HOST, port: server.info.rpcPort })).connect()
+    try {
+      const samples = await interleave({
+        nats: () => withBroker('nats', () => drain(natsRpc.ramp(STREAM_ITEMS))),
+        tcp: () => withBroker('tcp', () => drain(tcpRpc.ramp(STREAM_ITEMS))),
+      })
+      const { out } = compare(samples, 'nats', 'tcp', STREAM_ITEMS)
+      emit({
+        figure: 'P-NATS-STREAM',
+        what: `streamed RPC method, ${STREAM_ITEMS} items of 64 B: over NATS (one message per item, credit window ${window}) vs RpcServer over direct TCP`,
+        window,
+        ratio_tcp_over_nats: out.ratio,
+        paired_ratio_tcp_over_nats: out.paired_ratio,
+        nats_items_per_s: round(STREAM_ITEMS / (out.nats_ms / 1000), 0),
+        tcp_items_per_s: round(STREAM_ITEMS / (out.tcp_ms / 1000), 0),
+        nats_server_cpu_us_per_item: round(median(samples.nats.map((s) => s.brokerCpuUs)) / STREAM_ITEMS, 2),
+        ...out,
+      })
+    } finally {
+      await natsRpc.close()
+      await tcpRpc.close()
     }
   } finally {
     await server?.close()

@@ -1,6 +1,7 @@
 import { ApplicationClient, type ApplicationClientSession } from '@labwire/application'
 import { composeFilters, traceFilter, type ConnectionFilterFactory, type TransportClient } from '@labwire/core'
 import { SentinelBytesMarshaller } from '@labwire/marshallers'
+import { NatsClient, type NatsClientSession } from '@labwire/nats'
 import { TcpClient } from '@labwire/transport-tcp'
 import { telnetClientFilter } from '@labwire/transport-telnet'
 import { readBlock } from './block.js'
@@ -46,15 +47,27 @@ export class Instrument implements AsyncDisposable {
   private session: ApplicationClientSession<Uint8Array, Uint8Array> | undefined
   private readonly lines = new Map<string, SentinelBytesMarshaller>()
   private readonly client: ApplicationClient<Uint8Array, Uint8Array>
+  /** For a `nats://` resource: the open session, to wait for a write's acknowledgement. */
+  private natsSession: NatsClientSession | undefined
 
   constructor(
     readonly resource: Resource,
     readonly settings: InstrumentSettings,
   ) {
-    const transport = transportFor(resource, {
+    let transport = transportFor(resource, {
       timeout: settings.timeout,
       trace: traceFilter({ label: resource.text, sink: (line) => settings.traceSink(line), enabled: () => settings.trace }),
     })
+    if (transport instanceof NatsClient) {
+      const nats = transport
+      transport = {
+        connect: async (options) => {
+          const session = await nats.connect(options)
+          this.natsSession = session
+          return session
+        },
+      }
+    }
     this.client = new ApplicationClient<Uint8Array, Uint8Array>(
       transport,
       (command) => {
@@ -91,11 +104,15 @@ export class Instrument implements AsyncDisposable {
     }
   }
 
-  /** Send a command that gets no reply. */
+  /**
+   * Send a command that gets no reply. On NATS, wait for the service's (empty) acknowledgement, so
+   * that a write to a service with no instance, or one whose handler failed, is an error.
+   */
   async write(command: string, signal?: AbortSignal): Promise<void> {
     const session = await this.open(signal)
     try {
       await session.send(new TextEncoder().encode(command), signal === undefined ? undefined : { signal })
+      await this.natsSession?.settled({ timeout: this.settings.timeout, ...(signal === undefined ? {} : { signal }) })
     } catch (error) {
       await this.dropAfterFailure()
       throw error
@@ -106,6 +123,7 @@ export class Instrument implements AsyncDisposable {
   async close(): Promise<void> {
     const session = this.session
     this.session = undefined
+    this.natsSession = undefined
     await session?.close()
   }
 
@@ -147,9 +165,26 @@ export class Instrument implements AsyncDisposable {
 /**
  * The transport for a resource: `TcpClient` for `tcp://` and VISA SOCKET resources; for
  * `telnet://`, `TcpClient` with labwire's Telnet filter (what `TelnetClient` does), so that a
- * trace filter placed next to the socket sees the raw wire bytes, IAC negotiation included.
+ * trace filter placed next to the socket sees the raw wire bytes, IAC negotiation included; for
+ * `nats://`, `NatsClient` reaching the service by name (connect bounded by `timeout`; no instance
+ * subscribed fails at once with `NoRespondersError` rather than retrying: a command line wants
+ * the answer now; the per-reply limit is the caller's).
  */
 export function transportFor(resource: Resource, options: { timeout: number; trace?: ConnectionFilterFactory }): TransportClient {
+  if (resource.scheme === 'nats') {
+    const nats = resource.nats
+    if (nats === undefined) throw new RangeError(`transportFor: ${resource.text} has no NATS service`)
+    return new NatsClient({
+      servers: [...nats.servers],
+      name: nats.name,
+      ...(nats.endpoint === undefined ? {} : { endpoint: nats.endpoint }),
+      timeout: 0,
+      retryNoResponders: false,
+      // nats.js's own connect limit (its default is 20 s); reconnects after that go on forever.
+      natsOptions: options.timeout > 0 ? { timeout: options.timeout } : {},
+      ...(options.trace === undefined ? {} : { filter: options.trace }),
+    })
+  }
   const base = { host: resource.host, port: resource.port, connectTimeout: options.timeout }
   if (resource.scheme === 'tcp') return new TcpClient(options.trace === undefined ? base : { ...base, filter: options.trace })
   const telnet = telnetClientFilter({ mode: 'plain' })

@@ -36,7 +36,7 @@ Options:
   --version           print the version
   -h, --help          this help
 
-RESOURCE: TCPIP[board]::host::port::SOCKET, tcp://host:port, telnet://host:port;
+RESOURCE: TCPIP[board]::host::port::SOCKET, tcp://host:port, telnet://host:port, nats://host:port/NAME;
 URIs take ?read_term=%0A&write_term=%0A&timeout=MS (flags win over the URI).
 
 Exit codes: 0 ok, 2 usage, 3 connection failed, 4 timeout, 5 framing error,

@@ -1,14 +1,28 @@
+import { parseNatsResource } from '@labwire/nats'
 import { UsageError } from './exit-codes.js'
 
 /** The transports a resource string can name. */
-export type ResourceScheme = 'tcp' | 'telnet'
+export type ResourceScheme = 'tcp' | 'telnet' | 'nats'
+
+/** What a `nats://` resource names: a service on a NATS cluster, reached by name. */
+export interface NatsResource {
+  /** `nats://host:port` of each server given (several = failover). */
+  readonly servers: readonly string[]
+  /** The service name (ADR-32). */
+  readonly name: string
+  /** An endpoint of the service (`nats://…/NAME/ENDPOINT`): requests go to `NAME.ENDPOINT`. */
+  readonly endpoint?: string
+}
 
 /** A parsed resource string. */
 export interface Resource {
-  /** `'tcp'` for VISA `::SOCKET` and `tcp://`, `'telnet'` for `telnet://`. */
+  /** `'tcp'` for VISA `::SOCKET` and `tcp://`, `'telnet'` for `telnet://`, `'nats'` for `nats://`. */
   readonly scheme: ResourceScheme
+  /** The host (for `nats://`: the first server's). */
   readonly host: string
   readonly port: number
+  /** For `nats://`: the servers and the service name. */
+  readonly nats?: NatsResource
   /** VISA board number (`TCPIP1::…` → 1); 0 for URIs. */
   readonly board: number
   /** Terminators and timeout given in a URI query (`?read_term=%0A&write_term=%0D%0A&timeout=2000`). */
@@ -24,6 +38,7 @@ export const RESOURCE_FORMS = [
   'TCPIP[board]::host::port::SOCKET   e.g. TCPIP0::127.0.0.1::5025::SOCKET',
   'tcp://host[:port][?read_term=…&write_term=…&timeout=ms]   e.g. tcp://127.0.0.1:5025 (port 5025 by default)',
   'telnet://host[:port][?…]   e.g. telnet://127.0.0.1:2323?read_term=%0D%0A (port 23 by default)',
+  'nats://host[:port][,host:port…]/NAME[/ENDPOINT][?…]   e.g. nats://127.0.0.1:4222/psu (a service on NATS, by name; port 4222 by default)',
 ] as const
 
 /** Thrown for a resource string that is not one of {@link RESOURCE_FORMS}. Exit code 2. */
@@ -37,18 +52,19 @@ export class ResourceError extends UsageError {
 }
 
 const VISA_SOCKET = /^TCPIP(\d*)::(\[[^\]]*\]|[^:]+)::([^:]*)::SOCKET$/i
-const DEFAULT_PORT: Record<ResourceScheme, number> = { tcp: 5025, telnet: 23 }
+const DEFAULT_PORT: Record<'tcp' | 'telnet', number> = { tcp: 5025, telnet: 23 }
 const URI_PARAMS = new Set(['read_term', 'write_term', 'timeout'])
 
 /**
- * Parse a resource string: a VISA `TCPIP[board]::host::port::SOCKET` or a `tcp://` / `telnet://`
- * URI with optional `read_term`, `write_term` (percent-encoded bytes, or escapes like `\n`) and
+ * Parse a resource string: a VISA `TCPIP[board]::host::port::SOCKET`, a `tcp://` / `telnet://`
+ * URI, or a `nats://host:port/NAME` service on NATS; URIs take optional `read_term`, `write_term` (percent-encoded bytes, or escapes like `\n`) and
  * `timeout` (ms) query parameters. Throws {@link ResourceError} naming the accepted forms.
  *
  * @example
  * ```ts
  * parseResource('TCPIP0::127.0.0.1::5025::SOCKET') // { scheme: 'tcp', host: '127.0.0.1', port: 5025, board: 0, … }
  * parseResource('telnet://10.0.0.5:2323?read_term=%0D%0A')
+ * parseResource('nats://127.0.0.1:4222/psu') // { scheme: 'nats', nats: { servers: ['nats://127.0.0.1:4222'], name: 'psu' }, … }
  * ```
  */
 export function parseResource(text: string): Resource {
@@ -57,6 +73,7 @@ export function parseResource(text: string): Resource {
   if (/^TCPIP\d*::/i.test(trimmed)) return parseVisa(text, trimmed)
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(trimmed)?.[1]?.toLowerCase()
   if (scheme === undefined) throw new ResourceError(text, 'not a VISA resource or a URI')
+  if (scheme === 'nats') return parseNats(text, trimmed)
   if (scheme !== 'tcp' && scheme !== 'telnet') throw new ResourceError(text, `unsupported scheme "${scheme}://"`)
   let url: URL
   try {
@@ -70,12 +87,39 @@ export function parseResource(text: string): Resource {
   const host = stripBrackets(url.hostname)
   if (host === '') throw new ResourceError(text, 'missing host')
   const port = url.port === '' ? DEFAULT_PORT[scheme] : parsePort(text, url.port)
+  return { scheme, host, port, board: 0, text: trimmed, ...parseQuery(text, url.search.replace(/^\?/, '')) }
+}
+
+/**
+ * `nats://host[:port][,host:port…]/NAME[/ENDPOINT]` with the same query parameters as the other
+ * URIs. Only `nats://`: a TLS connection needs certificates the command line does not take (use
+ * `NatsClient` with `natsOptions.tls` in code).
+ */
+function parseNats(text: string, trimmed: string): Resource {
+  const at = trimmed.indexOf('?')
+  const base = at < 0 ? trimmed : trimmed.slice(0, at)
+  const query = at < 0 ? '' : trimmed.slice(at + 1)
+  if (base.includes('@')) throw new ResourceError(text, 'user names and passwords do not belong in the resource')
+  if (base.includes('#')) throw new ResourceError(text, 'unexpected "#" fragment')
+  let parsed: { servers: string[]; name: string; endpoint?: string }
+  try {
+    parsed = parseNatsResource(base.replace(/^nats/i, 'nats'))
+  } catch (error) {
+    throw new ResourceError(text, error instanceof Error ? error.message : String(error))
+  }
+  const first = /^nats:\/\/(\[[^\]]+\]|[^:]+):(\d+)$/.exec(parsed.servers[0] as string)
+  if (first === null) throw new ResourceError(text, 'missing host')
+  const nats: NatsResource = parsed.endpoint === undefined ? { servers: parsed.servers, name: parsed.name } : { servers: parsed.servers, name: parsed.name, endpoint: parsed.endpoint }
+  return { scheme: 'nats', host: stripBrackets(first[1] as string), port: parsePort(text, first[2] as string), board: 0, text: trimmed, nats, ...parseQuery(text, query) }
+}
+
+/** The `read_term`, `write_term` and `timeout` query parameters of a URI (the raw query, without `?`). */
+function parseQuery(text: string, query: string): { readTerm?: Uint8Array; writeTerm?: Uint8Array; timeout?: number } {
   let readTerm: Uint8Array | undefined
   let writeTerm: Uint8Array | undefined
   let timeout: number | undefined
   // Parsed from the raw query string: a malformed percent escape (%ZZ, a lone %) is refused, not
   // taken literally, and %XX is the byte XX (not UTF-8 text: %FF is the byte 0xFF).
-  const query = url.search.replace(/^\?/, '')
   for (const pair of query === '' ? [] : query.split('&')) {
     if (pair === '') continue
     const equals = pair.indexOf('=')
@@ -99,11 +143,6 @@ export function parseResource(text: string): Resource {
     }
   }
   return {
-    scheme,
-    host,
-    port,
-    board: 0,
-    text: trimmed,
     ...(readTerm === undefined ? {} : { readTerm }),
     ...(writeTerm === undefined ? {} : { writeTerm }),
     ...(timeout === undefined ? {} : { timeout }),

@@ -1,6 +1,27 @@
-import { ByteStream, ConnectionError, FrameTooLargeError, TimeoutError, raceSignal, throwIfAborted, type AbortOptions, type TransportClient, type TransportClientSession } from '@labwire/core'
+import { AbortError, ByteStream, ConnectionError, FrameTooLargeError, FramingError, TimeoutError, abortErrorFrom, raceSignal, throwIfAborted, type AbortOptions, type ConnectionFilter, type ConnectionFilterFactory, type TransportClient, type TransportClientSession } from '@labwire/core'
 import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from 'nats'
-import { CONTINUE_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, ERROR_NAME_HEADER, MORE_HEADER, NatsServiceError, NoRespondersError, SERVICE_NAME, SIZE_HEADER, OutageBuffer, chunkSize, openConnection, type NatsConnectOptions } from './protocol.js'
+import {
+  CANCEL_HEADER,
+  CANCEL_SUBJECT,
+  CONTINUE_HEADER,
+  CONTROL_HEADER,
+  CREDIT_HEADER,
+  ERROR_CODE_HEADER,
+  ERROR_HEADER,
+  ERROR_NAME_HEADER,
+  MAX_CREDIT,
+  MORE_HEADER,
+  NatsServiceError,
+  NoRespondersError,
+  PARTIAL_HEADER,
+  SERVICE_NAME,
+  SIZE_HEADER,
+  TIMEOUT_HEADER,
+  OutageBuffer,
+  chunkSize,
+  openConnection,
+  type NatsConnectOptions,
+} from './protocol.js'
 
 /** Options for {@link NatsClient}. */
 export interface NatsClientOptions extends NatsConnectOptions {
@@ -21,6 +42,12 @@ export interface NatsClientOptions extends NatsConnectOptions {
    * Default true (needs a `timeout`); false fails at once.
    */
   retryNoResponders?: boolean
+  /**
+   * A connection filter (as TCP's `filter` option), e.g. `traceFilter()`: `output` sees each
+   * request's bytes as sent, `input` each reply's bytes before they reach the session's stream.
+   * Bytes a filter sends through its context go out as a request. `ready` is not awaited.
+   */
+  filter?: ConnectionFilterFactory
 }
 
 interface Call {
@@ -41,6 +68,44 @@ interface Call {
   noResponders: boolean
   /** A `call()`: the reply is collected whole and settles this, instead of going to the stream. */
   whole?: { resolve: (reply: Uint8Array) => void; reject: (error: Error) => void }
+  /** Removes the call's abort listener. */
+  cleanup?: () => void
+}
+
+/** Options of {@link NatsClientSession.requestStream}. */
+export interface NatsStreamOptions extends AbortOptions {
+  /** Subject; default the session's. */
+  subject?: string
+  /**
+   * The whole stream must end within this many ms (the service gets it as the handler's
+   * `deadline` and stops there too); then `TimeoutError`. Default: none — but while the consumer
+   * waits, each next message must come within the session's `timeout`.
+   */
+  timeout?: number
+  /** Items buffered here before the service waits for the consumer (its credit), 1–65536. Default 16. */
+  window?: number
+}
+
+/** A stream of reply items: iterate it once; breaking out of the loop, or `cancel()`, stops the service's handler. */
+export interface NatsReplyStream extends AsyncIterable<Uint8Array> {
+  /** Stop the stream: the service's handler sees its signal abort. Idempotent. */
+  cancel(): void
+}
+
+interface StreamState {
+  items: Uint8Array[]
+  partial: Uint8Array[]
+  partialLength: number
+  control: string | undefined
+  upload: Uint8Array | undefined
+  ended: boolean
+  cancelled: boolean
+  error: Error | undefined
+  wake: (() => void) | undefined
+  end: (error?: Error) => void
+  /** End it and tell the service to stop. */
+  cancel: (error: Error) => void
+  window: number
 }
 
 /**
@@ -67,7 +132,10 @@ export class NatsClient implements TransportClient {
     const nc = await raceSignal(opening, options.signal, `connect to NATS service ${this.options.name}`, () => {
       if (owned) void opening.then((c) => c.close(), () => undefined)
     })
-    return new NatsClientSession(nc, owned, this.subject, this.options.timeout ?? 30_000, this.options.maxReplyLength ?? 64 * 1024 * 1024, this.options.retryNoResponders ?? true)
+    const session = new NatsClientSession(nc, owned, this.subject, this.options.timeout ?? 30_000, this.options.maxReplyLength ?? 64 * 1024 * 1024, this.options.retryNoResponders ?? true, this.options.name)
+    const factory = this.options.filter
+    if (factory !== undefined) session.useFilter(factory({ side: 'client', peer: `nats:${this.subject}`, send: (bytes) => void session.request(bytes) }))
+    return session
   }
 }
 
@@ -82,10 +150,13 @@ export class NatsClientSession implements TransportClientSession {
   private readonly prefix = createInbox()
   private readonly sub: Subscription
   private readonly calls = new Map<number, Call>()
+  private readonly streams = new Map<number, StreamState>()
   private readonly order: Call[] = []
   private seq = 0
   private failure: Error | undefined
   private closed = false
+  private filter: ConnectionFilter | undefined
+  private settledWaiters: { resolve: () => void; reject: (error: Error) => void }[] = []
 
   /** @internal */
   constructor(
@@ -95,6 +166,8 @@ export class NatsClientSession implements TransportClientSession {
     private readonly timeout: number,
     private readonly maxReplyLength: number,
     private readonly retryNoResponders: boolean,
+    /** The service name, where cancels of `call()`s go (`_LABWIRE.CANCEL.NAME`). */
+    private readonly serviceName?: string,
   ) {
     this.stream = new ByteStream(undefined, { label: `nats:${subject}` })
     this.outage = new OutageBuffer(nc)
@@ -102,25 +175,268 @@ export class NatsClientSession implements TransportClientSession {
     void nc.closed().then((error) => this.fail(error ?? new ConnectionError(`NATS connection for ${subject} closed`)))
   }
 
+  /**
+   * Send `request` to the service (one NATS request; nothing for zero bytes) and return the
+   * session's response byte stream, where the replies are appended in request order.
+   */
   request(request: Uint8Array): AsyncIterator<Uint8Array> {
     if (this.closed) throw new ConnectionError(`session to NATS service ${this.subject} is closed`)
     if (this.failure !== undefined) return this.stream
-    this.start(request, this.subject, undefined)
+    const bytes = this.filter === undefined ? request : this.filter.output(request)
+    // Zero bytes are no request (as writing nothing to a socket sends nothing): a caller that asks
+    // only for the response stream (a proxy pumping it) must not send the service an empty message.
+    if (bytes.length > 0) this.start(bytes, this.subject, undefined)
     return this.stream
+  }
+
+  /** @internal Attach a connection filter (the client's `filter` option). */
+  useFilter(filter: ConnectionFilter): void {
+    this.filter = filter
+    filter.open?.()
+  }
+
+  /**
+   * Resolves once every request sent so far through {@link request} has its whole reply (an
+   * acknowledgement: a write that the service answered with nothing has then been handled).
+   * Rejects with the session's failure (`NoRespondersError`, `NatsServiceError`, …), `TimeoutError`
+   * after `timeout` ms, `AbortError` when `signal` aborts. What `labwire query` uses after a write.
+   */
+  settled(options: AbortOptions & { timeout?: number } = {}): Promise<void> {
+    throwIfAborted(options)
+    if (this.failure !== undefined) return Promise.reject(this.failure)
+    if (this.order.length === 0) return Promise.resolve()
+    const last = this.order[this.order.length - 1] as Call
+    return new Promise<void>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const signal = options.signal
+      const waiter = {
+        resolve: () => {
+          if (!last.done || this.order.includes(last)) return
+          done()
+          resolve()
+        },
+        reject: (error: Error) => {
+          done()
+          reject(error)
+        },
+      }
+      const onAbort = (): void => waiter.reject(abortErrorFrom(signal as AbortSignal, `waiting for NATS service ${this.subject}`))
+      const done = (): void => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+        this.settledWaiters = this.settledWaiters.filter((w) => w !== waiter)
+      }
+      if (options.timeout !== undefined && options.timeout > 0) {
+        const ms = options.timeout
+        timer = setTimeout(() => waiter.reject(new TimeoutError(`NATS service ${this.subject} did not acknowledge within ${ms} ms`)), ms)
+      }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.settledWaiters.push(waiter)
+    })
   }
 
   /**
    * One request/reply exchange outside the session's byte stream: resolves with the whole reply
    * (all its messages), rejects with this call's error only — the session goes on. `subject`
-   * defaults to the session's. What RPC over NATS (one endpoint per method) uses.
+   * defaults to the session's; `timeout` (ms, 0 = none) replaces the session's for this call;
+   * `signal` gives up waiting (`AbortError`; the service is not told). What RPC over NATS (one
+   * endpoint per method) uses.
    */
-  call(request: Uint8Array, options: { subject?: string } = {}): Promise<Uint8Array> {
+  call(request: Uint8Array, options: { subject?: string; signal?: AbortSignal; timeout?: number } = {}): Promise<Uint8Array> {
     if (this.closed) return Promise.reject(new ConnectionError(`session to NATS service ${this.subject} is closed`))
     if (this.failure !== undefined) return Promise.reject(this.failure)
-    return new Promise<Uint8Array>((resolve, reject) => this.start(request, options.subject ?? this.subject, { resolve, reject }))
+    const signal = options.signal
+    if (signal?.aborted === true) return Promise.reject(abortErrorFrom(signal, `call to NATS service ${options.subject ?? this.subject}`))
+    const timeout = options.timeout
+    if (timeout !== undefined && !(typeof timeout === 'number' && timeout >= 0)) return Promise.reject(new RangeError(`NatsClientSession.call: timeout must be a non-negative number of ms, got ${String(timeout)}`))
+    return new Promise<Uint8Array>((resolve, reject) => this.start(request, options.subject ?? this.subject, { resolve, reject }, { timeout, signal }))
   }
 
-  private start(request: Uint8Array, subject: string, whole: Call['whole']): void {
+  /**
+   * One request answered with a stream of items (a stream endpoint: an RPC `stream: true` method),
+   * outside the session's byte stream. At most `window` items wait here; the service sends more as
+   * the consumer takes them. Errors: `NatsServiceError` (the handler threw), `NoRespondersError`,
+   * `TimeoutError`, `AbortError` (the signal), `FrameTooLargeError` (an item over `maxReplyLength`).
+   */
+  requestStream(request: Uint8Array, options: NatsStreamOptions = {}): NatsReplyStream {
+    const window = options.window ?? 16
+    if (!Number.isSafeInteger(window) || window < 1 || window > MAX_CREDIT) throw new RangeError(`NatsClientSession.requestStream: window must be an integer 1–${MAX_CREDIT}, got ${String(window)}`)
+    const limit = options.timeout
+    if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) throw new RangeError(`NatsClientSession.requestStream: timeout must be a positive whole number of ms, got ${String(limit)}`)
+    const subject = options.subject ?? this.subject
+    const signal = options.signal
+    const seq = ++this.seq
+    let wholeTimer: ReturnType<typeof setTimeout> | undefined
+    const onAbort = (): void => cancel(abortErrorFrom(signal as AbortSignal, `stream from NATS service ${subject}`))
+    const state: StreamState = {
+      items: [],
+      partial: [],
+      partialLength: 0,
+      control: undefined,
+      upload: undefined,
+      ended: false,
+      cancelled: false,
+      error: undefined,
+      wake: undefined,
+      window,
+      end: (error) => {
+        if (state.ended) return
+        state.ended = true
+        state.error = error
+        state.partial = []
+        clearTimeout(wholeTimer)
+        signal?.removeEventListener('abort', onAbort)
+        // A stream cancelled before the service said where to send the cancel stays listed until it
+        // does, for a while (the service may never answer).
+        if (!(state.cancelled && state.control === undefined)) this.streams.delete(seq)
+        else setTimeout(() => this.streams.delete(seq), Math.max(this.timeout, 10_000)).unref()
+        state.wake?.()
+      },
+      cancel: (error) => cancel(error),
+    }
+    const cancel = (error: Error): void => {
+      if (state.ended) return
+      state.cancelled = true
+      if (state.control !== undefined) this.sendControl(state.control, CANCEL_HEADER, '1')
+      state.items = []
+      state.end(error)
+    }
+    if (this.closed) state.end(new ConnectionError(`session to NATS service ${this.subject} is closed`))
+    else if (this.failure !== undefined) state.end(this.failure)
+    else if (signal?.aborted === true) state.end(abortErrorFrom(signal, `stream from NATS service ${subject}`))
+    else {
+      this.streams.set(seq, state)
+      signal?.addEventListener('abort', onAbort, { once: true })
+      if (limit !== undefined) wholeTimer = setTimeout(() => cancel(new TimeoutError(`stream from NATS service ${subject} did not finish within ${limit} ms`)), limit)
+      const reply = `${this.prefix}.${seq}`
+      this.outage.run(() => {
+        if (state.ended) {
+          this.streams.delete(seq) // never sent: no answer to wait for
+          return
+        }
+        try {
+          const h = natsHeaders()
+          h.set(CREDIT_HEADER, String(window))
+          if (limit !== undefined) h.set(TIMEOUT_HEADER, String(limit))
+          const size = chunkSize(this.nc)
+          if (request.length > size) {
+            h.set(SIZE_HEADER, String(request.length))
+            state.upload = request.subarray(size)
+          }
+          this.nc.publish(subject, request.subarray(0, size), { reply, headers: h })
+        } catch (cause) {
+          state.end(new ConnectionError(`NATS publish to ${subject} failed`, { cause }))
+        }
+      })
+    }
+    const idleLimit = this.timeout
+    const grant = (count: number): void => {
+      if (state.control !== undefined && !state.ended) this.sendControl(state.control, CREDIT_HEADER, String(count))
+    }
+    async function* iterate(): AsyncGenerator<Uint8Array, void, undefined> {
+      let taken = 0
+      try {
+        for (;;) {
+          const item = state.items.shift()
+          if (item !== undefined) {
+            if (++taken >= Math.ceil(window / 2)) {
+              grant(taken)
+              taken = 0
+            }
+            yield item
+            continue
+          }
+          if (state.ended) {
+            if (state.error !== undefined) throw state.error
+            return
+          }
+          let idle: ReturnType<typeof setTimeout> | undefined
+          await new Promise<void>((resolve) => {
+            state.wake = resolve
+            if (idleLimit > 0) idle = setTimeout(() => cancel(new TimeoutError(`stream from NATS service ${subject}: nothing for ${idleLimit} ms`)), idleLimit)
+          })
+          clearTimeout(idle)
+          state.wake = undefined
+        }
+      } finally {
+        // The consumer broke out of its loop: tell the service to stop.
+        cancel(new AbortError(`stream from NATS service ${subject} closed by the consumer`))
+      }
+    }
+    let iterator: AsyncGenerator<Uint8Array, void, undefined> | undefined
+    return {
+      [Symbol.asyncIterator]: () => {
+        if (iterator !== undefined) throw new TypeError('a NATS reply stream can be iterated once')
+        iterator = iterate()
+        return iterator
+      },
+      cancel: () => cancel(new AbortError(`stream from NATS service ${subject} cancelled`)),
+    }
+  }
+
+  private sendControl(subject: string, header: string, value: string): void {
+    if (this.nc.isClosed()) return
+    const h = natsHeaders()
+    h.set(header, value)
+    try {
+      this.nc.publish(subject, new Uint8Array(0), { headers: h })
+    } catch {
+      // The connection is closing: the service's credit timeout ends the stream.
+    }
+  }
+
+  private onStreamReply(seq: number, state: StreamState, msg: Msg): void {
+    const h = msg.headers
+    const control = h?.get(CONTROL_HEADER) ?? ''
+    if (control !== '' && state.control === undefined) {
+      state.control = control
+      if (state.ended) {
+        if (state.cancelled) this.sendControl(control, CANCEL_HEADER, '1')
+        this.streams.delete(seq)
+        return
+      }
+    }
+    if (state.ended) {
+      if ((h?.get(MORE_HEADER) ?? '') === '') this.streams.delete(seq)
+      return
+    }
+    if (h !== undefined) {
+      if (h.code === 503 && h.get(ERROR_HEADER) === '') return state.end(new NoRespondersError(`no instance of NATS service ${this.subject} is reachable (no responders)`))
+      const error = h.get(ERROR_HEADER)
+      const code = h.get(ERROR_CODE_HEADER)
+      if (error !== '' || code !== '') {
+        const failure = new NatsServiceError(Number(code) || 500, error, this.subject)
+        const name = h.get(ERROR_NAME_HEADER)
+        if (name !== '') failure.remoteName = name
+        return state.end(failure)
+      }
+      const next = h.get(CONTINUE_HEADER)
+      if (next !== '') {
+        const upload = state.upload
+        state.upload = undefined
+        if (upload === undefined) return
+        const size = chunkSize(this.nc)
+        for (let offset = 0; offset < upload.length; offset += size) this.nc.publish(next, upload.subarray(offset, offset + size))
+        return
+      }
+    }
+    if (control !== '') return
+    const more = (h?.get(MORE_HEADER) ?? '') !== ''
+    if (!more) return state.end()
+    state.partial.push(msg.data)
+    state.partialLength += msg.data.length
+    if (state.partialLength > this.maxReplyLength) return state.end(new FrameTooLargeError(this.maxReplyLength, `stream item from NATS service ${this.subject} exceeds maxReplyLength ${this.maxReplyLength}`))
+    if ((h?.get(PARTIAL_HEADER) ?? '') !== '') return
+    const item = state.partial.length === 1 ? (state.partial[0] as Uint8Array) : Buffer.concat(state.partial, state.partialLength)
+    state.partial = []
+    state.partialLength = 0
+    if (state.items.length >= state.window) return state.end(new FramingError(`stream from NATS service ${this.subject} sent more than its credit of ${state.window} items`))
+    state.items.push(item)
+    state.wake?.()
+  }
+
+  private start(request: Uint8Array, subject: string, whole: Call['whole'], limits: { timeout?: number | undefined; signal?: AbortSignal | undefined } = {}): void {
+    const timeout = limits.timeout ?? this.timeout
     const call: Call = {
       seq: ++this.seq,
       done: false,
@@ -130,32 +446,53 @@ export class NatsClientSession implements TransportClientSession {
       timer: undefined,
       received: 0,
       send: () => undefined,
-      deadline: this.timeout > 0 ? Date.now() + this.timeout : Infinity,
+      deadline: timeout > 0 ? Date.now() + timeout : Infinity,
       retries: 0,
       noResponders: false,
       ...(whole === undefined ? {} : { whole }),
     }
     this.calls.set(call.seq, call)
     if (whole === undefined) this.order.push(call)
-    if (this.timeout > 0) {
+    if (timeout > 0) {
       call.timer = setTimeout(() => {
         const error = call.noResponders
-          ? new NoRespondersError(`no instance of NATS service ${this.subject} answered within ${this.timeout} ms (no responders)`)
-          : new TimeoutError(`NATS service ${this.subject} did not answer within ${this.timeout} ms`)
+          ? new NoRespondersError(`no instance of NATS service ${subject} answered within ${timeout} ms (no responders)`)
+          : new TimeoutError(`NATS service ${subject} did not answer within ${timeout} ms`)
         this.finish(call, error)
-      }, this.timeout)
+      }, timeout)
     }
     const reply = `${this.prefix}.${call.seq}`
+    const signal = limits.signal
+    if (signal !== undefined) {
+      const onAbort = (): void => {
+        // The instance running it aborts its handler (a labwire service; others ignore the subject).
+        if (this.serviceName !== undefined && !this.nc.isClosed()) {
+          try {
+            this.nc.publish(`${CANCEL_SUBJECT}.${this.serviceName}`, new TextEncoder().encode(reply))
+          } catch {
+            // closing: nothing to cancel through
+          }
+        }
+        this.finish(call, abortErrorFrom(signal, `call to NATS service ${subject}`))
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      call.cleanup = () => signal.removeEventListener('abort', onAbort)
+    }
     call.send = () =>
       this.outage.run(() => {
         if (call.done) return
         try {
           const size = chunkSize(this.nc)
-          if (request.length <= size) this.nc.publish(subject, request, { reply })
+          // A call()'s time limit travels with it (the handler's deadline; relative ms).
+          const left = whole !== undefined && timeout > 0 ? Math.max(1, Math.ceil(call.deadline - Date.now())) : undefined
+          if (request.length <= size && left === undefined) this.nc.publish(subject, request, { reply })
           else {
             const h = natsHeaders()
-            h.set(SIZE_HEADER, String(request.length))
-            call.upload = request.subarray(size)
+            if (left !== undefined) h.set(TIMEOUT_HEADER, String(left))
+            if (request.length > size) {
+              h.set(SIZE_HEADER, String(request.length))
+              call.upload = request.subarray(size)
+            }
             this.nc.publish(subject, request.subarray(0, size), { reply, headers: h })
           }
         } catch (cause) {
@@ -167,6 +504,8 @@ export class NatsClientSession implements TransportClientSession {
 
   private onReply(msg: Msg): void {
     const seq = Number(msg.subject.slice(this.prefix.length + 1))
+    const stream = this.streams.get(seq)
+    if (stream !== undefined) return this.onStreamReply(seq, stream, msg)
     const call = this.calls.get(seq)
     if (call === undefined || call.done) return
     const h = msg.headers
@@ -203,8 +542,9 @@ export class NatsClientSession implements TransportClientSession {
     if (msg.data.length > 0) {
       call.received += msg.data.length
       if (call.received > this.maxReplyLength) return this.finish(call, new FrameTooLargeError(this.maxReplyLength, `reply from NATS service ${this.subject} exceeds maxReplyLength ${this.maxReplyLength}`))
-      if (call.whole === undefined && this.order[0] === call) this.stream.push(msg.data)
-      else call.held.push(msg.data)
+      const data = call.whole === undefined && this.filter !== undefined ? this.filter.input(msg.data) : msg.data
+      if (call.whole === undefined && this.order[0] === call) this.stream.push(data)
+      else call.held.push(data)
     }
     if (!more) this.finish(call)
   }
@@ -214,6 +554,7 @@ export class NatsClientSession implements TransportClientSession {
     call.done = true
     call.error = error
     clearTimeout(call.timer)
+    call.cleanup?.()
     this.calls.delete(call.seq)
     if (call.whole !== undefined) {
       if (error === undefined) call.whole.resolve(call.held.length === 1 ? (call.held[0] as Uint8Array) : Buffer.concat(call.held))
@@ -229,6 +570,7 @@ export class NatsClientSession implements TransportClientSession {
       this.order.shift()
       if (head.error !== undefined) return this.fail(head.error)
     }
+    for (const waiter of [...this.settledWaiters]) waiter.resolve()
   }
 
   private fail(error: Error): void {
@@ -241,19 +583,32 @@ export class NatsClientSession implements TransportClientSession {
       call.whole?.reject(failure)
     }
     this.calls.clear()
+    // Live streams are cancelled (the service stops now, not after its credit timeout).
+    for (const stream of [...this.streams.values()]) stream.cancel(failure)
     this.order.length = 0
     this.outage.clear()
     this.stream.fail(failure)
+    for (const waiter of [...this.settledWaiters]) waiter.reject(failure)
   }
 
   /** Close: unsubscribe, and close the connection if the session opened it. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return
+    const hadStreams = this.streams.size > 0
     this.fail(new ConnectionError(`session to NATS service ${this.subject} closed`))
     this.closed = true
+    this.filter?.close?.()
     this.outage.close()
     if (!this.nc.isClosed()) this.sub.unsubscribe()
-    if (this.owned && !this.nc.isClosed()) await this.nc.close().catch(() => undefined)
+    if (this.owned && !this.nc.isClosed()) {
+      // The cancels of live streams go out first (bounded: the connection may be down).
+      if (hadStreams && !this.outage.down) {
+        let timer: ReturnType<typeof setTimeout> | undefined
+        await Promise.race([this.nc.flush().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, 1000)))])
+        clearTimeout(timer)
+      }
+      await this.nc.close().catch(() => undefined)
+    }
   }
 
   [Symbol.asyncDispose](): Promise<void> {

@@ -22,6 +22,32 @@ export const SIZE_HEADER = 'Labwire-Size'
 export const MORE_HEADER = 'Labwire-More'
 /** Header: the subject where the rest of a chunked request goes. */
 export const CONTINUE_HEADER = 'Labwire-Continue'
+/**
+ * Stream replies (a stream endpoint, an RPC `stream: true` method): the client's request carries
+ * `Labwire-Credit: N`, the number of items it will buffer; the service answers first with an empty
+ * message carrying `Labwire-Control: INBOX`, then sends items while it has credit. The client
+ * grants more with `Labwire-Credit: n` on that inbox as its consumer takes items, and stops the
+ * stream with `Labwire-Cancel: 1` there. An item cut into several messages carries
+ * `Labwire-Partial: 1` on all but its last. The stream ends with an empty message without
+ * `Labwire-More` (or with the ADR-32 error headers).
+ */
+export const CREDIT_HEADER = 'Labwire-Credit'
+/** Header: where a stream's client sends credit and cancel. */
+export const CONTROL_HEADER = 'Labwire-Control'
+/** Header: stop this stream. */
+export const CANCEL_HEADER = 'Labwire-Cancel'
+/** Header: more messages of this stream item follow. */
+export const PARTIAL_HEADER = 'Labwire-Partial'
+/** Header: the caller's time limit for the call, ms from when it was sent (becomes the handler's `deadline`). */
+export const TIMEOUT_HEADER = 'Labwire-Timeout'
+/**
+ * Where a caller cancels a call it gave up on: `_LABWIRE.CANCEL.SERVICE`, payload = the call's
+ * reply subject. Every instance of the service listens (no queue group); the one running that
+ * call aborts its handler's signal. Needs publish permission on `_LABWIRE.CANCEL.>` for callers.
+ */
+export const CANCEL_SUBJECT = '_LABWIRE.CANCEL'
+/** Largest credit a client may grant at once (items). */
+export const MAX_CREDIT = 65_536
 /** ADR-32 error headers. */
 export const ERROR_HEADER = 'Nats-Service-Error'
 export const ERROR_CODE_HEADER = 'Nats-Service-Error-Code'
@@ -172,7 +198,8 @@ export async function openConnection(options: NatsConnectOptions, name: string):
     const where = servers?.join(',') ?? '127.0.0.1:4222'
     const code = (cause as { code?: unknown } | null)?.code
     if (code === 'TIMEOUT') throw new TimeoutError(`NATS ${where}: connect timed out`, { cause })
-    throw new ConnectionError(`NATS ${where}: ${cause instanceof Error ? cause.message : 'connect failed'}`, { cause })
+    const reason = code === 'CONNECTION_REFUSED' ? 'connection refused (is nats-server running there?)' : cause instanceof Error ? cause.message : 'connect failed'
+    throw new ConnectionError(`NATS ${where}: ${reason}`, { cause })
   }
 }
 

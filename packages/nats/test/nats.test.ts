@@ -2,7 +2,7 @@
 // groups, reconnect after the server restarts.
 import { spawn } from 'node:child_process'
 import { ConnectionError, FrameTooLargeError, toBytes, toText, type ByteHandlerFunction } from '@labwire/core'
-import { NatsClient, NatsServer, NatsServiceError, NoRespondersError, reconnectBackoff } from '@labwire/nats'
+import { NatsClient, NatsServer, NatsServiceError, NoRespondersError, openConnection, reconnectBackoff } from '@labwire/nats'
 import { connect, createInbox, headers, type Msg } from 'nats'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { NATS_SERVER, freePorts, startCluster, type NatsNode } from './cluster.js'
@@ -175,6 +175,45 @@ describe.skipIf(NATS_SERVER === undefined)('@labwire/nats on one nats-server', (
     }
   })
 
+  it('$SRV.STATS numbers match the calls made: num_requests, num_errors, last_error, processing_time, average; reset zeroes them', async () => {
+    const service = unique()
+    const handler: ByteHandlerFunction = async (bytes) => {
+      const text = toText((await bytes.next()).value as Uint8Array)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      if (text.startsWith('fail')) throw new Error(`refused ${text}`)
+      return toBytes(text)
+    }
+    await using server = new NatsServer({ servers: node.url, name: service, callback: handler })
+    await server.listen()
+    const client = new NatsClient({ servers: node.url, name: service, timeout: 5000 })
+    const started = process.hrtime.bigint()
+    const oks = await Promise.all(Array.from({ length: 7 }, (_, i) => ask(client, `ok${i}`)))
+    expect(oks).toHaveLength(7)
+    for (const text of ['fail-1', 'fail-2']) await expect(ask(client, text)).rejects.toBeInstanceOf(NatsServiceError)
+    const elapsed = Number(process.hrtime.bigint() - started)
+    // Read back with the plain nats services client (an independent ADR-32 implementation).
+    const nc = await connect({ servers: node.url })
+    try {
+      const read = async (): Promise<{ num_requests: number; num_errors: number; last_error: string; processing_time: number; average_processing_time: number }> => {
+        const all = []
+        for await (const s of await nc.services.client().stats(service)) all.push(s)
+        expect(all).toHaveLength(1)
+        return all[0]?.endpoints?.[0] as never
+      }
+      const stats = await read()
+      expect(stats).toMatchObject({ num_requests: 9, num_errors: 2, last_error: 'refused fail-2' })
+      // Every handler slept 20 ms: at least 9 × 20 ms of processing, at most the wall time of 9 calls
+      // (7 of them concurrent) summed — bounded above by 9 × the whole elapsed time.
+      expect(stats.processing_time).toBeGreaterThanOrEqual(9 * 20e6)
+      expect(stats.processing_time).toBeLessThanOrEqual(9 * elapsed)
+      expect(stats.average_processing_time).toBe(Math.floor(stats.processing_time / 9))
+      server.resetStats()
+      expect(await read()).toMatchObject({ num_requests: 0, num_errors: 0, last_error: '', processing_time: 0, average_processing_time: 0 })
+    } finally {
+      await nc.close()
+    }
+  })
+
   it('options are checked', () => {
     expect(() => new NatsServer({ name: 'bad name', callback: echo() })).toThrow(RangeError)
     expect(() => new NatsServer({ name: 'ok' })).toThrow(RangeError)
@@ -203,6 +242,17 @@ describe.skipIf(NATS_SERVER === undefined)('@labwire/nats on one nats-server', (
     expect(backoff.delay()).toBeLessThanOrEqual(6000)
     backoff.reset()
     expect(backoff.delay()).toBeLessThanOrEqual(120)
+  })
+
+  it('connections labwire opens reconnect forever, through the backoff (not nats.js\'s 10 attempts, 2 s apart)', async () => {
+    const nc = await openConnection({ servers: node.url }, 'labwire test')
+    try {
+      const options = (nc as unknown as { options: { maxReconnectAttempts: number; reconnectDelayHandler?: () => number } }).options
+      expect(options.maxReconnectAttempts).toBe(-1)
+      expect(options.reconnectDelayHandler?.()).toBeLessThanOrEqual(120)
+    } finally {
+      await nc.close()
+    }
   })
 })
 

@@ -1,4 +1,5 @@
 // @labwire/rpc over NATS: one ADR-32 endpoint per method, typed calls by service name.
+import { AbortError, TimeoutError } from '@labwire/core'
 import { NatsServer, connectNatsRpc, rpcEndpoints } from '@labwire/nats'
 import { RemoteError, codecs, defineService } from '@labwire/rpc'
 import { connect, type ServiceInfo } from 'nats'
@@ -73,5 +74,56 @@ describe.skipIf(NATS_SERVER === undefined)('RPC over NATS, one endpoint per meth
     } finally {
       await nc.close()
     }
+  })
+
+  it('per-call timeout and abort signal: TimeoutError / AbortError for that call, the session goes on', async () => {
+    const servers = (node as NatsNode).url
+    const slow = defineService({ name: 'slowpoke', methods: { wait: { id: 1, request: codecs.uint32le, response: codecs.uint32le } } })
+    const seen: { deadline: number | undefined; reason: unknown }[] = []
+    let ended: () => void = () => undefined
+    await using server = new NatsServer({
+      servers,
+      name: slow.name,
+      endpoints: rpcEndpoints(slow, {
+        wait: (ms, ctx) =>
+          new Promise((resolve, reject) => {
+            const entry = { deadline: ctx.deadline, reason: undefined as unknown }
+            seen.push(entry)
+            const timer = setTimeout(() => resolve(ms), ms)
+            ctx.signal.addEventListener('abort', () => {
+              clearTimeout(timer)
+              entry.reason = ctx.signal.reason as unknown
+              ended()
+              reject(ctx.signal.reason as Error)
+            })
+          }),
+      }),
+    })
+    await server.listen()
+    await using rpc = await connectNatsRpc(slow, { servers, timeout: 5000 })
+    let started = Date.now()
+    let handlerStopped = new Promise<void>((resolve) => (ended = resolve))
+    await expect(rpc.wait(8000, { timeout: 100 })).rejects.toBeInstanceOf(TimeoutError)
+    expect(Date.now() - started).toBeLessThan(3000) // long before the handler's 8 s
+    // The time limit travelled as the handler's deadline, which aborted its signal.
+    await Promise.race([handlerStopped, new Promise((_, reject) => setTimeout(() => reject(new Error('handler not stopped at its deadline')), 2000))])
+    expect(seen[0]?.deadline).toBeGreaterThanOrEqual(started)
+    expect(seen[0]?.deadline).toBeLessThanOrEqual(started + 3000)
+    expect(seen[0]?.reason).toBeInstanceOf(TimeoutError)
+    handlerStopped = new Promise<void>((resolve) => (ended = resolve))
+    const controller = new AbortController()
+    started = Date.now()
+    const aborted = rpc.wait(8000, { signal: controller.signal })
+    setTimeout(() => controller.abort(new Error('operator')), 50)
+    const error = await aborted.catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(AbortError)
+    expect((error as AbortError).cause).toMatchObject({ message: 'operator' })
+    expect(Date.now() - started).toBeLessThan(3000)
+    // The cancel reached the instance running it: the handler's signal aborted.
+    await Promise.race([handlerStopped, new Promise((_, reject) => setTimeout(() => reject(new Error('handler not cancelled')), 2000))])
+    expect(seen[1]?.reason).toBeInstanceOf(AbortError)
+    expect(seen[1]?.deadline).toBeGreaterThan(started) // the session's default 5000 ms travelled too
+    await expect(rpc.wait(1, { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(AbortError)
+    expect(await rpc.wait(5)).toBe(5)
   })
 })

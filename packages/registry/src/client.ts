@@ -155,87 +155,95 @@ export class RegistryClient {
     throw isLabwireError(error) ? error : new ConnectionError('registry: no registry answered', { cause: error })
   }
 
+  /**
+   * One request/reply exchange with one registry: the parts every mode shares (the timer, the
+   * abort signal, decoding, settling once, closing the socket); the {@link Carrier} of the mode
+   * moves the bytes.
+   */
   private exchange(address: Required<RegistryAddress>, request: Uint8Array, signal: AbortSignal | undefined): Promise<BrineValue> {
-    return this.mode === 'udp' ? this.exchangeUdp(address, request, signal) : this.exchangeTcp(address, request, signal)
-  }
-
-  private exchangeUdp(address: Required<RegistryAddress>, request: Uint8Array, signal: AbortSignal | undefined): Promise<BrineValue> {
     const where = `${address.host}:${address.port}`
+    const carrier = CARRIERS[this.mode]
     return new Promise<BrineValue>((resolve, reject) => {
-      const socket = createSocket({ type: isIPv6(address.host) ? 'udp6' : 'udp4' })
       let done = false
+      let close = (): void => undefined
       const finish = (error: unknown, value?: BrineValue): void => {
         if (done) return
         done = true
         clearTimeout(timer)
         signal?.removeEventListener('abort', onAbort)
-        socket.close()
+        close()
         if (error === undefined) resolve(value ?? null)
         else reject(error instanceof Error ? error : new ConnectionError(`registry ${where}: request failed`, { cause: error }))
       }
       const onAbort = (): void => finish(signal === undefined ? new AbortError() : abortErrorFrom(signal, `registry request to ${where}`))
-      const timer = setTimeout(() => finish(new TimeoutError(`registry ${where} did not answer within ${this.timeout} ms (udp)`)), this.timeout)
+      const timer = setTimeout(() => finish(new TimeoutError(`registry ${where} did not answer within ${this.timeout} ms (${this.mode})`)), this.timeout)
       signal?.addEventListener('abort', onAbort, { once: true })
-      socket.on('error', (cause) => finish(new ConnectionError(`registry ${where}: ${cause.message}`, { cause })))
-      // Connected: only datagrams from the registry's own address are read.
-      socket.on('message', (message) => {
-        try {
-          finish(undefined, decodeBrine(message, { maxLength: MAX_MESSAGE }))
-        } catch (error) {
-          finish(error)
-        }
+      const chunks: Uint8Array[] = []
+      let length = 0
+      close = carrier(address, this.localAddress, request, {
+        done: () => done,
+        failed: (cause) => finish(new ConnectionError(`registry ${where}: ${cause.message}`, { cause })),
+        received: (chunk, final) => {
+          // A datagram is a whole reply (final); a stream's reply may come in pieces, until it decodes.
+          chunks.push(chunk)
+          length += chunk.length
+          try {
+            finish(undefined, decodeBrine(chunks.length === 1 ? (chunks[0] as Uint8Array) : Buffer.concat(chunks, length), { maxLength: MAX_MESSAGE }))
+          } catch (error) {
+            if (error instanceof BrineDecodeError && error.reason === 'truncated' && !final) return
+            if (final && length === 0) finish(new ConnectionClosedError(`registry ${where} closed the connection without a reply`))
+            else finish(error)
+          }
+        },
       })
-      socket.bind(0, this.localAddress, () => {
-        if (done) return
-        socket.connect(address.port, address.host, () => {
-          if (done) return
-          socket.send(request, (error) => {
-            if (error) finish(new ConnectionError(`registry ${where}: send failed`, { cause: error }))
-          })
+    })
+  }
+}
+
+/** What a {@link Carrier} reports to the exchange. */
+interface CarrierEvents {
+  /** True once the exchange is settled (stop early). */
+  done(): boolean
+  /** A socket error. */
+  failed(cause: Error): void
+  /** Reply bytes; `final` when no more will come (a datagram, or the end of a TCP stream). */
+  received(chunk: Uint8Array, final: boolean): void
+}
+
+/** Sends one request to a registry over one transport and reports what comes back; returns how to close its socket. */
+type Carrier = (address: Required<RegistryAddress>, localAddress: string | undefined, request: Uint8Array, events: CarrierEvents) => () => void
+
+const CARRIERS: Record<RegistryMode, Carrier> = {
+  udp: (address, localAddress, request, events) => {
+    const socket = createSocket({ type: isIPv6(address.host) ? 'udp6' : 'udp4' })
+    socket.on('error', (cause) => events.failed(cause))
+    // Connected: only datagrams from the registry's own address are read.
+    socket.on('message', (message) => events.received(message, true))
+    socket.bind(0, localAddress, () => {
+      if (events.done()) return
+      socket.connect(address.port, address.host, () => {
+        if (events.done()) return
+        socket.send(request, (error) => {
+          if (error) events.failed(new ConnectionError(`send failed: ${error.message}`, { cause: error }))
         })
       })
     })
-  }
-
-  private exchangeTcp(address: Required<RegistryAddress>, request: Uint8Array, signal: AbortSignal | undefined): Promise<BrineValue> {
-    const where = `${address.host}:${address.port}`
-    return new Promise<BrineValue>((resolve, reject) => {
-      const socket = netConnect({ host: address.host, port: address.port, ...(this.localAddress === undefined ? {} : { localAddress: this.localAddress }) })
-      const chunks: Buffer[] = []
-      let length = 0
-      let done = false
-      const finish = (error: unknown, value?: BrineValue): void => {
-        if (done) return
-        done = true
-        clearTimeout(timer)
-        signal?.removeEventListener('abort', onAbort)
-        socket.destroy()
-        if (error === undefined) resolve(value ?? null)
-        else reject(error instanceof Error ? error : new ConnectionError(`registry ${where}: request failed`, { cause: error }))
+    return () => {
+      try {
+        socket.close()
+      } catch {
+        // already closed
       }
-      const onAbort = (): void => finish(signal === undefined ? new AbortError() : abortErrorFrom(signal, `registry request to ${where}`))
-      const timer = setTimeout(() => finish(new TimeoutError(`registry ${where} did not answer within ${this.timeout} ms (tcp)`)), this.timeout)
-      signal?.addEventListener('abort', onAbort, { once: true })
-      socket.on('connect', () => socket.write(request))
-      socket.on('error', (cause) => finish(new ConnectionError(`registry ${where}: ${cause.message}`, { cause })))
-      const tryDecode = (final: boolean): void => {
-        const bytes = Buffer.concat(chunks, length)
-        try {
-          finish(undefined, decodeBrine(bytes, { maxLength: MAX_MESSAGE }))
-        } catch (error) {
-          if (error instanceof BrineDecodeError && error.reason === 'truncated' && !final) return
-          if (final && length === 0) finish(new ConnectionClosedError(`registry ${where} closed the connection without a reply`))
-          else finish(error)
-        }
-      }
-      socket.on('data', (chunk: Buffer) => {
-        chunks.push(chunk)
-        length += chunk.length
-        tryDecode(false)
-      })
-      socket.on('end', () => tryDecode(true))
-    })
-  }
+    }
+  },
+  tcp: (address, localAddress, request, events) => {
+    const socket = netConnect({ host: address.host, port: address.port, ...(localAddress === undefined ? {} : { localAddress }) })
+    socket.on('connect', () => socket.write(request))
+    socket.on('error', (cause) => events.failed(cause))
+    socket.on('data', (chunk: Buffer) => events.received(chunk, false))
+    socket.on('end', () => events.received(new Uint8Array(0), true))
+    return () => socket.destroy()
+  },
 }
 
 function parseAddress(entry: RegistryAddress | string): Required<RegistryAddress> {
