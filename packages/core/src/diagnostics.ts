@@ -52,6 +52,11 @@ export interface ServerRequestMessage {
   readonly bytesOut: number
   /** The failure's stable code (`'ERR_FRAMING'`, …; `'ERR_HANDLER'` for a non-labwire throw); absent on success. */
   readonly error?: string
+  /**
+   * What the request asked for, when its handler named it with {@link setRequestCommand}: a
+   * simulator's command word (`'*IDN?'`, `'MEAS:VOLT?'`). Absent otherwise.
+   */
+  readonly command?: string
 }
 
 /** Payload of `labwire:client:request`: one request/response on a client session (see {@link publishClientRequest}). */
@@ -78,6 +83,26 @@ export const clientRequestChannel = channel('labwire:client:request')
  */
 export function publishClientRequest(message: ClientRequestMessage): void {
   if (clientRequestChannel.hasSubscribers) clientRequestChannel.publish(message)
+}
+
+const requestCommands = new WeakMap<object, string>()
+
+/**
+ * For request handlers: name the request being handled on `stream` (the connection's byte stream
+ * the handler was given) — a simulator's command word — so that the `labwire:server:request`
+ * event the serving loop publishes for it carries `command`. Call it only when
+ * `serverRequestChannel.hasSubscribers` is true, so an unobserved server pays nothing. Keep the
+ * name short and its set small (the monitor keeps at most 64 distinct names per service).
+ */
+export function setRequestCommand(stream: object, command: string): void {
+  requestCommands.set(stream, command)
+}
+
+/** @internal The serving loop: the name {@link setRequestCommand} gave the request on `stream`, cleared. */
+export function takeRequestCommand(stream: object): string | undefined {
+  const command = requestCommands.get(stream)
+  if (command !== undefined) requestCommands.delete(stream)
+  return command
 }
 
 /** The stable code of what a handler failed with, for event payloads. */

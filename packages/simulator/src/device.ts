@@ -6,7 +6,7 @@
  * @module
  */
 import { ApplicationServer } from '@labwire/application'
-import { clampDelay, longTimeout, silentLogger, type ByteHandlerObject, type ByteStream, type Logger } from '@labwire/core'
+import { clampDelay, longTimeout, serverRequestChannel, setRequestCommand, silentLogger, type ByteHandlerObject, type ByteStream, type Logger } from '@labwire/core'
 import { SentinelBytesMarshaller } from '@labwire/marshallers'
 import { concatBytes, splitBytes, utf8 } from './bytes.js'
 import { FaultSet, type Fault, type FaultSpec } from './faults.js'
@@ -613,7 +613,11 @@ export class Device<S = Record<string, unknown>, M = any> {
       if (app === undefined) {
         const connection = connectionsByStream.get(bytes)
         const context: CommandContext = { connection, session: {} }
-        app = new ApplicationServer<unknown, Uint8Array>(unmarshall, identity, (message) => this.respond(message as M, context))
+        app = new ApplicationServer<unknown, Uint8Array>(unmarshall, identity, (message) => {
+          // Name the request for the `labwire:server:request` event (a monitor's per-command latency); free when nobody listens.
+          if (serverRequestChannel.hasSubscribers && this.framing === undefined && message instanceof Uint8Array) setRequestCommand(bytes, commandWord(message))
+          return this.respond(message as M, context)
+        })
         apps.set(bytes, app)
       }
       return app
@@ -794,6 +798,22 @@ function framedReply(outcome: Exclude<Outcome, typeof NOT_MATCHED> | typeof CRAS
 }
 
 /** A decoded message's bytes for events: itself, its UTF-8, or empty. */
+/**
+ * A request's command word for event labels: its first word (`VOLT 5` → `VOLT`, `MEAS:VOLT?` as
+ * is), at most 32 characters, bytes outside printable ASCII shown as `?`; `(empty)` for none.
+ */
+function commandWord(message: Uint8Array): string {
+  let start = 0
+  while (start < message.length && (message[start] === 0x20 || message[start] === 0x09 || message[start] === 0x0d || message[start] === 0x0a)) start++
+  let word = ''
+  for (let i = start; i < message.length && i < start + 32; i++) {
+    const byte = message[i] as number
+    if (byte === 0x20 || byte === 0x09 || byte === 0x3b || byte === 0x0d || byte === 0x0a) break
+    word += byte > 0x20 && byte < 0x7f ? String.fromCharCode(byte) : '?'
+  }
+  return word === '' ? '(empty)' : word
+}
+
 function messageBytes(message: unknown): Uint8Array {
   return message instanceof Uint8Array ? message : typeof message === 'string' ? utf8(message) : EMPTY
 }
