@@ -566,11 +566,21 @@ function safeState(sim: SimulatorServer): unknown {
   }
 }
 
-/** A command's first word (`VOLT 5` → `VOLT`, `*IDN?` → `*IDN?`), bounded and escaped. */
+/**
+ * A command's first word (`VOLT 5` → `VOLT`, `*IDN?` → `*IDN?`), at most 32 characters; bytes
+ * outside printable ASCII show as `?` (so a device cannot put control bytes into a label). The
+ * same rule as the simulator's request labels, so both counters agree. Per request: no decoder.
+ */
 function commandWord(message: Uint8Array): string {
-  const text = decoder.decode(message.subarray(0, 48)).trim()
-  const word = text.split(/[\s;]/, 1)[0] ?? ''
-  return escapeText(word.length === 0 ? '(empty)' : word.slice(0, 32))
+  let start = 0
+  while (start < message.length && (message[start] === 0x20 || message[start] === 0x09 || message[start] === 0x0d || message[start] === 0x0a)) start++
+  let word = ''
+  for (let i = start; i < message.length && i < start + 32; i++) {
+    const byte = message[i] as number
+    if (byte === 0x20 || byte === 0x09 || byte === 0x3b || byte === 0x0d || byte === 0x0a) break
+    word += byte > 0x20 && byte < 0x7f ? String.fromCharCode(byte) : '?'
+  }
+  return word === '' ? '(empty)' : word
 }
 
 /** Control bytes shown visibly (`\x1b` as `\x1b`), so a device cannot drive the viewer's page or terminal. */

@@ -79,6 +79,14 @@ describe('per-command latency for simulators', () => {
     expect(histogram?.values.find((v) => v.metricName === 'labwire_request_duration_seconds_count' && v.labels.command === 'MEAS:VOLT?')?.value).toBe(5)
   })
 
+  it('shows bytes outside printable ASCII in a command label as "?" (no control bytes in labels)', async () => {
+    const { port, ask } = await meterWithMonitor()
+    expect(await ask('\x1b[2JFOO?\n*IDN?')).toContain('SIM-METER')
+    const text = await get(port, '/metrics')
+    expect(text).toMatch(/^labwire_requests_total\{service="meter",command="\?\[2JFOO\?",outcome="ok"\} 1$/m)
+    expect(text).not.toContain('\x1b')
+  })
+
   it(`keeps at most ${MAX_COMMANDS} command labels per service over TCP; the rest count as "other"`, async () => {
     const { port, ask } = await meterWithMonitor()
     const distinct = MAX_COMMANDS + 6
