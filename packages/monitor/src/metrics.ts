@@ -35,8 +35,6 @@ const RESERVOIR = 512
 /** The in-memory side of one service's metrics: counts since the last sample and its bounded history. */
 class ServiceSeries {
   requests = 0
-  /** Simulator commands since the service started (device events). */
-  commands = 0
   errors = 0
   private seen = 0
   private readonly reservoir: number[] = []
@@ -99,8 +97,13 @@ export class ServiceStats {
   bytesOut = 0
   /** Failed requests and connections by error code (bounded like the commands). */
   readonly errors = new Map<string, number>()
-  /** Simulator commands by command word (device events), bounded like the commands. */
+  /** Simulator commands counted through {@link ServiceStats.deviceCommand}, bounded like the commands. */
   readonly deviceCommands = new Map<string, number>()
+  /**
+   * A simulator's service: its named requests are its device's commands too
+   * (`labwire_simulator_commands_total` is read from the request records at scrape, at no cost per request).
+   */
+  commandsFromRequests = false
   /** @internal */
   readonly series = new ServiceSeries()
 
@@ -138,7 +141,18 @@ export class ServiceStats {
   deviceCommand(word: string): void {
     const key = this.deviceCommands.has(word) || this.deviceCommands.size < MAX_COMMANDS ? word : 'other'
     this.deviceCommands.set(key, (this.deviceCommands.get(key) ?? 0) + 1)
-    this.series.commands++
+  }
+
+  /** Device commands by word: those counted with {@link ServiceStats.deviceCommand}, and a simulator's named requests. */
+  deviceCommandCounts(): [string, number][] {
+    const counts = [...this.deviceCommands]
+    if (this.commandsFromRequests) {
+      for (const stats of this.commands()) {
+        const count = stats.ok + stats.error
+        if (stats.command !== '' && count > 0) counts.push([stats.command, count])
+      }
+    }
+    return counts
   }
 
   /** Every label set used so far: the command-less one first. */
@@ -299,7 +313,7 @@ export class MonitorMetrics {
       registers,
       collect() {
         this.reset()
-        for (const service of services()) for (const [command, count] of service.deviceCommands) this.inc({ service: service.name, command }, count)
+        for (const service of services()) for (const [command, count] of service.deviceCommandCounts()) this.inc({ service: service.name, command }, count)
       },
     })
     this.loopDelay = monitorEventLoopDelay({ resolution: 20 })
@@ -378,7 +392,7 @@ export class MonitorMetrics {
 
   /** Simulator commands counted for a service since it started. */
   commandCount(service: string): number {
-    return this.services.get(service)?.series.commands ?? 0
+    return this.services.get(service)?.deviceCommandCounts().reduce((sum, [, count]) => sum + count, 0) ?? 0
   }
 
   /** The bounded history of one service (empty when unknown). */

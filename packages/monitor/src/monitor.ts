@@ -167,10 +167,11 @@ export class Monitor implements AsyncDisposable {
     const sim = service.simulator
     if (sim !== undefined) {
       this.register(sim, record)
+      // The simulator names each request with its command word (labwire:server:request `command`): those are its commands.
+      record.stats.commandsFromRequests = true
       this.deviceListeners.push(
         sim.device.on((event) => {
-          if (event.type === 'request') record.stats.deviceCommand(commandWord(event.message))
-          else if (event.type === 'error') this.log(service.name, 'error', { err: event.error }, `device error on '${escapeText(event.query.slice(0, 200))}'`)
+          if (event.type === 'error') this.log(service.name, 'error', { err: event.error }, `device error on '${escapeText(event.query.slice(0, 200))}'`)
           else if (event.type === 'fault') this.log(service.name, 'info', {}, `fault triggered: ${event.fault}`)
         }),
       )
@@ -564,23 +565,6 @@ function safeState(sim: SimulatorServer): unknown {
   } catch {
     return null
   }
-}
-
-/**
- * A command's first word (`VOLT 5` → `VOLT`, `*IDN?` → `*IDN?`), at most 32 characters; bytes
- * outside printable ASCII show as `?` (so a device cannot put control bytes into a label). The
- * same rule as the simulator's request labels, so both counters agree. Per request: no decoder.
- */
-function commandWord(message: Uint8Array): string {
-  let start = 0
-  while (start < message.length && (message[start] === 0x20 || message[start] === 0x09 || message[start] === 0x0d || message[start] === 0x0a)) start++
-  let word = ''
-  for (let i = start; i < message.length && i < start + 32; i++) {
-    const byte = message[i] as number
-    if (byte === 0x20 || byte === 0x09 || byte === 0x3b || byte === 0x0d || byte === 0x0a) break
-    word += byte > 0x20 && byte < 0x7f ? String.fromCharCode(byte) : '?'
-  }
-  return word === '' ? '(empty)' : word
 }
 
 /** Control bytes shown visibly (`\x1b` as `\x1b`), so a device cannot drive the viewer's page or terminal. */

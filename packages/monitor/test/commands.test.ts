@@ -1,9 +1,10 @@
 import { request as httpRequest } from 'node:http'
+import { connect } from 'node:net'
 import { serverRequestChannel } from '@labwire/core'
 import { TcpClient, TcpServer } from '@labwire/transport-tcp'
 import { SentinelBytesMarshaller } from '@labwire/marshallers'
 import { ApplicationServer } from '@labwire/application'
-import { parseDevices, SimulatorServer } from '@labwire/simulator'
+import { bundledDevice, loadDevice, parseDevices, SimulatorServer } from '@labwire/simulator'
 import { afterEach, describe, expect, it } from 'vitest'
 import { MAX_COMMANDS, Monitor, MonitorMetrics } from '../src/index.js'
 
@@ -99,6 +100,48 @@ describe('per-command latency for simulators', () => {
     // CMD0..CMD62 got a label of their own (with *IDN?, 64); CMD63..CMD69 are "other".
     expect(labels.find(([command]) => command === 'other')?.[1]).toBe(distinct - (MAX_COMMANDS - 1))
     expect(labels.reduce((sum, [, count]) => sum + count, 0)).toBe(2 * distinct)
+  })
+})
+
+describe('login devices', () => {
+  it('never shows a user name or password as a command label (login lines count as "(login)")', async () => {
+    const simulator = new SimulatorServer({ device: await loadDevice(bundledDevice('cli-switch')), port: 0 })
+    const address = await simulator.listen()
+    cleanups.push(() => simulator.close())
+    const monitor = new Monitor({ port: 0 })
+    monitor.addService({ name: 'switch', simulator })
+    const { port } = await monitor.listen()
+    cleanups.push(() => monitor.close())
+    const socket = connect({ host: address.host, port: address.port })
+    cleanups.push(() => {
+      socket.destroy()
+      return Promise.resolve()
+    })
+    let received = ''
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')))
+    const until = async (text: string): Promise<void> => {
+      const deadline = Date.now() + 3000
+      while (!received.includes(text)) {
+        if (Date.now() > deadline) throw new Error(`no '${text}' within 3 s; got ${JSON.stringify(received)}`)
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+      received = ''
+    }
+    await until('login: ')
+    socket.write('admin\n')
+    await until('Password: ')
+    socket.write('s3cret-wrong\n')
+    await until('login: ')
+    socket.write('admin\n')
+    await until('Password: ')
+    socket.write('labwire\n')
+    await until('sw1> ')
+    socket.write('show version\n')
+    await until('sw1> ')
+    const text = await get(port, '/metrics')
+    expect(text).toMatch(/^labwire_requests_total\{service="switch",command="\(login\)",outcome="ok"\} 4$/m)
+    expect(text).toMatch(/^labwire_requests_total\{service="switch",command="show",outcome="ok"\} 1$/m)
+    expect(text).not.toMatch(/command="(admin|labwire|s3cret-wrong)"/)
   })
 })
 

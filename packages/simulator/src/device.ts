@@ -615,7 +615,7 @@ export class Device<S = Record<string, unknown>, M = any> {
         const context: CommandContext = { connection, session: {} }
         app = new ApplicationServer<unknown, Uint8Array>(unmarshall, identity, (message) => {
           // Name the request for the `labwire:server:request` event (a monitor's per-command latency); free when nobody listens.
-          if (serverRequestChannel.hasSubscribers && this.framing === undefined && message instanceof Uint8Array) setRequestCommand(bytes, commandWord(message))
+          if (serverRequestChannel.hasSubscribers) this.labelRequest(bytes, message, context)
           return this.respond(message as M, context)
         })
         apps.set(bytes, app)
@@ -630,6 +630,13 @@ export class Device<S = Record<string, unknown>, M = any> {
         return app.handleBuffered === undefined ? app.handle(stream) : app.handleBuffered(stream)
       },
     }
+  }
+
+  /** Name a request for the `labwire:server:request` event: its command word; login lines (user name, password) never show. */
+  private labelRequest(stream: object, message: unknown, context: CommandContext): void {
+    if (this.login !== undefined && context.session.loginStage !== 'shell') setRequestCommand(stream, '(login)')
+    else if (message instanceof Uint8Array) setRequestCommand(stream, commandWord(message))
+    else if (typeof message === 'string') setRequestCommand(stream, commandWord(utf8(message)))
   }
 
   /**
