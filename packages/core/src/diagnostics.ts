@@ -85,7 +85,11 @@ export function publishClientRequest(message: ClientRequestMessage): void {
   if (clientRequestChannel.hasSubscribers) clientRequestChannel.publish(message)
 }
 
-const requestCommands = new WeakMap<object, string>()
+// The request named last (the common case: the loop publishes it before the next one is named),
+// and, when requests of several connections interleave (async handlers), the others by stream.
+let namedStream: object | undefined
+let namedCommand: string | undefined
+let parked: WeakMap<object, string> | undefined
 
 /**
  * For request handlers: name the request being handled on `stream` (the connection's byte stream
@@ -95,13 +99,22 @@ const requestCommands = new WeakMap<object, string>()
  * name short and its set small (the monitor keeps at most 64 distinct names per service).
  */
 export function setRequestCommand(stream: object, command: string): void {
-  requestCommands.set(stream, command)
+  if (namedStream !== undefined && namedStream !== stream && namedCommand !== undefined) (parked ??= new WeakMap()).set(namedStream, namedCommand)
+  namedStream = stream
+  namedCommand = command
 }
 
 /** @internal The serving loop: the name {@link setRequestCommand} gave the request on `stream`, cleared. */
 export function takeRequestCommand(stream: object): string | undefined {
-  const command = requestCommands.get(stream)
-  if (command !== undefined) requestCommands.delete(stream)
+  if (namedStream === stream) {
+    const command = namedCommand
+    namedStream = undefined
+    namedCommand = undefined
+    return command
+  }
+  if (parked === undefined) return undefined
+  const command = parked.get(stream)
+  if (command !== undefined) parked.delete(stream)
   return command
 }
 

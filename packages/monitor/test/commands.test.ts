@@ -45,19 +45,26 @@ async function meterWithMonitor() {
   const device = parseDevices(METER, 'meter.yaml').devices.get('meter')?.create()
   if (device === undefined) throw new Error('no meter device')
   const simulator = new SimulatorServer({ device, port: 0 })
+  const { ask, port } = await watch(simulator)
+  return { simulator, port, ask }
+}
+
+async function watch(simulator: SimulatorServer) {
   const address = await simulator.listen()
   cleanups.push(() => simulator.close())
   const monitor = new Monitor({ port: 0 })
   monitor.addService({ name: 'meter', simulator })
   const { port } = await monitor.listen()
   cleanups.push(() => monitor.close())
-  const session = await new TcpClient({ host: address.host, port: address.port, timeout: 2000 }).connect()
-  cleanups.push(() => session.close())
-  const ask = async (query: string): Promise<string> => {
-    const reply = await session.request(new TextEncoder().encode(`${query}\n`)).next()
-    return new TextDecoder().decode(reply.value as Uint8Array)
+  const connectAsk = async () => {
+    const session = await new TcpClient({ host: address.host, port: address.port, timeout: 2000 }).connect()
+    cleanups.push(() => session.close())
+    return async (query: string): Promise<string> => {
+      const reply = await session.request(new TextEncoder().encode(`${query}\n`)).next()
+      return new TextDecoder().decode(reply.value as Uint8Array)
+    }
   }
-  return { port, ask }
+  return { port, ask: await connectAsk(), connectAsk }
 }
 
 describe('per-command latency for simulators', () => {
@@ -78,6 +85,30 @@ describe('per-command latency for simulators', () => {
     const json = JSON.parse(await get(port, '/metrics.json')) as { name: string; values: { labels: Record<string, string | number>; value: number; metricName?: string }[] }[]
     const histogram = json.find((m) => m.name === 'labwire_request_duration_seconds')
     expect(histogram?.values.find((v) => v.metricName === 'labwire_request_duration_seconds_count' && v.labels.command === 'MEAS:VOLT?')?.value).toBe(5)
+  })
+
+  it('labels each request right when the replies of two connections interleave (async, delayed replies)', async () => {
+    const device = parseDevices(METER, 'meter.yaml').devices.get('meter')?.create()
+    if (device === undefined) throw new Error('no meter device')
+    const simulator = new SimulatorServer({ device, port: 0 })
+    simulator.device.faults.add({ kind: 'latency', latency: 30, jitter: 20 })
+    const { port, ask, connectAsk } = await watch(simulator)
+    const other = await connectAsk()
+    const rounds = 4
+    await Promise.all([
+      (async () => {
+        for (let i = 0; i < rounds; i++) expect(await ask('MEAS:VOLT?')).toContain('1.234')
+      })(),
+      (async () => {
+        for (let i = 0; i < rounds; i++) expect(await other('*IDN?')).toContain('SIM-METER')
+      })(),
+    ])
+    const text = await get(port, '/metrics')
+    expect(text).toMatch(new RegExp(`^labwire_requests_total\\{service="meter",command="MEAS:VOLT\\?",outcome="ok"\\} ${rounds}$`, 'm'))
+    expect(text).toMatch(new RegExp(`^labwire_requests_total\\{service="meter",command="\\*IDN\\?",outcome="ok"\\} ${rounds}$`, 'm'))
+    expect(text).toMatch(/^labwire_requests_total\{service="meter",command="",outcome="ok"\} 0$/m)
+    // The latency fault shows in the histogram: every request took at least 10 ms.
+    expect(text).toMatch(/^labwire_request_duration_seconds_bucket\{le="0.005",service="meter",command="MEAS:VOLT\?"\} 0$/m)
   })
 
   it('shows bytes outside printable ASCII in a command label as "?" (no control bytes in labels)', async () => {
