@@ -1,6 +1,7 @@
 import { request as httpRequest } from 'node:http'
 import { connect } from 'node:net'
-import { serverRequestChannel } from '@labwire/core'
+import { serverRequestChannel, type ServerRequestMessage } from '@labwire/core'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { TcpClient, TcpServer } from '@labwire/transport-tcp'
 import { SentinelBytesMarshaller } from '@labwire/marshallers'
 import { ApplicationServer } from '@labwire/application'
@@ -131,6 +132,37 @@ describe('per-command latency for simulators', () => {
     // CMD0..CMD62 got a label of their own (with *IDN?, 64); CMD63..CMD69 are "other".
     expect(labels.find(([command]) => command === 'other')?.[1]).toBe(distinct - (MAX_COMMANDS - 1))
     expect(labels.reduce((sum, [, count]) => sum + count, 0)).toBe(2 * distinct)
+  })
+})
+
+describe('the labwire:server:request event', () => {
+  it('carries the simulator\'s command word and kernel to any subscriber; a plain server\'s has no command', async () => {
+    const device = parseDevices(METER, 'meter.yaml').devices.get('meter')?.create()
+    if (device === undefined) throw new Error('no meter device')
+    const simulator = new SimulatorServer({ device, port: 0 })
+    const simAddress = await simulator.listen()
+    cleanups.push(() => simulator.close())
+    const line = new SentinelBytesMarshaller('\n')
+    const echo = new TcpServer({ port: 0, callback: new ApplicationServer(line.unmarshall, line.marshall, (payload: Uint8Array) => payload) })
+    const echoAddress = await echo.listen()
+    cleanups.push(() => echo.close())
+    const seen: ServerRequestMessage[] = []
+    const listener = (message: unknown): void => void seen.push(message as ServerRequestMessage)
+    subscribe('labwire:server:request', listener)
+    cleanups.push(() => {
+      unsubscribe('labwire:server:request', listener)
+      return Promise.resolve()
+    })
+    for (const address of [simAddress, echoAddress]) {
+      await using session = await new TcpClient({ host: address.host, port: address.port, timeout: 2000 }).connect()
+      await session.request(new TextEncoder().encode('MEAS:VOLT?\n')).next()
+    }
+    expect(seen.length).toBe(2)
+    expect(seen[0]).toMatchObject({ kernel: simulator.kernel, transport: 'tcp', command: 'MEAS:VOLT?', bytesIn: 11 })
+    expect(seen[0]?.duration).toBeGreaterThanOrEqual(0)
+    expect(seen[1]).toMatchObject({ kernel: echo.kernel, bytesIn: 11, bytesOut: 11 })
+    expect('command' in (seen[1] ?? {})).toBe(false)
+    expect('error' in (seen[1] ?? {})).toBe(false)
   })
 })
 
