@@ -5,6 +5,14 @@
 // (A B, B A, …); the cost is quoted per round (1 - A_ms / B_ms of the round) as median and range.
 // P-MON-SIM — the same for a simulated SCPI supply answering *IDN? (the monitor also labels each
 // request with its command word and counts the device's commands).
+// P-MON-CPU — the same cost without sockets, so a loaded machine's scheduling noise stays out: an
+// in-process MemoryServer line echo answers batches of 1,000 buffered lines through the serving
+// loop's synchronous path, with and without a Monitor subscribed (interleaved rounds, process CPU
+// time). It gives the monitor's CPU per request in ns; divided by P-MON's bare round trip it
+// estimates the P1 cost.
+import { performance } from 'node:perf_hooks'
+import { ApplicationServer, MemoryServer, SentinelBytesMarshaller } from './labwire.mjs'
+import { Monitor } from '../packages/monitor/dist/index.js'
 import { bareClose, bareConnect, compare, emit, forkChild, interleave, makeLines, measure, median, REPS, round, socketExchange } from './lib.mjs'
 import { labwireClient, labwireLockstep } from './line-clients.mjs'
 
@@ -48,6 +56,60 @@ function lockstep(socket, request, expected, count, label) {
   })
 }
 
+const BATCH = 1_000
+const BATCHES = 100
+
+/** CPU µs (user + system) of this process to echo BATCHES × BATCH lines through an in-memory server. */
+async function memoryRound(server, batch) {
+  const session = server.accept()
+  const cpu = process.cpuUsage()
+  const start = performance.now()
+  for (let i = 0; i < BATCHES; i++) {
+    const stream = session.request(batch)
+    await stream.readExactly(batch.length)
+  }
+  const ms = performance.now() - start
+  const used = process.cpuUsage(cpu)
+  await session.close()
+  return { ms, cpuUs: used.user + used.system }
+}
+
+async function cpuFigure() {
+  const line = new SentinelBytesMarshaller('\r\n')
+  const server = new MemoryServer({ callback: new ApplicationServer(line.unmarshall, line.marshall, (payload) => payload), capacity: 1024 * 1024 })
+  const { lines } = makeLines(BATCH)
+  let monitor
+  try {
+    const side = (watched) => async () => {
+      if (watched) {
+        monitor = new Monitor({ port: 0 })
+        monitor.addService({ name: 'echo', servers: [server] })
+        await monitor.listen()
+      }
+      try {
+        return await memoryRound(server, lines)
+      } finally {
+        await monitor?.close()
+        monitor = undefined
+      }
+    }
+    const samples = await interleave({ monitored: side(true), plain: side(false) }, Math.max(9, ROUNDS), { warmup: 2 })
+    const requests = BATCH * BATCHES
+    const perRequest = (name) => samples[name].map((s) => (s.cpuUs * 1000) / requests)
+    const extra = samples.monitored.map((s, i) => ((s.cpuUs - samples.plain[i].cpuUs) * 1000) / requests)
+    return {
+      plain_ns_per_request: round(median(perRequest('plain')), 0),
+      monitored_ns_per_request: round(median(perRequest('monitored')), 0),
+      monitor_ns_per_request: round(median(extra), 0),
+      monitor_ns_range: [round(Math.min(...extra), 0), round(Math.max(...extra), 0)],
+      rounds: extra.length,
+    }
+  } finally {
+    await monitor?.close()
+    await server.close()
+  }
+}
+
 async function echoFigure() {
   const plain = await forkChild('servers/labwire-line-echo.mjs')
   const monitored = await forkChild('servers/labwire-line-echo-monitored.mjs')
@@ -63,6 +125,17 @@ async function echoFigure() {
     const { paired, out } = compare(samples, 'monitored', 'plain', ROUND_TRIPS)
     const { text } = await monitored.call('requests')
     const counted = [...text.matchAll(/^labwire_requests_total\{service="echo"[^}]*outcome="ok"\} (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0)
+    const cpu = await cpuFigure()
+    const plainRttUs = (out.plain_ms * 1000) / ROUND_TRIPS
+    emit({
+      figure: 'P-MON-CPU',
+      what: `monitor CPU per request without sockets (in-process MemoryServer line echo, ${BATCHES} batches of ${BATCH} lines, interleaved rounds); estimated P1 cost = monitor ns / P-MON bare round trip`,
+      ...cpu,
+      plain_rtt_us: round(plainRttUs, 2),
+      estimated_p1_cost_percent: round((cpu.monitor_ns_per_request / 1000 / plainRttUs) * 100, 2),
+      target: 'estimated_p1_cost_percent <= 3',
+      pass: cpu.monitor_ns_per_request / 1000 / plainRttUs <= 0.03,
+    })
     emit({
       figure: 'P-MON',
       what: `P1 lockstep with a monitor subscribed vs none (labwire line echo, ${ROUND_TRIPS} round trips, ${ROUNDS} interleaved rounds)`,
