@@ -804,7 +804,6 @@ function framedReply(outcome: Exclude<Outcome, typeof NOT_MATCHED> | typeof CRAS
   return outcome === CRASH || outcome === NO_REPLY ? undefined : outcome
 }
 
-/** A decoded message's bytes for events: itself, its UTF-8, or empty. */
 /**
  * A request's command word for event labels: its first word (`VOLT 5` → `VOLT`, `MEAS:VOLT?` as
  * is), at most 32 characters, bytes outside printable ASCII shown as `?`; `(empty)` for none.
@@ -821,6 +820,7 @@ function commandWord(message: Uint8Array): string {
   return word === '' ? '(empty)' : word
 }
 
+/** A decoded message's bytes for events: itself, its UTF-8, or empty. */
 function messageBytes(message: unknown): Uint8Array {
   return message instanceof Uint8Array ? message : typeof message === 'string' ? utf8(message) : EMPTY
 }
