@@ -52,6 +52,11 @@ export interface ServerRequestMessage {
   readonly bytesOut: number
   /** The failure's stable code (`'ERR_FRAMING'`, …; `'ERR_HANDLER'` for a non-labwire throw); absent on success. */
   readonly error?: string
+  /**
+   * What the request asked for, when its handler named it with {@link setRequestCommand}: a
+   * simulator's command word (`'*IDN?'`, `'MEAS:VOLT?'`). Absent otherwise.
+   */
+  readonly command?: string
 }
 
 /** Payload of `labwire:client:request`: one request/response on a client session (see {@link publishClientRequest}). */
@@ -78,6 +83,39 @@ export const clientRequestChannel = channel('labwire:client:request')
  */
 export function publishClientRequest(message: ClientRequestMessage): void {
   if (clientRequestChannel.hasSubscribers) clientRequestChannel.publish(message)
+}
+
+// The request named last (the common case: the loop publishes it before the next one is named),
+// and, when requests of several connections interleave (async handlers), the others by stream.
+let namedStream: object | undefined
+let namedCommand: string | undefined
+let parked: WeakMap<object, string> | undefined
+
+/**
+ * For request handlers: name the request being handled on `stream` (the connection's byte stream
+ * the handler was given) — a simulator's command word — so that the `labwire:server:request`
+ * event the serving loop publishes for it carries `command`. Call it only when
+ * `serverRequestChannel.hasSubscribers` is true, so an unobserved server pays nothing. Keep the
+ * name short and its set small (the monitor keeps at most 64 distinct names per service).
+ */
+export function setRequestCommand(stream: object, command: string): void {
+  if (namedStream !== undefined && namedStream !== stream && namedCommand !== undefined) (parked ??= new WeakMap()).set(namedStream, namedCommand)
+  namedStream = stream
+  namedCommand = command
+}
+
+/** @internal The serving loop: the name {@link setRequestCommand} gave the request on `stream`, cleared. */
+export function takeRequestCommand(stream: object): string | undefined {
+  if (namedStream === stream) {
+    const command = namedCommand
+    namedStream = undefined
+    namedCommand = undefined
+    return command
+  }
+  if (parked === undefined) return undefined
+  const command = parked.get(stream)
+  if (command !== undefined) parked.delete(stream)
+  return command
 }
 
 /** The stable code of what a handler failed with, for event payloads. */

@@ -4,7 +4,7 @@ import { ConnectionClosedError, ConnectionError, FrameTooLargeError, FramingErro
 import { logDebug, type Logger } from './logger.js'
 import type { ByteHandler, ByteHandlerFunction } from './types.js'
 import { clampDelay } from './validate.js'
-import { errorCodeOf, serverRequestChannel } from './diagnostics.js'
+import { errorCodeOf, serverRequestChannel, takeRequestCommand, type ServerRequestMessage } from './diagnostics.js'
 import { isConnectionHandler, type ConnectionHandler, type ServerConnection } from './connection.js'
 
 /**
@@ -350,15 +350,22 @@ class ConnectionLoop {
     const startedAt = this.startedAt
     this.startedAt = -1
     if (!serverRequestChannel.hasSubscribers) return
-    serverRequestChannel.publish({
-      kernel: (this.conn as { kernel?: object }).kernel,
-      transport: this.conn.transport ?? 'unknown',
-      peer: this.conn.peer,
-      duration: performance.now() - startedAt,
-      bytesIn: this.stream.consumed - before,
-      bytesOut,
-      ...(error === undefined ? {} : { error: errorCodeOf(error) }),
-    })
+    const duration = performance.now() - startedAt
+    const conn = this.conn
+    const command = takeRequestCommand(this.stream)
+    const kernel = (conn as { kernel?: object }).kernel
+    const transport = conn.transport ?? 'unknown'
+    const bytesIn = this.stream.consumed - before
+    // One fixed object shape per outcome (no spread): the subscriber's property reads stay monomorphic.
+    const message: ServerRequestMessage =
+      error === undefined
+        ? command === undefined
+          ? { kernel, transport, peer: conn.peer, duration, bytesIn, bytesOut }
+          : { kernel, transport, peer: conn.peer, duration, bytesIn, bytesOut, command }
+        : command === undefined
+          ? { kernel, transport, peer: conn.peer, duration, bytesIn, bytesOut, error: errorCodeOf(error) }
+          : { kernel, transport, peer: conn.peer, duration, bytesIn, bytesOut, error: errorCodeOf(error), command }
+    serverRequestChannel.publish(message)
   }
 
   /** A handler error: true when the connection can go on (the framer is back in step). */

@@ -1,11 +1,10 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
-import type { RequestSample } from './metrics.js'
-
 /** Where {@link subscribeServerEvents} delivers the serving kernel's events, already decoded. */
 export interface ServerEventSink {
   connect(server: object, peer: string): void
   close(server: object, peer: string, errorCode: string | undefined): void
-  request(server: object, sample: Omit<RequestSample, 'service'>): void
+  /** One finished request: called on every request, so its arguments are positional (no object per request). */
+  request(server: object, command: string | undefined, durationMs: number, bytesIn: number, bytesOut: number, errorCode: string | undefined): void
   refused(server: object, reason: string): void
   access(server: object, holder: string | undefined, queued: number): void
 }
@@ -68,17 +67,25 @@ export function subscribeServerEvents(sink: ServerEventSink): () => void {
     ],
     [
       CHANNELS.request,
+      // The hot path: plain property reads, no object built per request.
       (raw) => {
         const m = raw as Message
-        const server = sourceOf(m)
+        const kernel = m.kernel
+        const server = typeof kernel === 'object' && kernel !== null ? kernel : obj(m.server)
         if (server === undefined) return
-        sink.request(server, {
-          command: str(m.command) ?? str(m.method),
-          durationMs: num(m.durationMs) ?? num(m.duration) ?? 0,
-          bytesIn: num(m.bytesIn),
-          bytesOut: num(m.bytesOut),
-          errorCode: errorCode(m),
-        })
+        const command = m.command ?? m.method
+        const duration = m.duration ?? m.durationMs
+        const bytesIn = m.bytesIn
+        const bytesOut = m.bytesOut
+        const error = m.error
+        sink.request(
+          server,
+          typeof command === 'string' ? command : undefined,
+          typeof duration === 'number' && duration >= 0 && duration < Infinity ? duration : 0,
+          typeof bytesIn === 'number' && bytesIn > 0 ? bytesIn : 0,
+          typeof bytesOut === 'number' && bytesOut > 0 ? bytesOut : 0,
+          error === undefined && m.errorCode === undefined ? undefined : errorCode(m),
+        )
       },
     ],
     [

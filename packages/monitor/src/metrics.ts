@@ -1,5 +1,5 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValueWithName } from 'prom-client'
 
 /** Latency buckets in seconds: from 50 µs (a lockstep query on loopback) to 10 s (a slow instrument). */
 export const DURATION_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -35,8 +35,6 @@ const RESERVOIR = 512
 /** The in-memory side of one service's metrics: counts since the last sample and its bounded history. */
 class ServiceSeries {
   requests = 0
-  /** Simulator commands since the service started (device events). */
-  commands = 0
   errors = 0
   private seen = 0
   private readonly reservoir: number[] = []
@@ -71,16 +69,156 @@ function round3(value: number): number {
   return Math.round(value * 1000) / 1000
 }
 
-/** Label sets kept resolved per (service, command); beyond this many, requests resolve theirs each time. */
-const MAX_CHILDREN = 1024
+/** Distinct `command` label values kept per service; further commands count as `other`. */
+export const MAX_COMMANDS = 64
 
-interface RequestChildren {
-  ok: Counter.Internal
-  error: Counter.Internal
-  duration: Histogram.Internal<'service' | 'command'>
-  received: Counter.Internal
-  sent: Counter.Internal
-  series: ServiceSeries
+/** One (service, command) label set, accumulated in plain JS and materialised into prom-client on scrape. */
+class CommandStats {
+  ok = 0
+  error = 0
+  /** Seconds, summed. */
+  sum = 0
+  /** Per bucket of {@link DURATION_BUCKETS}, not cumulative (a request above the last bound is only in the count). */
+  readonly buckets = new Float64Array(DURATION_BUCKETS.length)
+
+  constructor(readonly command: string) {}
+}
+
+/**
+ * One service's request figures. {@link MonitorMetrics.serviceStats} hands it out once; the hot
+ * path ({@link ServiceStats.request}) is then a few additions and at most one Map lookup.
+ */
+export class ServiceStats {
+  /** Requests that named no command. */
+  private readonly none = new CommandStats('')
+  private readonly byCommand = new Map<string, CommandStats>()
+  private other: CommandStats | undefined
+  bytesIn = 0
+  bytesOut = 0
+  /** Failed requests and connections by error code (bounded like the commands). */
+  readonly errors = new Map<string, number>()
+  /** Simulator commands counted through {@link ServiceStats.deviceCommand}, bounded like the commands. */
+  readonly deviceCommands = new Map<string, number>()
+  /**
+   * A simulator's service: its named requests are its device's commands too
+   * (`labwire_simulator_commands_total` is read from the request records at scrape, at no cost per request).
+   */
+  commandsFromRequests = false
+  /** @internal */
+  readonly series = new ServiceSeries()
+
+  constructor(readonly name: string) {}
+
+  /** One finished request: `durationMs` from the handler call to the reply, `errorCode` when it failed. */
+  request(command: string | undefined, durationMs: number, bytesIn: number, bytesOut: number, errorCode: string | undefined): void {
+    const stats = command === undefined || command === '' ? this.none : (this.byCommand.get(command) ?? this.add(command))
+    const failed = errorCode !== undefined
+    if (failed) {
+      stats.error++
+      this.error(errorCode)
+    } else stats.ok++
+    const seconds = durationMs / 1000
+    stats.sum += seconds
+    const bounds = DURATION_BUCKETS
+    for (let i = 0; i < bounds.length; i++) {
+      if (seconds <= (bounds[i] as number)) {
+        stats.buckets[i] = (stats.buckets[i] as number) + 1
+        break
+      }
+    }
+    if (bytesIn > 0) this.bytesIn += bytesIn
+    if (bytesOut > 0) this.bytesOut += bytesOut
+    this.series.add(durationMs, failed)
+  }
+
+  /** Count one error code (at most {@link MAX_COMMANDS} distinct codes; the rest as `other`). */
+  error(code: string): void {
+    const key = this.errors.has(code) || this.errors.size < MAX_COMMANDS ? code : 'other'
+    this.errors.set(key, (this.errors.get(key) ?? 0) + 1)
+  }
+
+  /** Count one command a simulated device received. */
+  deviceCommand(word: string): void {
+    const key = this.deviceCommands.has(word) || this.deviceCommands.size < MAX_COMMANDS ? word : 'other'
+    this.deviceCommands.set(key, (this.deviceCommands.get(key) ?? 0) + 1)
+  }
+
+  /** Device commands by word: those counted with {@link ServiceStats.deviceCommand}, and a simulator's named requests. */
+  deviceCommandCounts(): [string, number][] {
+    const counts = [...this.deviceCommands]
+    if (this.commandsFromRequests) {
+      for (const stats of this.commands()) {
+        const count = stats.ok + stats.error
+        if (stats.command !== '' && count > 0) counts.push([stats.command, count])
+      }
+    }
+    return counts
+  }
+
+  /** Every label set used so far: the command-less one first. */
+  commands(): CommandStats[] {
+    const all = [this.none, ...this.byCommand.values()]
+    if (this.other !== undefined) all.push(this.other)
+    return all
+  }
+
+  private add(command: string): CommandStats {
+    if (this.byCommand.size >= MAX_COMMANDS) return (this.other ??= new CommandStats('other'))
+    const stats = new CommandStats(command)
+    this.byCommand.set(command, stats)
+    return stats
+  }
+}
+
+type DurationValue = { labels: Record<string, string | number>; sharedLabels?: Record<string, string>; value: number; metricName: string }
+
+/**
+ * `labwire_request_duration_seconds`: a prom-client {@link Histogram} whose values come from the
+ * plain-JS {@link ServiceStats} at scrape time (so a request never goes through prom-client's
+ * label hashing). The exposition is prom-client's own: same name, labels, buckets and order.
+ */
+class AccumulatedHistogram extends Histogram<'service' | 'command'> {
+  constructor(
+    registry: Registry,
+    private readonly services: () => Iterable<ServiceStats>,
+  ) {
+    super({ name: 'labwire_request_duration_seconds', help: 'Time from a whole request to its reply being queued, by service and command/method.', labelNames: ['service', 'command'], buckets: DURATION_BUCKETS, registers: [registry] })
+  }
+
+  /** What prom-client's text exposition reads (buckets carry `le` first, then the shared labels). */
+  getForPromString(): Promise<{ name: string; help: string; type: string; values: DurationValue[]; aggregator: string }> {
+    const values: DurationValue[] = []
+    const name = 'labwire_request_duration_seconds'
+    for (const service of this.services()) {
+      for (const stats of service.commands()) {
+        const count = stats.ok + stats.error
+        if (count === 0) continue
+        const sharedLabels = { service: service.name, command: stats.command }
+        let cumulative = 0
+        for (let i = 0; i < DURATION_BUCKETS.length; i++) {
+          cumulative += stats.buckets[i] as number
+          values.push({ labels: { le: DURATION_BUCKETS[i] as number }, sharedLabels, value: cumulative, metricName: `${name}_bucket` })
+        }
+        values.push({ labels: { le: '+Inf' }, sharedLabels, value: count, metricName: `${name}_bucket` })
+        values.push({ labels: {}, sharedLabels, value: stats.sum, metricName: `${name}_sum` })
+        values.push({ labels: {}, sharedLabels, value: count, metricName: `${name}_count` })
+      }
+    }
+    return Promise.resolve({ name, help: 'Time from a whole request to its reply being queued, by service and command/method.', type: 'histogram', values, aggregator: 'sum' })
+  }
+
+  /** The same values with the labels merged, as prom-client's `get()` (JSON, cluster aggregation) gives them. */
+  override async get(): Promise<MetricObjectWithValues<MetricValueWithName<'service' | 'command'>>> {
+    const data = await this.getForPromString()
+    // prom-client's typings list `collect` on this object; its own histograms do not return one either.
+    return {
+      name: data.name,
+      help: data.help,
+      type: data.type,
+      aggregator: 'sum',
+      values: data.values.map(({ labels, sharedLabels, value, metricName }) => ({ labels: { ...labels, ...sharedLabels }, value, metricName })),
+    } as unknown as MetricObjectWithValues<MetricValueWithName<'service' | 'command'>>
+  }
 }
 
 /** What one finished request reports to {@link MonitorMetrics.request}. */
@@ -98,22 +236,18 @@ export interface RequestSample {
 /**
  * labwire's metrics: a private prom-client {@link Registry} (never the global one) with the
  * `labwire_*` families, plus a bounded in-memory history per service for the live page.
+ *
+ * Requests are counted in plain JS ({@link ServiceStats}, one per service) and materialised into
+ * prom-client only when scraped (`collect()` hooks, and a histogram whose values are read from
+ * the counts), so collecting costs a few additions per request.
  */
 export class MonitorMetrics {
   readonly registry = new Registry()
-  private readonly requests: Counter<'service' | 'command' | 'outcome'>
-  private readonly duration: Histogram<'service' | 'command'>
-  private readonly received: Counter<'service'>
-  private readonly sent: Counter<'service'>
-  private readonly errors: Counter<'service' | 'code'>
   private readonly connectionsOpen: Gauge<'service'>
   private readonly connectionsTotal: Counter<'service'>
   private readonly connectionsRefused: Counter<'service' | 'reason'>
   private readonly connectionsQueued: Gauge<'service'>
-  private readonly commands: Counter<'service' | 'command'>
-  private readonly commandLabels = new Map<string, Set<string>>()
-  private readonly series = new Map<string, ServiceSeries>()
-  private readonly children = new Map<string, RequestChildren>()
+  private readonly services = new Map<string, ServiceStats>()
   readonly processHistory: ProcessPoint[] = []
   private readonly loopDelay: IntervalHistogram
   private lastSample = Date.now()
@@ -121,16 +255,67 @@ export class MonitorMetrics {
   /** @param historyLength points kept per series (one per sample period). */
   constructor(private readonly historyLength = 300) {
     const registers = [this.registry]
-    this.requests = new Counter({ name: 'labwire_requests_total', help: 'Requests handled, by service, command (simulators) or method (RPC), and outcome (ok or error).', labelNames: ['service', 'command', 'outcome'], registers })
-    this.duration = new Histogram({ name: 'labwire_request_duration_seconds', help: 'Time from a whole request to its reply being queued, by service and command/method.', labelNames: ['service', 'command'], buckets: DURATION_BUCKETS, registers })
-    this.received = new Counter({ name: 'labwire_received_bytes_total', help: 'Request bytes received, by service.', labelNames: ['service'], registers })
-    this.sent = new Counter({ name: 'labwire_sent_bytes_total', help: 'Reply bytes sent, by service.', labelNames: ['service'], registers })
-    this.errors = new Counter({ name: 'labwire_errors_total', help: 'Failed requests and connections, by service and error code.', labelNames: ['service', 'code'], registers })
+    const services = (): IterableIterator<ServiceStats> => this.services.values()
+    new Counter({
+      name: 'labwire_requests_total',
+      help: 'Requests handled, by service, command (simulators) or method (RPC), and outcome (ok or error).',
+      labelNames: ['service', 'command', 'outcome'],
+      registers,
+      collect() {
+        this.reset()
+        for (const service of services()) {
+          for (const stats of service.commands()) {
+            this.inc({ service: service.name, command: stats.command, outcome: 'ok' }, stats.ok)
+            if (stats.ok + stats.error > 0) this.inc({ service: service.name, command: stats.command, outcome: 'error' }, stats.error)
+          }
+        }
+      },
+    })
+    new AccumulatedHistogram(this.registry, services)
+    new Counter({
+      name: 'labwire_received_bytes_total',
+      help: 'Request bytes received, by service.',
+      labelNames: ['service'],
+      registers,
+      collect() {
+        this.reset()
+        for (const service of services()) if (service.bytesIn > 0) this.inc({ service: service.name }, service.bytesIn)
+      },
+    })
+    new Counter({
+      name: 'labwire_sent_bytes_total',
+      help: 'Reply bytes sent, by service.',
+      labelNames: ['service'],
+      registers,
+      collect() {
+        this.reset()
+        for (const service of services()) if (service.bytesOut > 0) this.inc({ service: service.name }, service.bytesOut)
+      },
+    })
+    new Counter({
+      name: 'labwire_errors_total',
+      help: 'Failed requests and connections, by service and error code.',
+      labelNames: ['service', 'code'],
+      registers,
+      collect() {
+        this.reset()
+        for (const service of services()) for (const [code, count] of service.errors) this.inc({ service: service.name, code }, count)
+      },
+    })
     this.connectionsOpen = new Gauge({ name: 'labwire_connections_open', help: 'Connections open now, by service.', labelNames: ['service'], registers })
     this.connectionsTotal = new Counter({ name: 'labwire_connections_total', help: 'Connections accepted, by service.', labelNames: ['service'], registers })
     this.connectionsRefused = new Counter({ name: 'labwire_connections_refused_total', help: 'Connections refused (maxConnections, exclusive access), by service and reason.', labelNames: ['service', 'reason'], registers })
     this.connectionsQueued = new Gauge({ name: 'labwire_connections_queued', help: 'Sessions waiting for exclusive access, by service.', labelNames: ['service'], registers })
-    this.commands = new Counter({ name: 'labwire_simulator_commands_total', help: 'Commands a simulated device received, by service and command word (at most 64 distinct words per service; the rest count as "other").', labelNames: ['service', 'command'], registers })
+    new Counter({
+      name: 'labwire_simulator_commands_total',
+      help: `Commands a simulated device received, by service and command word (at most ${MAX_COMMANDS} distinct words per service; the rest count as "other").`,
+      labelNames: ['service', 'command'],
+      registers,
+      collect() {
+        this.reset()
+        for (const service of services()) for (const [command, count] of service.deviceCommandCounts()) this.inc({ service: service.name, command }, count)
+      },
+    })
     this.loopDelay = monitorEventLoopDelay({ resolution: 20 })
     this.loopDelay.enable()
     // Process metrics of our own (prom-client's defaults break Prometheus's naming lint).
@@ -146,54 +331,28 @@ export class MonitorMetrics {
 
   /** Make a service known (its series start at zero, so it shows before its first request). */
   addService(service: string): void {
-    if (!this.series.has(service)) this.series.set(service, new ServiceSeries())
+    this.serviceStats(service)
     this.connectionsOpen.inc({ service }, 0)
-    this.requests.inc({ service, command: '', outcome: 'ok' }, 0)
   }
 
-  request(sample: RequestSample): void {
-    const { service } = sample
-    const command = sample.command ?? ''
-    // The hot path: label sets are resolved once per (service, command), so a request costs a
-    // few additions, not prom-client's label hashing for every family.
-    const key = `${service}\u0000${command}`
-    let children = this.children.get(key)
-    if (children === undefined) {
-      children = {
-        ok: this.requests.labels({ service, command, outcome: 'ok' }),
-        error: this.requests.labels({ service, command, outcome: 'error' }),
-        duration: this.duration.labels({ service, command }),
-        received: this.received.labels({ service }),
-        sent: this.sent.labels({ service }),
-        series: this.seriesOf(service),
-      }
-      if (this.children.size < MAX_CHILDREN) this.children.set(key, children)
+  /** The figures of one service, created on first use: keep it and call its `request()` on the hot path. */
+  serviceStats(service: string): ServiceStats {
+    let stats = this.services.get(service)
+    if (stats === undefined) {
+      stats = new ServiceStats(service)
+      this.services.set(service, stats)
     }
-    const failed = sample.errorCode !== undefined
-    if (failed) {
-      children.error.inc()
-      this.errors.inc({ service, code: sample.errorCode ?? 'ERR' })
-    } else children.ok.inc()
-    children.duration.observe(sample.durationMs / 1000)
-    if (sample.bytesIn !== undefined && sample.bytesIn > 0) children.received.inc(sample.bytesIn)
-    if (sample.bytesOut !== undefined && sample.bytesOut > 0) children.sent.inc(sample.bytesOut)
-    children.series.add(sample.durationMs, failed)
+    return stats
+  }
+
+  /** One finished request (convenience over {@link MonitorMetrics.serviceStats}). */
+  request(sample: RequestSample): void {
+    this.serviceStats(sample.service).request(sample.command, sample.durationMs, sample.bytesIn ?? 0, sample.bytesOut ?? 0, sample.errorCode)
   }
 
   /** A simulated device received a command (its first word, e.g. `VOLT?`). */
   command(service: string, word: string): void {
-    let labels = this.commandLabels.get(service)
-    if (labels === undefined) {
-      labels = new Set()
-      this.commandLabels.set(service, labels)
-    }
-    let command = word
-    if (!labels.has(command)) {
-      if (labels.size >= 64) command = 'other'
-      else labels.add(command)
-    }
-    this.commands.inc({ service, command })
-    this.seriesOf(service).commands++
+    this.serviceStats(service).deviceCommand(word)
   }
 
   connected(service: string): void {
@@ -203,7 +362,12 @@ export class MonitorMetrics {
 
   disconnected(service: string, errorCode?: string): void {
     this.connectionsOpen.dec({ service })
-    if (errorCode !== undefined) this.errors.inc({ service, code: errorCode })
+    if (errorCode !== undefined) this.serviceStats(service).error(errorCode)
+  }
+
+  /** A connection failed with `errorCode` (counted in `labwire_errors_total`). */
+  connectionError(service: string, errorCode: string): void {
+    this.serviceStats(service).error(errorCode)
   }
 
   refused(service: string, reason: string): void {
@@ -218,7 +382,7 @@ export class MonitorMetrics {
   sample(now = Date.now()): void {
     const elapsed = now - this.lastSample
     this.lastSample = now
-    for (const series of this.series.values()) series.sample(now, elapsed, this.historyLength)
+    for (const stats of this.services.values()) stats.series.sample(now, elapsed, this.historyLength)
     const memory = process.memoryUsage()
     const p99 = this.loopDelay.percentile(99) / 1e6
     this.loopDelay.reset()
@@ -228,12 +392,12 @@ export class MonitorMetrics {
 
   /** Simulator commands counted for a service since it started. */
   commandCount(service: string): number {
-    return this.series.get(service)?.commands ?? 0
+    return this.services.get(service)?.deviceCommandCounts().reduce((sum, [, count]) => sum + count, 0) ?? 0
   }
 
   /** The bounded history of one service (empty when unknown). */
   history(service: string): readonly ServicePoint[] {
-    return this.series.get(service)?.history ?? []
+    return this.services.get(service)?.series.history ?? []
   }
 
   /** Prometheus text exposition. */
@@ -249,14 +413,5 @@ export class MonitorMetrics {
   close(): void {
     this.loopDelay.disable()
     this.registry.clear()
-  }
-
-  private seriesOf(service: string): ServiceSeries {
-    let series = this.series.get(service)
-    if (series === undefined) {
-      series = new ServiceSeries()
-      this.series.set(service, series)
-    }
-    return series
   }
 }

@@ -7,7 +7,7 @@ import { validateFaultSpec, type SimulatorServer } from '@labwire/simulator'
 import { Hono, type Context, type Env, type Input } from 'hono'
 import { streamSSE } from 'hono/streaming'
 import { checkRequest, isLoopbackHost, TOKEN_COOKIE } from './guard.js'
-import { MonitorMetrics, type ProcessPoint, type ServicePoint } from './metrics.js'
+import { MonitorMetrics, type ProcessPoint, type ServicePoint, type ServiceStats } from './metrics.js'
 import { subscribeServerEvents, type ServerEventSink } from './events.js'
 
 /** A service's life as the page and `/readyz` show it. */
@@ -88,6 +88,8 @@ interface TraceLine {
 
 interface ServiceRecord {
   service: MonitoredService
+  /** Its request figures (the per-request hot path goes straight here). */
+  stats: ServiceStats
   state: ServiceState
   connections: Map<string, ConnectionView>
   queued: number
@@ -158,17 +160,18 @@ export class Monitor implements AsyncDisposable {
   /** Show a service. Its state starts as `starting` unless it is already listening. */
   addService(service: MonitoredService): void {
     if (this.records.has(service.name)) throw new TypeError(`monitor: a service named '${service.name}' is already shown`)
-    const record: ServiceRecord = { service, state: addressOf(service) === undefined ? 'starting' : 'ready', connections: new Map(), queued: 0, holder: undefined, trace: [], traceSeq: 0 }
+    this.metrics.addService(service.name)
+    const record: ServiceRecord = { service, stats: this.metrics.serviceStats(service.name), state: addressOf(service) === undefined ? 'starting' : 'ready', connections: new Map(), queued: 0, holder: undefined, trace: [], traceSeq: 0 }
     this.records.set(service.name, record)
     for (const server of service.servers ?? []) this.register(server, record)
-    this.metrics.addService(service.name)
     const sim = service.simulator
     if (sim !== undefined) {
       this.register(sim, record)
+      // The simulator names each request with its command word (labwire:server:request `command`): those are its commands.
+      record.stats.commandsFromRequests = true
       this.deviceListeners.push(
         sim.device.on((event) => {
-          if (event.type === 'request') this.metrics.command(service.name, commandWord(event.message))
-          else if (event.type === 'error') this.log(service.name, 'error', { err: event.error }, `device error on '${escapeText(event.query.slice(0, 200))}'`)
+          if (event.type === 'error') this.log(service.name, 'error', { err: event.error }, `device error on '${escapeText(event.query.slice(0, 200))}'`)
           else if (event.type === 'fault') this.log(service.name, 'info', {}, `fault triggered: ${event.fault}`)
         }),
       )
@@ -307,11 +310,10 @@ export class Monitor implements AsyncDisposable {
     close: (server, peer, errorCode) => {
       const record = this.recordOf(server)
       if (record.connections.delete(peer)) this.metrics.disconnected(record.service.name, errorCode)
-      else if (errorCode !== undefined) this.metrics.disconnected(record.service.name, errorCode)
+      else if (errorCode !== undefined) this.metrics.connectionError(record.service.name, errorCode)
     },
-    request: (server, sample) => {
-      const record = this.recordOf(server)
-      this.metrics.request({ ...sample, service: record.service.name })
+    request: (server, command, durationMs, bytesIn, bytesOut, errorCode) => {
+      this.recordOf(server).stats.request(command, durationMs, bytesIn, bytesOut, errorCode)
     },
     refused: (server, reason) => this.metrics.refused(this.recordOf(server).service.name, reason),
     access: (server, holder, queued) => {
@@ -335,8 +337,8 @@ export class Monitor implements AsyncDisposable {
     const known = this.byServer.get(server)
     if (known !== undefined) return known
     if (this.unregistered === undefined) {
-      this.unregistered = { service: { name: 'unregistered' }, state: 'ready', connections: new Map(), queued: 0, holder: undefined, trace: [], traceSeq: 0 }
       this.metrics.addService('unregistered')
+      this.unregistered = { service: { name: 'unregistered' }, stats: this.metrics.serviceStats('unregistered'), state: 'ready', connections: new Map(), queued: 0, holder: undefined, trace: [], traceSeq: 0 }
     }
     return this.unregistered
   }
@@ -563,13 +565,6 @@ function safeState(sim: SimulatorServer): unknown {
   } catch {
     return null
   }
-}
-
-/** A command's first word (`VOLT 5` → `VOLT`, `*IDN?` → `*IDN?`), bounded and escaped. */
-function commandWord(message: Uint8Array): string {
-  const text = decoder.decode(message.subarray(0, 48)).trim()
-  const word = text.split(/[\s;]/, 1)[0] ?? ''
-  return escapeText(word.length === 0 ? '(empty)' : word.slice(0, 32))
 }
 
 /** Control bytes shown visibly (`\x1b` as `\x1b`), so a device cannot drive the viewer's page or terminal. */

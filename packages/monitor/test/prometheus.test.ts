@@ -71,9 +71,16 @@ describe.skipIf(PROMETHEUS === undefined)('Prometheus scrapes /metrics', () => {
       return
     }
     const address = monitor.address
-    if (address === undefined) throw new Error('not listening')
+    const sim = simulator.address
+    if (address === undefined || sim === undefined) throw new Error('not listening')
+    // Some traffic first, so the per-command histogram, byte counters and device commands are in the text.
+    {
+      await using session = await new TcpClient({ host: sim.host, port: sim.port, timeout: 2000 }).connect()
+      for (let i = 0; i < 2; i++) await session.request(new TextEncoder().encode('VOLT?\n')).next()
+    }
     const text = await (await fetch(`http://127.0.0.1:${address.port}/metrics`, { signal: AbortSignal.timeout(2000) })).text()
     const result = spawnSync(promtool, ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 10_000 })
+    expect(text).toMatch(/^labwire_request_duration_seconds_bucket\{le="\+Inf",service="psu",command="VOLT\?"\} 2$/m)
     expect(result.stdout + result.stderr).toBe('')
     expect(result.status).toBe(0)
   })
@@ -86,13 +93,15 @@ describe.skipIf(PROMETHEUS === undefined)('Prometheus scrapes /metrics', () => {
     for (let i = 0; i < 7; i++) await session.request(idn).next()
     const deadline = Date.now() + 30_000
     let count = 0
+    let requests = 0
     let up = ''
     while (Date.now() < deadline) {
       try {
         const result = await query('labwire_simulator_commands_total{service="psu",command="*IDN?"}')
         count = Number(result[0]?.value[1] ?? 0)
+        requests = Number((await query('labwire_request_duration_seconds_count{service="psu",command="*IDN?"}'))[0]?.value[1] ?? 0)
         up = (await query('up{job="labwire"}'))[0]?.value[1] ?? ''
-        if (count >= 7 && up === '1') break
+        if (count >= 7 && requests >= 7 && up === '1') break
       } catch {
         // prometheus still starting
       }
@@ -101,5 +110,6 @@ describe.skipIf(PROMETHEUS === undefined)('Prometheus scrapes /metrics', () => {
     if (count < 7) console.error(output)
     expect(up).toBe('1')
     expect(count).toBe(7)
+    expect(requests).toBe(7)
   }, 40_000)
 })

@@ -6,7 +6,7 @@
  * @module
  */
 import { ApplicationServer } from '@labwire/application'
-import { clampDelay, longTimeout, silentLogger, type ByteHandlerObject, type ByteStream, type Logger } from '@labwire/core'
+import { clampDelay, longTimeout, serverRequestChannel, setRequestCommand, silentLogger, type ByteHandlerObject, type ByteStream, type Logger } from '@labwire/core'
 import { SentinelBytesMarshaller } from '@labwire/marshallers'
 import { concatBytes, splitBytes, utf8 } from './bytes.js'
 import { FaultSet, type Fault, type FaultSpec } from './faults.js'
@@ -613,7 +613,11 @@ export class Device<S = Record<string, unknown>, M = any> {
       if (app === undefined) {
         const connection = connectionsByStream.get(bytes)
         const context: CommandContext = { connection, session: {} }
-        app = new ApplicationServer<unknown, Uint8Array>(unmarshall, identity, (message) => this.respond(message as M, context))
+        app = new ApplicationServer<unknown, Uint8Array>(unmarshall, identity, (message) => {
+          // Name the request for the `labwire:server:request` event (a monitor's per-command latency); free when nobody listens.
+          if (serverRequestChannel.hasSubscribers) this.labelRequest(bytes, message, context)
+          return this.respond(message as M, context)
+        })
         apps.set(bytes, app)
       }
       return app
@@ -626,6 +630,13 @@ export class Device<S = Record<string, unknown>, M = any> {
         return app.handleBuffered === undefined ? app.handle(stream) : app.handleBuffered(stream)
       },
     }
+  }
+
+  /** Name a request for the `labwire:server:request` event: its command word; login lines (user name, password) never show. */
+  private labelRequest(stream: object, message: unknown, context: CommandContext): void {
+    if (this.login !== undefined && context.session.loginStage !== 'shell') setRequestCommand(stream, '(login)')
+    else if (message instanceof Uint8Array) setRequestCommand(stream, commandWord(message))
+    else if (typeof message === 'string') setRequestCommand(stream, commandWord(utf8(message)))
   }
 
   /**
@@ -791,6 +802,22 @@ const EMPTY = new Uint8Array(0)
 
 function framedReply(outcome: Exclude<Outcome, typeof NOT_MATCHED> | typeof CRASH): Uint8Array | undefined {
   return outcome === CRASH || outcome === NO_REPLY ? undefined : outcome
+}
+
+/**
+ * A request's command word for event labels: its first word (`VOLT 5` → `VOLT`, `MEAS:VOLT?` as
+ * is), at most 32 characters, bytes outside printable ASCII shown as `?`; `(empty)` for none.
+ */
+function commandWord(message: Uint8Array): string {
+  let start = 0
+  while (start < message.length && (message[start] === 0x20 || message[start] === 0x09 || message[start] === 0x0d || message[start] === 0x0a)) start++
+  let word = ''
+  for (let i = start; i < message.length && i < start + 32; i++) {
+    const byte = message[i] as number
+    if (byte === 0x20 || byte === 0x09 || byte === 0x3b || byte === 0x0d || byte === 0x0a) break
+    word += byte > 0x20 && byte < 0x7f ? String.fromCharCode(byte) : '?'
+  }
+  return word === '' ? '(empty)' : word
 }
 
 /** A decoded message's bytes for events: itself, its UTF-8, or empty. */
