@@ -52,6 +52,8 @@ export interface ServerRequestMessage {
   readonly bytesOut: number
   /** The failure's stable code (`'ERR_FRAMING'`, …; `'ERR_HANDLER'` for a non-labwire throw); absent on success. */
   readonly error?: string
+  /** The RPC method called, when an RPC server publishes the request. */
+  readonly method?: string
 }
 
 /** Payload of `labwire:client:request`: one request/response on a client session (see {@link publishClientRequest}). */
