@@ -76,6 +76,12 @@ function bareBulk(socket, payload) {
   })
 }
 
+/** [min, max] of the per-round ratios b/a (rounds are interleaved, so each pair ran back to back). */
+function pairedRange(samples, a, b) {
+  const ratios = samples[a].map((s, i) => samples[b][i].ms / s.ms)
+  return [round(Math.min(...ratios)), round(Math.max(...ratios))]
+}
+
 export async function pRpc() {
   const { RpcClient } = await rpcModule()
   const service = await spec()
@@ -109,9 +115,9 @@ export async function pRpc() {
       await session.close()
       return result
     }
-    const lock = await interleave({ rpc: rpcRun(1), line: lineRun(1) }, 3)
+    const lock = await interleave({ rpc: rpcRun(1), line: lineRun(1) }, 5)
     const lockCmp = compare(lock, 'rpc', 'line', CALLS)
-    const fly = await interleave({ rpc: rpcRun(64), line: lineRun(64) }, 3)
+    const fly = await interleave({ rpc: rpcRun(64), line: lineRun(64) }, 5)
     const flyCmp = compare(fly, 'rpc', 'line', CALLS)
 
     const big = new Uint8Array(BULK)
@@ -145,11 +151,14 @@ export async function pRpc() {
       lockstep_pass: lockCmp.paired >= 0.85,
       // CPU of both processes per call, line over rpc: steadier than wall time on a loaded machine.
       lockstep_cpu_ratio: lockCmp.out.cpu_ratio,
+      // Per-round line/rpc ratios, rounds interleaved (rpc, line, rpc, line, ...): the spread on this machine.
+      lockstep_paired_range: pairedRange(lock, 'rpc', 'line'),
       rpc_lockstep_us_per_call: round((lockCmp.out.rpc_ms * 1000) / CALLS, 2),
       line_lockstep_us_per_call: round((lockCmp.out.line_ms * 1000) / CALLS, 2),
       inflight64_ratio: flyCmp.out.ratio,
       inflight64_paired_ratio: flyCmp.out.paired_ratio,
       inflight64_cpu_ratio: flyCmp.out.cpu_ratio,
+      inflight64_paired_range: pairedRange(fly, 'rpc', 'line'),
       rpc_inflight64_calls_per_s: round(CALLS / (flyCmp.out.rpc_ms / 1000), 0),
       bulk_ratio: bulkCmp.out.ratio,
       bulk_paired_ratio: bulkCmp.out.paired_ratio,

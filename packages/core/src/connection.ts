@@ -13,6 +13,8 @@ import type { ByteStream } from './byte-stream.js'
 export interface ServerConnection {
   /** Peer name for logs and errors, e.g. `127.0.0.1:53122` (UDP: the datagram's source). */
   readonly peer: string
+  /** The serving kernel of the server that accepted it (as in the server events), when it has one. */
+  readonly kernel?: object | undefined
   /** The transport kind: `'tcp' | 'tls' | 'unix' | 'telnet' | 'udp' | 'websocket' | 'stdio' | 'memory'`. */
   readonly transport: string
   /** The connection's buffered input (the same ByteStream the request loop uses; framers decode from it). */

@@ -57,6 +57,8 @@ export interface ServerRequestMessage {
    * simulator's command word (`'*IDN?'`, `'MEAS:VOLT?'`). Absent otherwise.
    */
   readonly command?: string
+  /** The RPC method called, when an RPC server publishes the request. */
+  readonly method?: string
 }
 
 /** Payload of `labwire:client:request`: one request/response on a client session (see {@link publishClientRequest}). */

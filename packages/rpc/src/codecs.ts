@@ -31,7 +31,6 @@ export type CodecValue<C> = C extends Codec<infer T> ? T : never
 
 const EMPTY = new Uint8Array(0)
 const utf8 = new TextDecoder('utf-8', { fatal: true })
-const utf8Encoder = new TextEncoder()
 
 function bad(name: string, why: string, cause?: unknown): RpcDecodeError {
   return new RpcDecodeError(`cannot decode ${name}: ${why}`, cause === undefined ? undefined : { cause })
@@ -209,7 +208,7 @@ const string: Codec<string> = variable(
   'string',
   (value) => {
     if (typeof value !== 'string') throw new RpcDecodeError('cannot encode string: not a string')
-    return utf8Encoder.encode(value)
+    return Buffer.from(value, 'utf8')
   },
   (payload) => utf8.decode(payload),
 )
@@ -254,7 +253,8 @@ function json<T = unknown>(): Codec<T> {
     (value) => {
       const text = JSON.stringify(value)
       if (text === undefined) throw new RpcDecodeError('cannot encode json: value has no JSON form')
-      return utf8Encoder.encode(text)
+      // Buffer.from: small strings go to Node's pooled slab (cheaper than TextEncoder's fresh array).
+      return Buffer.from(text, 'utf8')
     },
     (payload) => JSON.parse(utf8.decode(payload)) as T,
   )

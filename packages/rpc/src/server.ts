@@ -7,7 +7,10 @@ import {
   AbortError,
   NEED_MORE,
   TimeoutError,
+  errorCodeOf,
+  serverRequestChannel,
   silentLogger,
+  type ServerRequestMessage,
   type ConnectionHandler,
   type FrameDecoder,
   type Logger,
@@ -31,6 +34,27 @@ export interface RpcServerOptions {
   /** Calls running at once per connection; past it the server stops reading that connection until one ends (backpressure). Default 256. */
   maxConcurrentCalls?: number
   logger?: Logger
+}
+
+/** A call's context: `signal` is made on first read (most handlers never look at it). */
+class CallContext implements RpcContext {
+  constructor(
+    private readonly run: Running,
+    readonly deadline: number | undefined,
+    readonly peer: string,
+    readonly session: Map<string, unknown>,
+    readonly method: string,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.run.signal
+  }
+}
+
+/** A call is over: clear its deadline timer and forget it. */
+function endRun(running: Map<number, Running>, call: number, run: Running): void {
+  if (run.timer !== undefined) clearTimeout(run.timer)
+  if (running.get(call) === run) running.delete(call)
 }
 
 /** Transports that never leave the machine's process boundary in a way a remote peer could use. */
@@ -279,17 +303,10 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
     session: Map<string, unknown>,
     send: (chunks: Uint8Array[]) => Promise<void> | undefined,
   ): Promise<void> | undefined {
-    const oneWay = (frame.flags & FLAG_ONE_WAY) !== 0
+    const startedAt = serverRequestChannel.hasSubscribers ? performance.now() : -1
     const entry = this.spec.byId.get(frame.method)
-    const fail = (error: unknown, name: string): void => {
-      if (oneWay) {
-        this.logger.warn({ peer: connection.peer, method: name, err: error }, 'RPC: one-way call failed')
-        return
-      }
-      void send(encodeFrame(FrameType.ERROR, frame.method, frame.call, json(this.errorBody(error))))
-    }
     if (entry === undefined) {
-      fail(new RpcUnknownMethodError(`no method with id ${frame.method} in service ${this.spec.name}`), `#${frame.method}`)
+      this.failCall(new RpcUnknownMethodError(`no method with id ${frame.method} in service ${this.spec.name}`), `#${frame.method}`, frame, connection, send, startedAt)
       return undefined
     }
     const { name, def } = entry
@@ -297,59 +314,113 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
     try {
       request = def.request.decode(frame.payload)
     } catch (error) {
-      fail(new RpcDecodeError(`${name}: undecodable request: ${error instanceof Error ? error.message : String(error)}`), name)
+      this.failCall(new RpcDecodeError(`${name}: undecodable request: ${error instanceof Error ? error.message : String(error)}`), name, frame, connection, send, startedAt)
       return undefined
     }
-    const deadline = frame.timeout === undefined ? undefined : Date.now() + frame.timeout
     const run = new Running()
     if (frame.timeout !== undefined) {
-      run.timer = setTimeout(() => run.abort(new TimeoutError(`${name}: the call's deadline (${frame.timeout} ms) passed`)), frame.timeout)
+      const timeout = frame.timeout
+      run.timer = setTimeout(() => run.abort(new TimeoutError(`${name}: the call's deadline (${timeout} ms) passed`)), timeout)
     }
     running.set(frame.call, run)
-    const ctx: RpcContext = {
-      get signal() {
-        return run.signal
-      },
-      deadline,
-      peer: connection.peer,
-      session,
-      method: name,
-    }
-    const finish = (): void => {
-      if (run.timer !== undefined) clearTimeout(run.timer)
-      if (running.get(frame.call) === run) running.delete(frame.call)
-    }
+    const ctx = new CallContext(run, frame.timeout === undefined ? undefined : Date.now() + frame.timeout, connection.peer, session, name)
     const handler = (this.handlers as Record<string, (request: unknown, ctx: RpcContext) => unknown>)[name] as (request: unknown, ctx: RpcContext) => unknown
-    const onError = (error: unknown): void => {
-      finish()
-      // A cancelled or expired call has nobody waiting for its answer.
-      if (run.aborted) return
-      this.logger.debug({ peer: connection.peer, method: name, err: error }, 'RPC: handler threw')
-      fail(error, name)
-    }
     let result: unknown
     try {
       result = handler(request, ctx)
     } catch (error) {
-      onError(error)
+      this.callThrew(error, name, frame, run, running, connection, send, startedAt)
       return undefined
     }
-    if (def.stream === true) return this.pump(result, def, frame, run, send).then(finish, onError)
-    const reply = (value: unknown): void => {
-      finish()
-      if (oneWay || run.aborted) return
-      let payload: Uint8Array
-      try {
-        payload = (def.response ?? NONE).encode(value)
-      } catch (error) {
-        fail(new RpcDecodeError(`${name}: the handler's result does not encode: ${error instanceof Error ? error.message : String(error)}`), name)
-        return
-      }
-      void send(encodeFrame(FrameType.RESPONSE, frame.method, frame.call, payload))
+    if (def.stream === true) {
+      return this.pump(result, def, frame, run, send).then(
+        () => {
+          endRun(running, frame.call, run)
+          this.published(connection, frame, name, startedAt, 0, undefined)
+        },
+        (error: unknown) => this.callThrew(error, name, frame, run, running, connection, send, startedAt),
+      )
     }
-    if (isPromiseLike(result)) return Promise.resolve(result).then(reply, onError)
-    reply(result)
+    if (isPromiseLike(result)) {
+      return Promise.resolve(result).then(
+        (value) => this.reply(value, def, name, frame, run, running, connection, send, startedAt),
+        (error: unknown) => this.callThrew(error, name, frame, run, running, connection, send, startedAt),
+      )
+    }
+    // The common case, a synchronous handler: no closure or promise per call.
+    this.reply(result, def, name, frame, run, running, connection, send, startedAt)
     return undefined
+  }
+
+  /** A handler's result: encode it and answer (unless one-way or cancelled). */
+  private reply(
+    value: unknown,
+    def: MethodDef,
+    name: string,
+    frame: Frame,
+    run: Running,
+    running: Map<number, Running>,
+    connection: ServerConnection,
+    send: (chunks: Uint8Array[]) => Promise<void> | undefined,
+    startedAt: number,
+  ): void {
+    endRun(running, frame.call, run)
+    if ((frame.flags & FLAG_ONE_WAY) !== 0 || run.aborted) {
+      this.published(connection, frame, name, startedAt, 0, run.aborted ? 'ERR_ABORTED' : undefined)
+      return
+    }
+    let payload: Uint8Array
+    try {
+      payload = (def.response ?? NONE).encode(value)
+    } catch (error) {
+      this.failCall(new RpcDecodeError(`${name}: the handler's result does not encode: ${error instanceof Error ? error.message : String(error)}`), name, frame, connection, send, startedAt)
+      return
+    }
+    void send(encodeFrame(FrameType.RESPONSE, frame.method, frame.call, payload))
+    if (startedAt >= 0) this.published(connection, frame, name, startedAt, payload.length, undefined)
+  }
+
+  /** A handler threw or rejected. A cancelled or expired call has nobody waiting for its answer. */
+  private callThrew(
+    error: unknown,
+    name: string,
+    frame: Frame,
+    run: Running,
+    running: Map<number, Running>,
+    connection: ServerConnection,
+    send: (chunks: Uint8Array[]) => Promise<void> | undefined,
+    startedAt: number,
+  ): void {
+    endRun(running, frame.call, run)
+    if (run.aborted) {
+      this.published(connection, frame, name, startedAt, 0, errorCodeOf(error))
+      return
+    }
+    this.logger.debug({ peer: connection.peer, method: name, err: error }, 'RPC: handler threw')
+    this.failCall(error, name, frame, connection, send, startedAt)
+  }
+
+  /** Answer a call with an ERROR frame (a one-way call's failure is only logged). */
+  private failCall(error: unknown, name: string, frame: Frame, connection: ServerConnection, send: (chunks: Uint8Array[]) => Promise<void> | undefined, startedAt: number): void {
+    if ((frame.flags & FLAG_ONE_WAY) !== 0) this.logger.warn({ peer: connection.peer, method: name, err: error }, 'RPC: one-way call failed')
+    else void send(encodeFrame(FrameType.ERROR, frame.method, frame.call, json(this.errorBody(error))))
+    this.published(connection, frame, name, startedAt, 0, errorCodeOf(error))
+  }
+
+  /** One finished call on `labwire:server:request` (with its method name), when someone listens. */
+  private published(connection: ServerConnection, frame: Frame, method: string, startedAt: number, bytesOut: number, error: string | undefined): void {
+    if (startedAt < 0 || !serverRequestChannel.hasSubscribers) return
+    const message: ServerRequestMessage = {
+      kernel: connection.kernel,
+      transport: connection.transport,
+      peer: connection.peer,
+      duration: performance.now() - startedAt,
+      bytesIn: frame.payload.length,
+      bytesOut,
+      method,
+      ...(error === undefined ? {} : { error }),
+    }
+    serverRequestChannel.publish(message)
   }
 
   private async pump(result: unknown, def: MethodDef, frame: Frame, signal: Running, send: (chunks: Uint8Array[]) => Promise<void> | undefined): Promise<void> {
