@@ -7,6 +7,7 @@ import { SentinelBytesMarshaller } from '@labwire/marshallers'
 import { ApplicationServer } from '@labwire/application'
 import { bundledDevice, loadDevice, parseDevices, SimulatorServer } from '@labwire/simulator'
 import { afterEach, describe, expect, it } from 'vitest'
+import { codecs, defineService, RemoteError, RpcClient, RpcServer } from '@labwire/rpc'
 import { MAX_COMMANDS, Monitor, MonitorMetrics } from '../src/index.js'
 
 /** GET a path from the monitor (bounded). */
@@ -226,6 +227,39 @@ describe('per-method RPC and other publishers', () => {
     expect(text).toMatch(/^labwire_requests_total\{service="rpc",command="add",outcome="error"\} 1$/m)
     expect(text).toMatch(/^labwire_errors_total\{service="rpc",code="ERR_HANDLER"\} 1$/m)
     expect(text).toMatch(/^labwire_request_duration_seconds_sum\{service="rpc",command="add"\} 0\.0005$/m)
+  })
+})
+
+describe('per-method RPC, end to end', () => {
+  it('a real RpcServer over TCP: labwire_requests_total and the latency histogram carry each method, failures count as errors', async () => {
+    const spec = defineService({
+      name: 'dmm',
+      methods: {
+        add: { id: 1, request: codecs.tuple(codecs.int32le, codecs.int32le), response: codecs.int32le },
+        fail: { id: 2, request: codecs.none, response: codecs.none },
+      },
+    })
+    const rpc = new RpcServer(spec, {
+      add: ([a, b]) => a + b,
+      fail: () => {
+        throw new Error('overload')
+      },
+    })
+    const server = new TcpServer({ host: '127.0.0.1', port: 0, callback: rpc })
+    const address = await server.listen()
+    cleanups.push(() => server.close())
+    const monitor = new Monitor({ port: 0 })
+    monitor.addService({ name: 'dmm', servers: [server] })
+    const { port } = await monitor.listen()
+    cleanups.push(() => monitor.close())
+    const session = await new RpcClient(spec, new TcpClient({ host: '127.0.0.1', port: address.port })).connect({ signal: AbortSignal.timeout(5000) })
+    cleanups.push(() => session.close())
+    for (let i = 0; i < 3; i++) expect(await session.add([i, 1])).toBe(i + 1)
+    await expect(session.fail(undefined)).rejects.toBeInstanceOf(RemoteError)
+    const text = await get(port, '/metrics')
+    expect(text).toMatch(/^labwire_requests_total\{service="dmm",command="add",outcome="ok"\} 3$/m)
+    expect(text).toMatch(/^labwire_requests_total\{service="dmm",command="fail",outcome="error"\} 1$/m)
+    expect(text).toMatch(/^labwire_request_duration_seconds_count\{service="dmm",command="add"\} 3$/m)
   })
 })
 
