@@ -9,6 +9,7 @@ import { ApplicationServer } from '@labwire/application'
 import { clampDelay, longTimeout, silentLogger, type ByteHandlerObject, type ByteStream, type Logger } from '@labwire/core'
 import { SentinelBytesMarshaller } from '@labwire/marshallers'
 import { concatBytes, splitBytes, utf8 } from './bytes.js'
+import { replyBytes } from './reply-bytes.js'
 import { FaultSet, type Fault, type FaultSpec } from './faults.js'
 import { Parser } from './python/stringparser.js'
 import type { PyValue } from './python/values.js'
@@ -499,7 +500,7 @@ export class Device<S = Record<string, unknown>, M = any> {
       const outcome = this.runUnit(raw, context)
       if (outcome instanceof Promise) return this.executeAsync(units, i, outcome, replies, context)
       if (outcome === CRASH) break
-      if (outcome !== NO_REPLY) replies.push(concatBytes([outcome, this.responseTerminator]))
+      if (outcome !== NO_REPLY) replies.push(replyBytes(outcome, this.responseTerminator))
     }
     return replies
   }
