@@ -95,6 +95,26 @@ export function serveConnection(stream: ByteStream, handler: ByteHandler, conn: 
 }
 
 /**
+ * @internal {@link serveConnection} for the serving kernel, which does not wait for the end of a
+ * connection (the transport reports it): no promise and no resolve function per connection.
+ */
+export function startServing(stream: ByteStream, handler: ServeHandler, conn: ServedConnection, logger: Logger, requestTimeout: number | undefined): void {
+  const whole = handler.connectionHandler
+  if (whole !== undefined) {
+    void serveWholeConnection(stream, whole, conn, logger)
+    return
+  }
+  new ConnectionLoop(stream, handler, conn, logger, requestTimeout, noop).run()
+}
+
+const noop = (): void => undefined
+
+/** The `onData` of every served stream: runs the stream's loop (one shared function, no closure per connection). */
+function runServedLoop(this: ByteStream): void {
+  this.servedBy?.run()
+}
+
+/**
  * A {@link ServerConnection} over a transport's {@link ServedConnection}: the signal aborts when
  * the stream ends (the peer closed or the transport closed the connection) or on `close()`.
  */
@@ -185,11 +205,12 @@ class ConnectionLoop {
     private readonly resolve: () => void,
   ) {
     this.fast = handler.handleBuffered
-    stream.onData = this.run
+    stream.servedBy = this
+    stream.onData = runServedLoop
   }
 
   /** Drive the connection as far as it can go without waiting. Re-entered from data events. */
-  readonly run = (): void => {
+  run(): void {
     if (this.running || this.waiting || this.finished) return
     this.running = true
     try {
@@ -397,6 +418,7 @@ class ConnectionLoop {
     this.finished = true
     this.clearRequestTimer()
     this.stream.onData = undefined
+    this.stream.servedBy = undefined
     const conn = this.conn
     conn.busy = false
     const peer = conn.peer

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net'
 import type { ByteStream, ConnectionFilter, ConnectionIo, KernelConnection, Logger } from '@labwire/core'
 import { logDebug } from '@labwire/core'
+import { formatTarget } from './client.js'
 
 /** The write side of a served connection: what `ServedConnection.write` and `flush` need. */
 export interface ReplyWriter {
@@ -46,9 +47,15 @@ export class SocketIo implements ConnectionIo {
   constructor(
     readonly socket: Socket,
     readonly stream: ByteStream,
-    readonly peer: string,
+    /** The peer's name; `undefined`: read from the socket on first use (no `getpeername` per accept). */
+    private peerName: string | undefined,
     readonly logger: Logger,
   ) {}
+
+  /** `host:port` of the peer, read from the socket the first time it is asked for (`?:0` once the socket has no address). */
+  get peer(): string {
+    return (this.peerName ??= formatTarget(this.socket.remoteAddress ?? '?', this.socket.remotePort ?? 0))
+  }
 
   attach(conn: KernelConnection): void {
     this.conn = conn
