@@ -9,7 +9,6 @@ import { ApplicationServer } from '@labwire/application'
 import { clampDelay, longTimeout, silentLogger, type ByteHandlerObject, type ByteStream, type Logger } from '@labwire/core'
 import { SentinelBytesMarshaller } from '@labwire/marshallers'
 import { concatBytes, splitBytes, utf8 } from './bytes.js'
-import { replyBytes } from './reply-bytes.js'
 import { FaultSet, type Fault, type FaultSpec } from './faults.js'
 import { Parser } from './python/stringparser.js'
 import type { PyValue } from './python/values.js'
@@ -500,7 +499,7 @@ export class Device<S = Record<string, unknown>, M = any> {
       const outcome = this.runUnit(raw, context)
       if (outcome instanceof Promise) return this.executeAsync(units, i, outcome, replies, context)
       if (outcome === CRASH) break
-      if (outcome !== NO_REPLY) replies.push(replyBytes(outcome, this.responseTerminator))
+      if (outcome !== NO_REPLY) replies.push(concatBytes([outcome, this.responseTerminator]))
     }
     return replies
   }
@@ -609,7 +608,12 @@ export class Device<S = Record<string, unknown>, M = any> {
   handler(): ByteHandlerObject {
     const unmarshall = this.framing?.unmarshall ?? new SentinelBytesMarshaller(this.requestTerminator, { maxLength: this.maxRequestLength }).unmarshall
     const apps = new WeakMap<object, ApplicationServer<unknown, Uint8Array>>()
+    // The last connection's application: a burst of requests on one connection skips the WeakMap
+    // lookup. (It keeps that one connection's objects alive until another connection sends a request.)
+    let lastStream: object | undefined
+    let lastApp: ApplicationServer<unknown, Uint8Array> | undefined
     const appFor = (bytes: object): ApplicationServer<unknown, Uint8Array> => {
+      if (lastStream === bytes && lastApp !== undefined) return lastApp
       let app = apps.get(bytes)
       if (app === undefined) {
         const connection = connectionsByStream.get(bytes)
@@ -617,6 +621,8 @@ export class Device<S = Record<string, unknown>, M = any> {
         app = new ApplicationServer<unknown, Uint8Array>(unmarshall, identity, (message) => this.respond(message as M, context))
         apps.set(bytes, app)
       }
+      lastStream = bytes
+      lastApp = app
       return app
     }
     return {
