@@ -1,7 +1,7 @@
 import type { ByteStream } from './byte-stream.js'
 import { NEED_MORE, type NeedMore } from './frame-decoder.js'
 import { ConnectionClosedError, ConnectionError, FrameTooLargeError, FramingError, TimeoutError, isLabwireError } from './errors.js'
-import { logDebug, type Logger } from './logger.js'
+import { logDebug, silentLogger, type Logger } from './logger.js'
 import type { ByteHandler, ByteHandlerFunction } from './types.js'
 import { clampDelay } from './validate.js'
 import { errorCodeOf, serverRequestChannel } from './diagnostics.js'
@@ -421,17 +421,20 @@ class ConnectionLoop {
     this.stream.servedBy = undefined
     const conn = this.conn
     conn.busy = false
-    const peer = conn.peer
+    // The peer is named only for a logger that will print it (a socket server may name it on demand).
+    const logger = this.logger
     if (error === undefined) {
-      logDebug(this.logger, () => [{ peer, requests: this.requests }, 'connection ended by peer'])
+      logDebug(logger, () => [{ peer: conn.peer, requests: this.requests }, 'connection ended by peer'])
+    } else if (logger === silentLogger) {
+      // nothing to log
     } else if (level !== undefined) {
-      this.logger[level]({ peer, err: error }, level === 'error' ? 'request handler failed; closing the connection' : 'closing the connection')
+      logger[level]({ peer: conn.peer, err: error }, level === 'error' ? 'request handler failed; closing the connection' : 'closing the connection')
     } else if (error instanceof ConnectionClosedError) {
-      this.logger.warn({ peer, err: error, partialLength: error.partial.length }, 'connection closed in the middle of a request')
+      logger.warn({ peer: conn.peer, err: error, partialLength: error.partial.length }, 'connection closed in the middle of a request')
     } else if (error instanceof ConnectionError) {
-      logDebug(this.logger, () => [{ peer, err: error }, 'connection failed'])
+      logDebug(logger, () => [{ peer: conn.peer, err: error }, 'connection failed'])
     } else {
-      this.logger.error({ peer, err: isLabwireError(error) || error instanceof Error ? error : new Error(describeThrown(error)) }, 'request handler failed; closing the connection')
+      logger.error({ peer: conn.peer, err: isLabwireError(error) || error instanceof Error ? error : new Error(describeThrown(error)) }, 'request handler failed; closing the connection')
     }
     try {
       conn.flush()
