@@ -126,6 +126,16 @@ export function serveIpc({ close, stats = () => ({}), handlers = {} }) {
         },
         fail,
       )
+    } else if (cmd === 'waitConnections') {
+      // Resolve once stats().connections reaches message.count (checked in-process every 5 ms, no IPC per check).
+      const started = Date.now()
+      const check = () => {
+        const connections = stats().connections ?? 0
+        if (connections >= message.count) reply({ connections })
+        else if (Date.now() - started > (message.ms ?? 60_000)) fail(new Error(`${connections} of ${message.count} connections after ${message.ms ?? 60_000} ms`))
+        else setTimeout(check, 5)
+      }
+      check()
     } else if (handlers[cmd] !== undefined) {
       Promise.resolve()
         .then(() => handlers[cmd](message))
@@ -198,12 +208,15 @@ export async function interleave(sides, reps = REPS, { warmup = 1 } = {}) {
 export function compare(samples, a, b, ops) {
   const ms = (side) => samples[side].map((s) => s.ms)
   const ratio = median(ms(b)) / median(ms(a))
-  const paired = median(samples[a].map((s, i) => samples[b][i].ms / s.ms))
+  const perRep = samples[a].map((s, i) => samples[b][i].ms / s.ms)
+  const paired = median(perRep)
   const out = {
     [`${a}_ms`]: round(median(ms(a)), 1),
     [`${b}_ms`]: round(median(ms(b)), 1),
     ratio: round(ratio),
     paired_ratio: round(paired),
+    // The spread of the per-repetition ratios (each labwire run against the bare run next to it).
+    paired_range: [round(Math.min(...perRep)), round(Math.max(...perRep))],
   }
   for (const side of [a, b]) {
     if (samples[side][0].clientCpuUs !== undefined) {
@@ -222,8 +235,16 @@ export function compare(samples, a, b, ops) {
   return { ratio, paired, out }
 }
 
+const emitListeners = []
+
+/** Call `listener(line)` with every figure line emitted from now on (run.mjs collects them for `--runs`). */
+export function onEmit(listener) {
+  emitListeners.push(listener)
+}
+
 /** Print one figure as one JSON line. */
 export function emit(figure) {
+  for (const listener of emitListeners) listener(figure)
   process.stdout.write(`${JSON.stringify({ date: new Date().toISOString().slice(0, 10), ...figure })}\n`)
 }
 

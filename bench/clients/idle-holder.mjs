@@ -1,5 +1,5 @@
-// P5's idle-connection holder: open `count` TCP connections to 127.0.0.1:port (at most `width` connecting at once),
-// keep them open and silent, report when all are up; close them on command.
+// The idle-connection holder (P5, IDLE): open `count` TCP connections to 127.0.0.1:port (at most `width` connecting at
+// once), keep them open and silent, report when all are up; close them on command.
 import { serveIpc, bareConnect, inBatches } from '../lib.mjs'
 
 const port = Number(process.argv[2])

@@ -75,8 +75,13 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
   onData: (() => void) | undefined = undefined
   /** Called once when the source ends or fails (push mode: `end()` / `fail()`; pull mode: when a read finds the end). The serving kernel uses it to abort a connection's signal. */
   onEnd: (() => void) | undefined = undefined
-  /** Who is at the other end (`host:port`), for error messages. */
-  readonly label: string | undefined
+  /**
+   * @internal The serving loop that reads this stream (set by `serveConnection`): a data event
+   * calls its `run()` through one shared `onData` function, not a closure per connection.
+   */
+  servedBy: { run(): void } | undefined = undefined
+  /** The label, or an object asked for it (its `peer`) only when a message needs it. */
+  private labelValue: string | { readonly peer: string } | undefined
 
   private chunks: Uint8Array[] = []
   private head = 0
@@ -114,7 +119,21 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     this.onPause = options.onPause
     this.onResume = options.onResume
     this.producer = options.producer
-    this.label = options.label
+    this.labelValue = options.label
+  }
+
+  /** Who is at the other end (`host:port`), for error messages. */
+  get label(): string | undefined {
+    const value = this.labelValue
+    return typeof value === 'object' ? value.peer : value
+  }
+
+  /**
+   * @internal Take the label from `source.peer`, read only when a message needs it (a server
+   * reads a socket's peer address lazily: no `getpeername` per accepted connection).
+   */
+  labelFrom(source: { readonly peer: string }): void {
+    this.labelValue = source
   }
 
   /** Bytes buffered and not yet read. */

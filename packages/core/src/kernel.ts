@@ -7,10 +7,10 @@
  * @module
  */
 import type { ByteStream } from './byte-stream.js'
-import { serverCloseChannel, serverConnectChannel } from './diagnostics.js'
+import { serverCloseChannel, serverConnectChannel, serverRequestChannel } from './diagnostics.js'
 import { AccessRefusedError, AccessTimeoutError } from './errors.js'
 import { logDebug, silentLogger, type Logger } from './logger.js'
-import { serveConnection, toHandlerFunction, type ServeHandler, type ServedConnection } from './serve.js'
+import { startServing, toHandlerFunction, type ServeHandler, type ServedConnection } from './serve.js'
 import type { ByteHandler } from './types.js'
 import { checkCount, checkDuration, clampDelay } from './validate.js'
 
@@ -78,6 +78,12 @@ export interface ConnectionIo {
   refuse?(error: AccessRefusedError | AccessTimeoutError): void
   /** Called with the connection's record as soon as it exists, before it is served, queued or refused (so `closed()` can be reported from inside `admit`). */
   attach?(conn: KernelConnection): void
+  /**
+   * The peer's name, when `admit` was given none: read only when something needs it (a log line,
+   * an event, an access refusal), so a socket server need not ask the kernel for the peer's
+   * address on every accept. See {@link ServerKernel.wantsPeer}.
+   */
+  readonly peer?: string | undefined
 }
 
 const QUEUED = 0
@@ -148,7 +154,7 @@ export class KernelConnection implements ServedConnection {
   bytesOut = 0
   /** @internal 0 queued, 1 serving, 2 ending, 3 closed. */
   state = QUEUED
-  /** @internal Activity mark seen by the last idle sweep, and when it last changed. */
+  /** @internal Activity mark seen by the last idle sweep, and when it last changed (set when served with an idleTimeout). */
   seen = 0
   /** @internal */
   lastActive = 0
@@ -159,12 +165,16 @@ export class KernelConnection implements ServedConnection {
 
   constructor(
     readonly kernel: ServerKernel,
-    readonly peer: string,
+    private readonly peerName: string | undefined,
     readonly stream: ByteStream,
     readonly io: ConnectionIo,
   ) {
     this.openedAt = performance.now()
-    this.lastActive = this.openedAt
+  }
+
+  /** Human-readable peer name, e.g. `127.0.0.1:53122` (asked of the transport on first use when `admit` was given none). */
+  get peer(): string {
+    return this.peerName ?? this.io.peer ?? 'unknown'
   }
 
   get transport(): string {
@@ -289,6 +299,16 @@ export class ServerKernel {
     return this.isDraining
   }
 
+  /**
+   * True when something will want every connection's peer name (a logger that is not silent, a
+   * subscriber to the server events): a transport then names the peer at accept, while its socket
+   * still has an address. Otherwise it may pass no peer to `admit` and name it on demand
+   * ({@link ConnectionIo.peer}).
+   */
+  get wantsPeer(): boolean {
+    return this.logger !== silentLogger || serverConnectChannel.hasSubscribers || serverCloseChannel.hasSubscribers || serverRequestChannel.hasSubscribers
+  }
+
   /** True when a new connection would be refused outright (closing, or at `maxConnections`): the transport can refuse before building anything. */
   get full(): boolean {
     return this.closing !== undefined || this.connections.size >= this.maxConnections
@@ -297,18 +317,18 @@ export class ServerKernel {
   /**
    * Admit a connection: serve it now, queue it (access policy) or turn it away with a reason.
    * Returns `undefined` — nothing kept, the transport closes it (lingering) — when the server is
-   * closing or at `maxConnections`.
+   * closing or at `maxConnections`. `peer` may be left out when `io` names it on demand.
    */
-  admit(peer: string, stream: ByteStream, io: ConnectionIo): KernelConnection | undefined {
+  admit(peer: string | undefined, stream: ByteStream, io: ConnectionIo): KernelConnection | undefined {
     if (this.full) {
-      this.logger.warn({ peer, maxConnections: this.maxConnections }, 'connection refused: server at maxConnections or closing')
+      this.logger.warn({ peer: peer ?? io.peer, maxConnections: this.maxConnections }, 'connection refused: server at maxConnections or closing')
       return undefined
     }
     const conn = new KernelConnection(this, peer, stream, io)
     this.connections.add(conn)
     io.attach?.(conn)
-    if (serverConnectChannel.hasSubscribers) serverConnectChannel.publish({ server: this.server, kernel: this, transport: this.transport, peer, connections: this.connections.size })
-    logDebug(this.logger, () => [{ peer }, 'connection accepted'])
+    if (serverConnectChannel.hasSubscribers) serverConnectChannel.publish({ server: this.server, kernel: this, transport: this.transport, peer: conn.peer, connections: this.connections.size })
+    logDebug(this.logger, () => [{ peer: conn.peer }, 'connection accepted'])
     if (this.active < this.maxSessions) this.start(conn)
     else if (this.exclusive === 'refuse' || this.queue.length >= MAX_ACCESS_QUEUE) this.refuse(conn, new AccessRefusedError(undefined, { holder: this.holder() }))
     else this.enqueue(conn)
@@ -382,7 +402,7 @@ export class ServerKernel {
       conn.lastActive = performance.now()
       this.armSweep()
     }
-    void serveConnection(conn.stream, this.handler, conn, this.logger, { requestTimeout: this.requestTimeout })
+    startServing(conn.stream, this.handler, conn, this.logger, this.requestTimeout)
   }
 
   private promote(): void {

@@ -1,7 +1,7 @@
 import type { ByteStream } from './byte-stream.js'
 import { NEED_MORE, type NeedMore } from './frame-decoder.js'
 import { ConnectionClosedError, ConnectionError, FrameTooLargeError, FramingError, TimeoutError, isLabwireError } from './errors.js'
-import { logDebug, type Logger } from './logger.js'
+import { logDebug, silentLogger, type Logger } from './logger.js'
 import type { ByteHandler, ByteHandlerFunction } from './types.js'
 import { clampDelay } from './validate.js'
 import { errorCodeOf, serverRequestChannel, takeRequestCommand, type ServerRequestMessage } from './diagnostics.js'
@@ -92,6 +92,26 @@ export function serveConnection(stream: ByteStream, handler: ByteHandler, conn: 
   return new Promise<void>((resolve) => {
     new ConnectionLoop(stream, fn, conn, logger, options.requestTimeout, resolve).run()
   })
+}
+
+/**
+ * @internal {@link serveConnection} for the serving kernel, which does not wait for the end of a
+ * connection (the transport reports it): no promise and no resolve function per connection.
+ */
+export function startServing(stream: ByteStream, handler: ServeHandler, conn: ServedConnection, logger: Logger, requestTimeout: number | undefined): void {
+  const whole = handler.connectionHandler
+  if (whole !== undefined) {
+    void serveWholeConnection(stream, whole, conn, logger)
+    return
+  }
+  new ConnectionLoop(stream, handler, conn, logger, requestTimeout, noop).run()
+}
+
+const noop = (): void => undefined
+
+/** The `onData` of every served stream: runs the stream's loop (one shared function, no closure per connection). */
+function runServedLoop(this: ByteStream): void {
+  this.servedBy?.run()
 }
 
 /**
@@ -187,11 +207,12 @@ class ConnectionLoop {
     private readonly resolve: () => void,
   ) {
     this.fast = handler.handleBuffered
-    stream.onData = this.run
+    stream.servedBy = this
+    stream.onData = runServedLoop
   }
 
   /** Drive the connection as far as it can go without waiting. Re-entered from data events. */
-  readonly run = (): void => {
+  run(): void {
     if (this.running || this.waiting || this.finished) return
     this.running = true
     try {
@@ -406,19 +427,23 @@ class ConnectionLoop {
     this.finished = true
     this.clearRequestTimer()
     this.stream.onData = undefined
+    this.stream.servedBy = undefined
     const conn = this.conn
     conn.busy = false
-    const peer = conn.peer
+    // The peer is named only for a logger that will print it (a socket server may name it on demand).
+    const logger = this.logger
     if (error === undefined) {
-      logDebug(this.logger, () => [{ peer, requests: this.requests }, 'connection ended by peer'])
+      logDebug(logger, () => [{ peer: conn.peer, requests: this.requests }, 'connection ended by peer'])
+    } else if (logger === silentLogger) {
+      // nothing to log
     } else if (level !== undefined) {
-      this.logger[level]({ peer, err: error }, level === 'error' ? 'request handler failed; closing the connection' : 'closing the connection')
+      logger[level]({ peer: conn.peer, err: error }, level === 'error' ? 'request handler failed; closing the connection' : 'closing the connection')
     } else if (error instanceof ConnectionClosedError) {
-      this.logger.warn({ peer, err: error, partialLength: error.partial.length }, 'connection closed in the middle of a request')
+      logger.warn({ peer: conn.peer, err: error, partialLength: error.partial.length }, 'connection closed in the middle of a request')
     } else if (error instanceof ConnectionError) {
-      logDebug(this.logger, () => [{ peer, err: error }, 'connection failed'])
+      logDebug(logger, () => [{ peer: conn.peer, err: error }, 'connection failed'])
     } else {
-      this.logger.error({ peer, err: isLabwireError(error) || error instanceof Error ? error : new Error(describeThrown(error)) }, 'request handler failed; closing the connection')
+      logger.error({ peer: conn.peer, err: isLabwireError(error) || error instanceof Error ? error : new Error(describeThrown(error)) }, 'request handler failed; closing the connection')
     }
     try {
       conn.flush()

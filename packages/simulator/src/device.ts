@@ -608,7 +608,12 @@ export class Device<S = Record<string, unknown>, M = any> {
   handler(): ByteHandlerObject {
     const unmarshall = this.framing?.unmarshall ?? new SentinelBytesMarshaller(this.requestTerminator, { maxLength: this.maxRequestLength }).unmarshall
     const apps = new WeakMap<object, ApplicationServer<unknown, Uint8Array>>()
+    // The last connection's application: a burst of requests on one connection skips the WeakMap
+    // lookup. (It keeps that one connection's objects alive until another connection sends a request.)
+    let lastStream: object | undefined
+    let lastApp: ApplicationServer<unknown, Uint8Array> | undefined
     const appFor = (bytes: object): ApplicationServer<unknown, Uint8Array> => {
+      if (lastStream === bytes && lastApp !== undefined) return lastApp
       let app = apps.get(bytes)
       if (app === undefined) {
         const connection = connectionsByStream.get(bytes)
@@ -620,6 +625,8 @@ export class Device<S = Record<string, unknown>, M = any> {
         })
         apps.set(bytes, app)
       }
+      lastStream = bytes
+      lastApp = app
       return app
     }
     return {

@@ -268,6 +268,7 @@ class SimulatorIo extends SocketIo {
     }
     this.dropped = 0
     if (this.conn !== undefined) this.conn.bytesOut += bytes.length
+    this.flushBatch()
     socket.write(this.filter === undefined ? bytes : this.filter.output(bytes))
   }
 

@@ -384,12 +384,14 @@ export class TcpServer implements AsyncDisposable {
       lingeringClose(socket)
       return
     }
-    const peer = this.peerOf(socket)
-    socket.setNoDelay(true)
+    // The peer's address costs a getpeername and a few strings: taken now only when a logger, an
+    // event subscriber or a filter will want it, else on first use (SocketIo.peer).
+    const peer = this.path !== undefined || this.filter !== undefined || this.kernel.wantsPeer ? this.peerOf(socket) : undefined
     const stream = new ByteStream(undefined, { highWaterMark: this.bufferSize, producer: socket, label: peer })
     const io = new SocketIo(socket, stream, peer, this.logger)
+    if (peer === undefined) stream.labelFrom(io)
     if (this.filter !== undefined) {
-      io.filter = this.filter({ side: 'server', peer, send: (bytes) => io.send(bytes) })
+      io.filter = this.filter({ side: 'server', peer: io.peer, send: (bytes) => io.send(bytes) })
     }
     io.listen()
     const conn = this.kernel.admit(peer, stream, io)
