@@ -1,6 +1,6 @@
 /**
  * Clients turn a server's access-policy refusal into typed errors (issue 15): a stream server
- * (TCP, TLS, Unix, Telnet, UDP) writes the access notice and closes, a WebSocket server closes
+ * (TCP, TLS, Unix, Telnet, the simulator, UDP) writes the access notice and closes, a WebSocket server closes
  * with 4403 / 4408; TcpClient, TelnetClient, UdpClient and WebSocketClient — and ApplicationClient
  * sessions on them — reject the pending read / sendReceive with `AccessRefusedError` (naming the
  * holder's peer address) or `AccessTimeoutError`, never a generic closed error or a garbage reply.
@@ -21,6 +21,7 @@ import {
   type TransportClient,
 } from '@labwire/core'
 import { SentinelBytesMarshaller, textMarshaller } from '@labwire/marshallers'
+import { Device, SimulatorServer } from '@labwire/simulator'
 import { TcpClient, TcpServer } from '@labwire/transport-tcp'
 import { TelnetClient, TelnetServer } from '@labwire/transport-telnet'
 import { UdpClient, UdpServer } from '@labwire/transport-udp'
@@ -96,6 +97,15 @@ const kinds: Kind[] = [
       await server.listen()
       const url = server.url as string
       return { kernel: server.kernel, client: () => new WebSocketClient({ url }), close: () => server.close() }
+    },
+  },
+  {
+    name: 'simulator',
+    async start(access) {
+      const device = new Device({ name: 'echo', state: {} }).command(/^(.*)$/, (match) => (match[1] ?? '').toUpperCase())
+      const server = new SimulatorServer({ device, access })
+      const { port } = await server.listen()
+      return { kernel: server.kernel, client: () => new TcpClient({ host: '127.0.0.1', port }), close: () => server.close() }
     },
   },
   {
