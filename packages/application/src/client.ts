@@ -26,6 +26,7 @@ import {
   silentLogger,
   throwIfAborted,
   type AbortOptions,
+  type ClientRequestMessage,
   type FrameDecoder,
   type LabwireError,
   type Logger,
@@ -574,14 +575,15 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
   /** One settled call on `labwire:client:request` (only calls made while someone subscribed are timed). */
   private publish(job: Job<Req, Res>, error: LabwireError | undefined): void {
     const transport = this.transport as { transport?: unknown } | undefined
-    publishClientRequest({
+    const message: { -readonly [K in keyof ClientRequestMessage]: ClientRequestMessage[K] } = {
       transport: typeof transport?.transport === 'string' ? transport.transport : 'unknown',
       peer: this.target,
       duration: performance.now() - job.startedAt,
       bytesIn: job.bytesIn,
       bytesOut: job.written ? job.bytesOut : 0,
-      ...(error === undefined ? {} : { error: errorCodeOf(error) }),
-    })
+    }
+    if (error !== undefined) message.error = errorCodeOf(error)
+    publishClientRequest(message)
   }
 
   /** A reply (or an unsolicited frame) was read. */
