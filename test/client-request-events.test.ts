@@ -6,7 +6,7 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { describe, expect, it } from 'vitest'
 import { ApplicationClient } from '@labwire/application'
-import { AccessRefusedError, TimeoutError, type ByteHandler, type ClientRequestMessage } from '@labwire/core'
+import { AccessRefusedError, MemoryClient, MemoryServer, TimeoutError, type ByteHandler, type ClientRequestMessage } from '@labwire/core'
 import { SentinelBytesMarshaller, textMarshaller } from '@labwire/marshallers'
 import { TcpClient, TcpServer } from '@labwire/transport-tcp'
 import { WebSocketClient, WebSocketServer } from '@labwire/transport-websocket'
@@ -106,6 +106,23 @@ describe('labwire:client:request', () => {
       expect(rec.events[0]).toMatchObject({ bytesIn: 5, bytesOut: 5 })
     } finally {
       rec.stop()
+    }
+  })
+})
+
+describe('labwire:client:request on the memory transport', () => {
+  it('names the transport from the session class (memory) and counts the bytes', async () => {
+    const server = new MemoryServer({ callback: handler })
+    const rec = record()
+    try {
+      const client = new ApplicationClient(new MemoryClient(server), line.marshall, line.unmarshall, { timeout: 2_000 })
+      await using session = await client.connect()
+      expect(await session.sendReceive('hi')).toBe('HI')
+      expect(rec.events).toHaveLength(1)
+      expect(rec.events[0]).toMatchObject({ transport: 'memory', bytesOut: 3, bytesIn: 3 })
+    } finally {
+      rec.stop()
+      await server.close()
     }
   })
 })

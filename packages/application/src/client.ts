@@ -576,7 +576,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
   private publish(job: Job<Req, Res>, error: LabwireError | undefined): void {
     const transport = this.transport as { transport?: unknown } | undefined
     const message: { -readonly [K in keyof ClientRequestMessage]: ClientRequestMessage[K] } = {
-      transport: typeof transport?.transport === 'string' ? transport.transport : 'unknown',
+      transport: typeof transport?.transport === 'string' ? transport.transport : transportKindOf(transport),
       peer: this.target,
       duration: performance.now() - job.startedAt,
       bytesIn: job.bytesIn,
@@ -792,6 +792,12 @@ function terminatorHint(partial: Uint8Array): string {
     }
   }
   return ''
+}
+
+/** A session without a `transport` property: its class name (`MemoryClientSession` → `'memory'`), else `'unknown'`. */
+function transportKindOf(session: object | undefined): string {
+  const name = session?.constructor.name.replace(/(Client)?Session$/, '').toLowerCase() ?? ''
+  return name === '' || name === 'object' ? 'unknown' : name
 }
 
 /** The server's access policy turned the session away (refused, or timed out in its queue). */
