@@ -1,6 +1,8 @@
 import { Buffer } from 'node:buffer'
 import {
   AbortError,
+  AccessRefusedError,
+  AccessTimeoutError,
   ByteStream,
   ConnectionClosedError,
   ConnectionError,
@@ -11,6 +13,9 @@ import {
   TimeoutError,
   abortErrorFrom,
   byteStreamOf,
+  clientRequestChannel,
+  errorCodeOf,
+  publishClientRequest,
   checkCount,
   checkDuration,
   clampDelay,
@@ -21,6 +26,7 @@ import {
   silentLogger,
   throwIfAborted,
   type AbortOptions,
+  type ClientRequestMessage,
   type FrameDecoder,
   type LabwireError,
   type Logger,
@@ -167,6 +173,12 @@ interface Job<Req, Res> {
   cancel: AbortController | undefined
   /** Why a cancelled write was cancelled. */
   cancelError: LabwireError | undefined
+  /** `performance.now()` when the call was made, or -1: nobody subscribed to `labwire:client:request` then. */
+  readonly startedAt: number
+  /** Bytes of the request (kept for the event after `bytes` is released). */
+  readonly bytesOut: number
+  /** Bytes of input its reply took (set when the reply is read). */
+  bytesIn: number
 }
 
 /**
@@ -207,6 +219,8 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
   private readonly timeout: number | undefined
   private readonly logger: Logger
   private readonly settings: SessionSettings<Res>
+  /** The stream's `consumed` count after the last reply, so a reply's size is the difference (for the client request event). */
+  private consumedMark = 0
 
   /** @internal Created by {@link ApplicationClient.connect}. */
   constructor(
@@ -291,7 +305,11 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
 
   private enqueue(request: Req, expectsReply: boolean, options: SendReceiveOptions | undefined): Promise<Res | undefined> {
     if (this.closed) return Promise.reject(new ConnectionError('session is closed'))
-    if (this.failure !== undefined) return Promise.reject(new ConnectionError(`session is unusable: ${this.failure.message}`, { cause: this.failure }))
+    if (this.failure !== undefined) {
+      // Turned away by the server's access policy: every call says so, in its own terms.
+      if (isAccessError(this.failure)) return Promise.reject(this.failure)
+      return Promise.reject(new ConnectionError(`session is unusable: ${this.failure.message}`, { cause: this.failure }))
+    }
     let timeout: number | undefined
     let bytes: Uint8Array
     try {
@@ -325,6 +343,9 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
         signal: undefined,
         cancel: undefined,
         cancelError: undefined,
+        startedAt: clientRequestChannel.hasSubscribers ? performance.now() : -1,
+        bytesOut: bytes.length,
+        bytesIn: 0,
       }
       if (deadline < this.timerAt) this.armTimer(deadline)
       const signal = options?.signal
@@ -434,6 +455,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     job.bytes = EMPTY
     job.request = undefined
     if (--this.active === 0) this.setRef(false)
+    if (job.startedAt >= 0) this.publish(job, error)
     const signal = job.signal
     if (signal !== undefined) {
       const watch = this.signals.get(signal)
@@ -506,6 +528,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
   private attachStream(stream: AsyncIterator<Uint8Array>): void {
     this.detachStream()
     this.stream = stream
+    this.consumedMark = stream instanceof ByteStream ? stream.consumed : 0
     if (this.decoder !== undefined && stream instanceof ByteStream && stream.pushMode && stream.onData === undefined) {
       this.pushStream = stream
       stream.onData = this.onData
@@ -543,9 +566,35 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     }
   }
 
+  /** Bytes read from the current connection's stream so far. */
+  private consumedNow(): number {
+    const stream = this.pushStream ?? (this.stream === undefined ? undefined : byteStreamOf(this.stream))
+    return stream?.consumed ?? 0
+  }
+
+  /** One settled call on `labwire:client:request` (only calls made while someone subscribed are timed). */
+  private publish(job: Job<Req, Res>, error: LabwireError | undefined): void {
+    const transport = this.transport as { transport?: unknown } | undefined
+    const message: { -readonly [K in keyof ClientRequestMessage]: ClientRequestMessage[K] } = {
+      transport: typeof transport?.transport === 'string' ? transport.transport : transportKindOf(transport),
+      peer: this.target,
+      duration: performance.now() - job.startedAt,
+      bytesIn: job.bytesIn,
+      bytesOut: job.written ? job.bytesOut : 0,
+    }
+    if (error !== undefined) message.error = errorCodeOf(error)
+    publishClientRequest(message)
+  }
+
   /** A reply (or an unsolicited frame) was read. */
   private delivered(frame: Res): void {
     const job = this.inFlight.shift()
+    // The reply's size for the client request event: one counter read per reply (the push path's stream is at hand).
+    if (this.pushStream !== undefined || clientRequestChannel.hasSubscribers) {
+      const consumed = this.consumedNow()
+      if (job !== undefined) job.bytesIn = consumed - this.consumedMark
+      this.consumedMark = consumed
+    }
     if (job === undefined) {
       this.unsolicited(frame)
       return
@@ -640,10 +689,13 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     if (broken && !(failure instanceof TimeoutError)) this.logger.warn({ err: failure, target: this.target }, reconnect === undefined ? 'response stream failed; closing the session' : 'response stream failed; reconnecting')
     const old = this.transport
     this.detachStream()
-    if (reconnect === undefined || this.settings.connect === undefined || failure instanceof FramingError) {
+    // Turned away by the access policy: reconnecting would only be turned away again.
+    if (reconnect === undefined || this.settings.connect === undefined || failure instanceof FramingError || isAccessError(failure)) {
       this.failure = failure
       this.fail(
-        failure instanceof ConnectionClosedError
+        isAccessError(failure)
+          ? failure
+          : failure instanceof ConnectionClosedError
           ? new ConnectionClosedError(`${this.target} closed the connection before the response`, { cause: failure })
           : new ConnectionError(`session failed: ${failure.message}`, { cause: failure }),
       )
@@ -740,6 +792,17 @@ function terminatorHint(partial: Uint8Array): string {
     }
   }
   return ''
+}
+
+/** A session without a `transport` property: its class name (`MemoryClientSession` → `'memory'`), else `'unknown'`. */
+function transportKindOf(session: object | undefined): string {
+  const name = session?.constructor.name.replace(/(Client)?Session$/, '').toLowerCase() ?? ''
+  return name === '' || name === 'object' ? 'unknown' : name
+}
+
+/** The server's access policy turned the session away (refused, or timed out in its queue). */
+function isAccessError(error: unknown): error is AccessRefusedError | AccessTimeoutError {
+  return error instanceof AccessRefusedError || error instanceof AccessTimeoutError
 }
 
 function asConnectionError(error: unknown): LabwireError {

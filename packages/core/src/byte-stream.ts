@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer'
-import { ConnectionClosedError, ConnectionError, FrameTooLargeError, TimeoutError, isLabwireError, type LabwireError } from './errors.js'
+import { AccessRefusedError, AccessTimeoutError, ConnectionClosedError, ConnectionError, FrameTooLargeError, TimeoutError, isLabwireError, type LabwireError } from './errors.js'
+import { parseAccessNotice } from './kernel.js'
 import { NEED_MORE, delimiterDecoder, exactDecoder, type FrameDecoder, type ReadUntilOptions } from './frame-decoder.js'
 import { clampDelay } from './validate.js'
 
@@ -24,7 +25,21 @@ export interface ByteStreamOptions {
   producer?: { pause(): unknown; resume(): unknown } | undefined
   /** Who is at the other end (`host:port`), used in error messages. */
   label?: string | undefined
+  /**
+   * Push mode, for clients: watch the first bytes for a server's access notice (see
+   * `accessNotice` in the serving kernel: `NAK "labwire ERR_ACCESS_…" CR LF`, written when the
+   * access policy turns the session away). While the opening bytes could still be one they are
+   * held back from readers (at most {@link MAX_ACCESS_NOTICE} bytes); a whole notice fails the
+   * stream with its `AccessRefusedError` / `AccessTimeoutError`, anything else is released as
+   * data. Only the very first bytes of the stream are looked at. Default false.
+   */
+  accessNotices?: boolean | undefined
 }
+
+/** Longest access notice a client stream holds back before treating the bytes as data. */
+export const MAX_ACCESS_NOTICE = 1024
+/** What every access notice starts with. */
+const NOTICE_START = new TextEncoder().encode('\u0015labwire ERR_ACCESS_')
 
 const DONE: IteratorResult<Uint8Array> = Object.freeze({ done: true, value: undefined })
 const EMPTY = new Uint8Array(0)
@@ -98,6 +113,8 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
   private readonly onResume: (() => void) | undefined
   private readonly producer: { pause(): unknown; resume(): unknown } | undefined
   private pausedProducer = false
+  /** Client streams: the opening bytes held while they may be an access notice; `undefined` once decided (or never watched). */
+  private opening: Uint8Array | undefined
   /** Coalescing slab: small chunks are appended here; `tailView` is the last chunk while it is the slab's. */
   private slab: Uint8Array | undefined
   private slabUsed = 0
@@ -120,6 +137,7 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     this.onResume = options.onResume
     this.producer = options.producer
     this.labelValue = options.label
+    if (options.accessNotices === true && source === undefined) this.opening = EMPTY
   }
 
   /** Who is at the other end (`host:port`), for error messages. */
@@ -161,6 +179,16 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     return this.failure
   }
 
+  /**
+   * The access error (`AccessRefusedError` / `AccessTimeoutError`) the stream failed with: a
+   * client stream with `accessNotices` that received a server's access notice. A client session
+   * throws it (instead of a generic "closed") when asked to send after such an end.
+   */
+  get accessError(): AccessRefusedError | AccessTimeoutError | undefined {
+    const failure = this.failure
+    return failure instanceof AccessRefusedError || failure instanceof AccessTimeoutError ? failure : undefined
+  }
+
   /** True once the source has ended and every buffered byte has been read. */
   get done(): boolean {
     return this.ended && this.length === 0
@@ -194,7 +222,13 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
 
   private pushBytes(chunk: Uint8Array, owned: boolean): void {
     if (this.sourceEnded || this.failure !== undefined || chunk.length === 0) return
-    this.append(chunk, owned)
+    if (this.opening !== undefined) {
+      const released = this.screenOpening(chunk)
+      if (released === undefined) return
+      this.append(released, true)
+    } else {
+      this.append(chunk, owned)
+    }
     if (!this.pausedProducer && this.length > this.highWaterMark && this.big === undefined) {
       this.pausedProducer = true
       this.onPause?.()
@@ -206,6 +240,17 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
   /** Push mode: no more data. Buffered bytes can still be read. */
   end(): void {
     if (this.sourceEnded || this.failure !== undefined) return
+    if (this.opening !== undefined) {
+      // The peer closed while the opening might be a notice: a notice without its line end still counts.
+      const held = this.opening
+      this.opening = undefined
+      const notice = held.length === 0 ? undefined : parseAccessNotice(held)
+      if (notice !== undefined) {
+        this.fail(notice)
+        return
+      }
+      if (held.length > 0) this.append(held, true)
+    }
     this.sourceEnded = true
     this.wake()
     this.notifyEnd()
@@ -221,9 +266,52 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
   /** Push mode: the producer failed; reads reject with `error` (wrapped in `ConnectionError` unless it is a labwire error) once nothing decodes from the buffer. */
   fail(error: unknown): void {
     if (this.sourceEnded || this.failure !== undefined) return
+    if (this.opening !== undefined) {
+      // A reset right after the notice (the server closed with our request unread): the notice is the better error.
+      const held = this.opening
+      this.opening = undefined
+      const notice = held.length === 0 ? undefined : parseAccessNotice(held)
+      if (notice !== undefined) error = notice
+      else if (held.length > 0) this.append(held, true)
+    }
     this.failure = isLabwireError(error) ? error : new ConnectionError(error instanceof Error ? error.message : String(error), { cause: error })
     this.wake()
     this.notifyEnd()
+  }
+
+  /**
+   * Client streams (`accessNotices`): hold the opening bytes while they may be an access notice.
+   * Returns the bytes to append (a copy) once they cannot be one, or `undefined` while held or
+   * when a whole notice failed the stream.
+   */
+  private screenOpening(chunk: Uint8Array): Uint8Array | undefined {
+    const before = this.opening as Uint8Array
+    const held = new Uint8Array(before.length + chunk.length)
+    held.set(before)
+    held.set(chunk, before.length)
+    const n = Math.min(held.length, NOTICE_START.length)
+    let notice = true
+    for (let i = 0; i < n; i++) {
+      if (held[i] !== NOTICE_START[i]) {
+        notice = false
+        break
+      }
+    }
+    if (notice) {
+      const lf = held.indexOf(0x0a, n)
+      if (lf < 0 && held.length <= MAX_ACCESS_NOTICE) {
+        this.opening = held
+        return undefined
+      }
+      const error = lf < 0 ? undefined : parseAccessNotice(held.subarray(0, lf + 1))
+      if (error !== undefined) {
+        this.opening = undefined
+        this.fail(error)
+        return undefined
+      }
+    }
+    this.opening = undefined
+    return held
   }
 
   private wake(): void {

@@ -10,7 +10,19 @@ import { createServer, type Server } from 'node:http'
 import { isIP } from 'node:net'
 import { hostname, networkInterfaces } from 'node:os'
 import { getRequestListener } from '@hono/node-server'
-import { ConnectionError, silentLogger, throwIfAborted, type AbortOptions, type Logger, type ServerAddress } from '@labwire/core'
+import {
+  ConnectionError,
+  SocketAdopter,
+  checkCount,
+  checkDuration,
+  silentLogger,
+  throwIfAborted,
+  type AbortOptions,
+  type Logger,
+  type ServerAddress,
+  type ServerCloseOptions,
+  type ServerKernel,
+} from '@labwire/core'
 import { Hono, type Context as HonoContext } from 'hono'
 import type { BlankEnv } from 'hono/types'
 import { validateFaultSpec } from './faults.js'
@@ -40,8 +52,17 @@ export interface ControlServerOptions {
   allowedHosts?: readonly string[]
   /** Largest accepted request body, in bytes. Default 64 KiB. */
   maxBodyLength?: number
+  /** HTTP connections open at once; one more is closed at once. Default {@link DEFAULT_CONTROL_MAX_CONNECTIONS}. */
+  maxConnections?: number | undefined
+  /** Close a connection with no request in progress and no bytes either way for this many ms. Default 60 000 (0 = never). */
+  idleTimeout?: number | undefined
   logger?: Logger
 }
+
+/** Default `maxConnections` of the control channel: a few tools and a browser, with room to spare. */
+export const DEFAULT_CONTROL_MAX_CONNECTIONS = 64
+/** Default `idleTimeout` of the control channel, in ms. */
+export const DEFAULT_CONTROL_IDLE_TIMEOUT = 60_000
 
 /** True for `localhost`, 127.0.0.0/8, `::1` and IPv4-mapped loopback. */
 export function isLoopbackHost(host: string): boolean {
@@ -87,6 +108,8 @@ class HttpError extends Error {
  */
 export class ControlServer implements AsyncDisposable {
   private readonly server: Server
+  /** The serving kernel's bookkeeping of the HTTP connections (live set, limits, idle timer, drain, events). */
+  private readonly sockets: SocketAdopter
   private readonly host: string
   private readonly port: number
   private readonly maxBodyLength: number
@@ -103,6 +126,13 @@ export class ControlServer implements AsyncDisposable {
     this.port = options.port ?? 0
     this.maxBodyLength = options.maxBodyLength ?? 64 * 1024
     this.logger = options.logger ?? silentLogger
+    this.sockets = new SocketAdopter({
+      server: 'ControlServer',
+      transport: 'http',
+      logger: this.logger,
+      maxConnections: checkCount('ControlServer', 'maxConnections', options.maxConnections ?? DEFAULT_CONTROL_MAX_CONNECTIONS),
+      idleTimeout: checkDuration('ControlServer', 'idleTimeout', options.idleTimeout ?? DEFAULT_CONTROL_IDLE_TIMEOUT),
+    })
     if (options.token !== undefined && options.token === '') throw new RangeError('ControlServer: token must not be empty')
     if (options.token === undefined && !isLoopbackHost(this.host))
       throw new RangeError(
@@ -124,6 +154,17 @@ export class ControlServer implements AsyncDisposable {
       listener(req, res).catch((error: unknown) => this.logger.error({ err: error }, 'control request failed'))
     })
     this.server.on('error', (error) => this.logger.error({ err: error }, 'control server error'))
+    this.sockets.attachHttp(this.server)
+  }
+
+  /** The serving kernel keeping the HTTP connections; diagnostics events (transport `'http'`) name it as `kernel`. */
+  get kernel(): ServerKernel {
+    return this.sockets.kernel
+  }
+
+  /** HTTP connections open now. */
+  get connectionCount(): number {
+    return this.sockets.size
   }
 
   /** The bound address once listening. */
@@ -161,16 +202,16 @@ export class ControlServer implements AsyncDisposable {
     })
   }
 
-  /** Stop listening and close every HTTP connection. Idempotent. */
-  close(): Promise<void> {
-    this.closing ??= new Promise<void>((resolve) => {
-      if (!this.server.listening) {
-        resolve()
-        return
-      }
-      this.server.close(() => resolve())
-      this.server.closeAllConnections()
-    })
+  /**
+   * Stop listening and close every HTTP connection: at once, or (`drain`) idle ones now and those
+   * with a request in progress once it is answered, for at most `drain` ms. Idempotent.
+   */
+  close(options?: ServerCloseOptions): Promise<void> {
+    this.closing ??= (async () => {
+      const stopped = this.server.listening ? new Promise<void>((resolve) => this.server.close(() => resolve())) : undefined
+      await this.sockets.close(options)
+      await stopped
+    })()
     return this.closing
   }
 

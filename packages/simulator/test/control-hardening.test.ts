@@ -1,43 +1,13 @@
 import { execFile, spawnSync } from 'node:child_process'
 import { promisify } from 'node:util'
-import { request } from 'node:http'
-import { afterEach, describe, expect, it } from 'vitest'
-import { ControlServer, Device, isLoopbackHost, SimulatorServer } from '../src/index.js'
+import { describe, expect, it } from 'vitest'
+import { ControlServer, isLoopbackHost } from '../src/index.js'
+import { controlFixture, raw } from './control-fixture.js'
 import { RawClient } from './raw-client.js'
 
 // Issue 16 #6 and #18: the control channel against what a web page (or a rebinding DNS name) can send.
 
-const cleanups: (() => Promise<void> | void)[] = []
-afterEach(async () => {
-  for (const f of cleanups.splice(0).reverse()) await f()
-})
-
-async function setup(options: { token?: string } = {}): Promise<{ port: number; sim: SimulatorServer; device: Device<{ volts: number }> }> {
-  const device = new Device({ name: 'psu', state: { volts: 1 } }).command('VOLT?', (_, d) => String(d.state.volts))
-  const sim = new SimulatorServer({ device })
-  await sim.listen()
-  const control = new ControlServer({ servers: [sim], ...options })
-  const { port } = await control.listen()
-  cleanups.push(() => sim.close(), () => control.close())
-  return { port, sim, device }
-}
-
-/** One HTTP request with exactly these headers (node:http lets a test set Host, unlike fetch). */
-function raw(port: number, method: string, path: string, headers: Record<string, string>, body?: string): Promise<{ status: number; json: unknown; headers: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, headers, setHost: false, signal: AbortSignal.timeout(5_000) }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8')
-        resolve({ status: res.statusCode ?? 0, json: text === '' ? undefined : (JSON.parse(text) as unknown), headers: res.headers })
-      })
-      res.on('error', reject)
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
-}
+const { cleanups, setup } = controlFixture()
 
 describe('control channel hardening (hardening #6, #18)', () => {
   it('control channel refuses a DNS-rebinding Host header: reading and deleting state (hardening #6)', async () => {

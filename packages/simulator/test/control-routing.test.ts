@@ -1,42 +1,12 @@
-import { request } from 'node:http'
-import { afterEach, describe, expect, it } from 'vitest'
-import { ControlServer, Device, SimulatorServer } from '../src/index.js'
+import { describe, expect, it } from 'vitest'
+import { controlFixture, raw } from './control-fixture.js'
 import { RawClient } from './raw-client.js'
 
 // The control channel on hono + @hono/node-server (issue 21 item 3): what the move must keep —
 // the bounded body, 405/404 answers as JSON, refused requests closing their connection — and
 // what it must not do (replace the process's global Request/Response).
 
-const cleanups: (() => Promise<void> | void)[] = []
-afterEach(async () => {
-  for (const f of cleanups.splice(0).reverse()) await f()
-})
-
-async function setup(options: { maxBodyLength?: number } = {}): Promise<{ port: number; device: Device<{ volts: number }> }> {
-  const device = new Device({ name: 'psu', state: { volts: 1 } }).command('VOLT?', (_, d) => String(d.state.volts))
-  const sim = new SimulatorServer({ device })
-  await sim.listen()
-  const control = new ControlServer({ servers: [sim], ...options })
-  const { port } = await control.listen()
-  cleanups.push(() => sim.close(), () => control.close())
-  return { port, device }
-}
-
-function raw(port: number, method: string, path: string, headers: Record<string, string>, body?: string | Buffer): Promise<{ status: number; json: unknown; headers: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, headers, setHost: false, signal: AbortSignal.timeout(5_000) }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8')
-        resolve({ status: res.statusCode ?? 0, json: text === '' ? undefined : (JSON.parse(text) as unknown), headers: res.headers })
-      })
-      res.on('error', reject)
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
-}
+const { cleanups, setup } = controlFixture()
 
 describe('control channel routing (hono)', () => {
   it('a body over maxBodyLength is 413, declared or streamed, and changes nothing', async () => {

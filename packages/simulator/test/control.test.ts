@@ -1,13 +1,11 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { bundledDevice, ControlServer, Device, loadDevice, SimulatorServer } from '../src/index.js'
+import { controlFixture } from './control-fixture.js'
 import { RawClient } from './raw-client.js'
 
 // Every control-channel endpoint, over real HTTP on 127.0.0.1.
 
-const cleanups: (() => Promise<void> | void)[] = []
-afterEach(async () => {
-  for (const f of cleanups.splice(0).reverse()) await f()
-})
+const { cleanups } = controlFixture()
 
 async function setup(): Promise<{ base: string; psu: SimulatorServer; meter: SimulatorServer }> {
   const psu = new SimulatorServer({ device: await loadDevice(bundledDevice('scpi-psu')) })

@@ -201,6 +201,8 @@ export class ChildProcessClient implements TransportClient {
 export class ChildProcessSession implements TransportClientSession {
   /** The child's stdout as the session's byte stream (what `request()` returns). */
   readonly stream: ByteStream
+  /** The transport kind, for events and logs. */
+  readonly transport = 'stdio'
   private readonly childStream: ChildStream
   private exited = false
   private closing: Promise<void> | undefined

@@ -204,6 +204,8 @@ export class TcpClient implements TransportClient {
 export class TcpClientSession implements TransportClientSession {
   /** The connection's incoming byte stream (what `request()` returns). */
   readonly stream: ByteStream
+  /** The transport kind, for events and logs: `'tcp'`, `'tls'` or `'unix'`. */
+  readonly transport: 'tcp' | 'tls' | 'unix'
   private readonly filter: ConnectionFilter | undefined
   private corked = false
   private writesThisTick = 0
@@ -220,14 +222,25 @@ export class TcpClientSession implements TransportClientSession {
     private readonly socket: Socket,
     /** `host:port` of the peer. */
     readonly target: string,
-    options: { bufferSize: number; timeout: number | undefined; logger: Logger; filter?: ConnectionFilterFactory | undefined; servername?: string | undefined; reader?: SocketReader | undefined },
+    options: {
+      bufferSize: number
+      timeout: number | undefined
+      logger: Logger
+      filter?: ConnectionFilterFactory | undefined
+      servername?: string | undefined
+      reader?: SocketReader | undefined
+      tls?: TcpClientTlsOptions | undefined
+      path?: string | undefined
+    },
   ) {
+    this.transport = options.tls !== undefined ? 'tls' : options.path !== undefined ? 'unix' : 'tcp'
     const stream = new ByteStream(undefined, {
       highWaterMark: options.bufferSize,
       onPause: () => socket.pause(),
       onResume: () => socket.resume(),
       timeout: options.timeout,
       label: target,
+      accessNotices: true,
     })
     this.stream = stream
     const filter = options.filter?.({
@@ -298,7 +311,7 @@ export class TcpClientSession implements TransportClientSession {
    */
   async write(bytes: Uint8Array, options?: AbortOptions): Promise<void> {
     throwIfAborted(options)
-    if (this.closed) throw new ConnectionError(`connection to ${this.target} is closed`)
+    if (this.closed) throw this.stream.accessError ?? new ConnectionError(`connection to ${this.target} is closed`)
     // Writers woken by one drain go one at a time: each checks for room again, so a peer that does
     // not read never gets more than one write buffer's worth, and a writer aborted while waiting
     // was never written and holds nothing.
@@ -341,7 +354,7 @@ export class TcpClientSession implements TransportClientSession {
 
   /** Returns true if the write buffer still has room. */
   private writeNow(bytes: Uint8Array): boolean {
-    if (this.closed) throw new ConnectionError(`connection to ${this.target} is closed`)
+    if (this.closed) throw this.stream.accessError ?? new ConnectionError(`connection to ${this.target} is closed`)
     // The first write of a tick goes straight out (lockstep latency); later ones in the same tick
     // are corked and leave together at the end of the tick (pipelined requests, one syscall).
     if (this.writesThisTick++ === 0) atEndOfTick(this.endTick)

@@ -67,6 +67,9 @@ export class TelnetClient implements TransportClient {
 
 /** One Telnet connection; its stream carries data bytes only. Implements the transport contract's session. */
 export class TelnetClientSession implements TransportClientSession {
+  /** The transport kind, for events and logs. */
+  readonly transport = 'telnet'
+
   /** @internal Created by {@link TelnetClient.connect}. */
   constructor(private readonly tcp: TcpClientSession) {}
 

@@ -146,6 +146,8 @@ interface UdpSessionSettings {
 export class UdpClientSession implements TransportClientSession {
   /** The session's incoming byte stream (what `request()` returns): one chunk per datagram. */
   readonly stream: ByteStream
+  /** The transport kind, for events and logs. */
+  readonly transport = 'udp'
   private closing: Promise<void> | undefined
   private socketClosed = false
   private dropped = 0
@@ -157,7 +159,7 @@ export class UdpClientSession implements TransportClientSession {
     readonly target: string,
     private readonly settings: UdpSessionSettings,
   ) {
-    const stream = (this.stream = new ByteStream(undefined, { timeout: settings.timeout, highWaterMark: settings.bufferSize, label: target }))
+    const stream = (this.stream = new ByteStream(undefined, { timeout: settings.timeout, highWaterMark: settings.bufferSize, label: target, accessNotices: true }))
     const logger = settings.logger
     socket.on('message', (datagram: Buffer) => {
       if (datagram.length === 0) {
@@ -252,7 +254,7 @@ export class UdpClientSession implements TransportClientSession {
   }
 
   private send(bytes: Uint8Array): void {
-    if (this.closed) throw new ConnectionError(`UDP session to ${this.target} is closed`)
+    if (this.closed) throw this.stream.accessError ?? new ConnectionError(`UDP session to ${this.target} is closed`)
     if (bytes.length > this.settings.maxDatagramSize) {
       throw new FrameTooLargeError(
         this.settings.maxDatagramSize,

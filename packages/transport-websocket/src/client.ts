@@ -1,6 +1,7 @@
 import WebSocket from 'ws'
 import {
   ByteStream,
+  accessErrorFromClose,
   ConnectionError,
   FrameTooLargeError,
   FramingError,
@@ -148,6 +149,8 @@ export class WebSocketClient implements TransportClient {
 export class WebSocketClientSession implements TransportClientSession {
   /** The connection's incoming byte stream (what `request()` returns): one chunk per binary message. */
   readonly stream: ByteStream
+  /** The transport kind, for events and logs. */
+  readonly transport = 'websocket'
   private closing: Promise<void> | undefined
   private readonly closedPromise: Promise<void>
   private readonly bufferSize: number
@@ -192,7 +195,10 @@ export class WebSocketClientSession implements TransportClientSession {
         const wait = this.flushWait
         this.flushWait = undefined
         wait?.reject(new ConnectionError(`connection to ${target} closed during a write`))
-        stream.end()
+        // 4403 / 4408: the server's access policy turned this session away; reads reject with why.
+        const access = accessErrorFromClose(code, reason.toString())
+        if (access === undefined) stream.end()
+        else stream.fail(access)
         resolve()
       })
     })
@@ -210,6 +216,9 @@ export class WebSocketClientSession implements TransportClientSession {
 
   /** Send `request` as one binary message and return the connection's response stream. Throws `ConnectionError` if the session is closed. */
   request(request: Uint8Array): AsyncIterator<Uint8Array> {
+    // The server is closing the connection (its close frame is in, the 'close' event not yet): the
+    // request is not sent, and the read rejects with why it closed (4403 / 4408: the access error).
+    if (this.closing === undefined && this.ws.readyState === WebSocket.CLOSING && !this.stream.ended) return this.stream
     this.sendNow(request)
     return this.stream
   }
@@ -272,7 +281,7 @@ export class WebSocketClientSession implements TransportClientSession {
   }
 
   private sendNow(bytes: Uint8Array): void {
-    if (this.closed) throw new ConnectionError(`connection to ${this.target} is closed`)
+    if (this.closed) throw this.stream.accessError ?? new ConnectionError(`connection to ${this.target} is closed`)
     // Non-string data goes out as a binary message; its callback wakes writers waiting for room.
     this.ws.send(bytes, this.onSent)
   }
