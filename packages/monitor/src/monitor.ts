@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { serve, type ServerType } from '@hono/node-server'
-import { silentLogger, traceFilter, type ConnectionFilterFactory, type Logger, type LogMethod, type ServerAddress, type TraceEvent } from '@labwire/core'
+import { checkCount, checkDuration, silentLogger, SocketAdopter, traceFilter, type ConnectionFilterFactory, type Logger, type LogMethod, type ServerAddress, type TraceEvent } from '@labwire/core'
 import { validateFaultSpec, type SimulatorServer } from '@labwire/simulator'
 import { Hono, type Context, type Env, type Input } from 'hono'
 import { streamSSE } from 'hono/streaming'
@@ -60,6 +60,10 @@ export interface MonitorOptions {
   traceLength?: number
   /** Live-page connections served at once (each gets one snapshot per sample). Default 16. */
   maxViewers?: number
+  /** HTTP connections open at once (the serving kernel's limit; one more is closed at once). Default 64. */
+  maxConnections?: number
+  /** Close an HTTP connection with no request in progress after this many ms (a live page's stream is a request in progress). Default 60,000. */
+  idleTimeout?: number
   /** Where the monitor's own problems go. Default: silent. */
   logger?: Logger
 }
@@ -133,6 +137,7 @@ export class Monitor implements AsyncDisposable {
   private readonly viewers = new Set<(snapshot: string) => void>()
   private readonly app: Hono
   private server: ServerType | undefined
+  private readonly sockets: SocketAdopter
   private bound: ServerAddress | undefined
   private timer: ReturnType<typeof setInterval> | undefined
   private unsubscribe: (() => void) | undefined
@@ -154,7 +159,19 @@ export class Monitor implements AsyncDisposable {
     this.maxViewers = options.maxViewers ?? 16
     this.logger = options.logger ?? silentLogger
     this.metrics = new MonitorMetrics(options.historyLength ?? 300)
+    this.sockets = new SocketAdopter({
+      server: 'Monitor',
+      transport: 'http',
+      logger: this.logger,
+      maxConnections: checkCount('Monitor', 'maxConnections', options.maxConnections ?? 64),
+      idleTimeout: checkDuration('Monitor', 'idleTimeout', options.idleTimeout ?? 60_000),
+    })
     this.app = this.routes()
+  }
+
+  /** The serving kernel that keeps the monitor's own HTTP connections (its events name it). */
+  get kernel(): object {
+    return this.sockets.kernel
   }
 
   /** Show a service. Its state starts as `starting` unless it is already listening. */
@@ -225,6 +242,8 @@ export class Monitor implements AsyncDisposable {
       s.once('error', reject)
     })
     server.on('error', (error: Error) => this.logger.error({ err: error }, 'monitor server error'))
+    // Live set, maxConnections, idle timer and close: the serving kernel's, as for every labwire server.
+    this.sockets.attachHttp(server)
     this.server = server
     const info = server.address() as AddressInfo
     this.bound = { host: info.address, port: info.port }
@@ -246,10 +265,9 @@ export class Monitor implements AsyncDisposable {
     const server = this.server
     this.server = undefined
     if (server !== undefined) {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        ;(server as { closeAllConnections?: () => void }).closeAllConnections?.()
-      })
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()))
+      await this.sockets.close()
+      await stopped
     }
     this.metrics.close()
   }
