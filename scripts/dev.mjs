@@ -12,9 +12,10 @@
 //
 // `test` starts vitest at once: tests run against the packages' TypeScript sources (aliases in
 // vitest.config.ts). Meanwhile, on the other core, two chains run: build → package checks
-// (scripts/packages.mjs), and typecheck → eslint (both on the sources, no build needed). A stage
-// whose inputs have not changed since it last passed here is skipped (scripts/fingerprint.mjs:
-// content hashes of its input files, recorded in node_modules/.cache/labwire/). The tests that run built code (child processes on dist/, the
+// (scripts/packages.mjs), and typecheck + eslint on one TypeScript program of the sources
+// (scripts/check-types.mjs; no build needed). A stage whose inputs have not changed since it last
+// passed here is skipped (scripts/fingerprint.mjs: content hashes of its input files, recorded in
+// node_modules/.cache/labwire/). The tests that run built code (child processes on dist/, the
 // `labwire` binary, the examples) are a second vitest group that runs after the others and waits
 // for the same build. Each stage prints one line; a failing stage's output is printed at the end.
 // The last line is `vitest: N passed, N failed, N skipped`, for CI tooling.
@@ -173,31 +174,16 @@ async function stage(name, label, command, args) {
 }
 
 // Two chains beside vitest: build → package checks (scripts/packages.mjs packs and checks the built
-// packages), and typecheck → eslint. Both tsc and eslint read the sources through the root
-// tsconfig.json (paths to packages/*/src), so neither waits for the build; eslint's type-aware rules
-// use one TypeScript program for the whole repo (eslint.config.js), built after tsc's so that the
-// two large programs are not in memory at once.
+// packages), and the typecheck and eslint in one process (scripts/check-types.mjs: one TypeScript
+// program of the whole repo, through the root tsconfig.json's paths to packages/*/src, gives tsc's
+// diagnostics and eslint's type information), which needs no build.
 const building = build()
 const buildThenPackages = (async () => {
   const built = await building
   if (!built.ok) return [built]
   return [built, await stage('packages', 'scripts/packages.mjs (manifests, publint, attw)', process.execPath, [join(root, 'scripts', 'packages.mjs')])]
 })()
-const typecheckThenLint = (async () => {
-  mkdirSync(cacheDir, { recursive: true })
-  const typecheck = await stage('typecheck', 'tsc --noEmit', process.execPath, [
-    bin('typescript/bin/tsc'),
-    '-p',
-    'tsconfig.json',
-    '--noEmit',
-    '--incremental',
-    '--tsBuildInfoFile',
-    join(cacheDir, 'tsconfig.tsbuildinfo'),
-    '--pretty',
-    String(color),
-  ])
-  return [typecheck, await stage('eslint', 'eslint .', process.execPath, [bin('eslint/bin/eslint.js'), '.', color ? '--color' : '--no-color'])]
-})()
+const types = stage('types', 'tsc --noEmit + eslint . (scripts/check-types.mjs)', process.execPath, [join(root, 'scripts', 'check-types.mjs')]).then((result) => [result])
 
 // vitest's own summary is for people; a silent reporter beside it writes the plain closing count line.
 const summaryFile = join(cacheDir, 'vitest-summary.txt')
@@ -217,7 +203,7 @@ const vitestDone = vitest.then((result) => {
   for (const line of lines) say(line)
   return result.status
 })
-const [vitestStatus, ...chains] = await Promise.all([vitestDone, buildThenPackages, typecheckThenLint])
+const [vitestStatus, ...chains] = await Promise.all([vitestDone, buildThenPackages, types])
 const failures = chains.flat().filter((result) => !result.ok)
 for (const failure of failures) {
   say(`\n---- ${failure.label} failed; its output: ----`)
