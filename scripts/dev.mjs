@@ -11,10 +11,11 @@
 // from a different lockfile.
 //
 // `test` starts vitest at once: tests run against the packages' TypeScript sources (aliases in
-// vitest.config.ts). Meanwhile, on the other core, two chains run: build → eslint, and typecheck →
-// package checks (scripts/packages.mjs; after the build too). A stage whose inputs have not changed since it
-// last passed here is skipped (scripts/fingerprint.mjs: content hashes of its input files, recorded
-// in node_modules/.cache/labwire/). The tests that run built code (child processes on dist/, the
+// vitest.config.ts). Meanwhile, on the other core, two chains run: build → package checks
+// (scripts/packages.mjs), and typecheck + eslint on one TypeScript program of the sources
+// (scripts/check-types.mjs; no build needed). A stage whose inputs have not changed since it last
+// passed here is skipped (scripts/fingerprint.mjs: content hashes of its input files, recorded in
+// node_modules/.cache/labwire/). The tests that run built code (child processes on dist/, the
 // `labwire` binary, the examples) are a second vitest group that runs after the others and waits
 // for the same build. Each stage prints one line; a failing stage's output is printed at the end.
 // The last line is `vitest: N passed, N failed, N skipped`, for CI tooling.
@@ -172,31 +173,17 @@ async function stage(name, label, command, args) {
   return { ok: true }
 }
 
-// Two chains beside vitest. eslint and the package checks read the build output (each package's
-// tsconfig resolves the other @labwire packages through their dist/*.d.ts), so they wait for the
-// build; the typecheck (root tsconfig: paths to the sources) starts at once.
+// Two chains beside vitest: build → package checks (scripts/packages.mjs packs and checks the built
+// packages), and the typecheck and eslint in one process (scripts/check-types.mjs: one TypeScript
+// program of the whole repo, through the root tsconfig.json's paths to packages/*/src, gives tsc's
+// diagnostics and eslint's type information), which needs no build.
 const building = build()
-const buildThenLint = (async () => {
+const buildThenPackages = (async () => {
   const built = await building
   if (!built.ok) return [built]
-  return [built, await stage('eslint', 'eslint .', process.execPath, [bin('eslint/bin/eslint.js'), '.', color ? '--color' : '--no-color'])]
+  return [built, await stage('packages', 'scripts/packages.mjs (manifests, publint, attw)', process.execPath, [join(root, 'scripts', 'packages.mjs')])]
 })()
-const typecheckThenPackages = (async () => {
-  mkdirSync(cacheDir, { recursive: true })
-  const typecheck = await stage('typecheck', 'tsc --noEmit', process.execPath, [
-    bin('typescript/bin/tsc'),
-    '-p',
-    'tsconfig.json',
-    '--noEmit',
-    '--incremental',
-    '--tsBuildInfoFile',
-    join(cacheDir, 'tsconfig.tsbuildinfo'),
-    '--pretty',
-    String(color),
-  ])
-  if (!(await building).ok) return [typecheck]
-  return [typecheck, await stage('packages', 'scripts/packages.mjs (manifests, publint, attw)', process.execPath, [join(root, 'scripts', 'packages.mjs')])]
-})()
+const types = stage('types', 'tsc --noEmit + eslint . (scripts/check-types.mjs)', process.execPath, [join(root, 'scripts', 'check-types.mjs')]).then((result) => [result])
 
 // vitest's own summary is for people; a silent reporter beside it writes the plain closing count line.
 const summaryFile = join(cacheDir, 'vitest-summary.txt')
@@ -216,7 +203,7 @@ const vitestDone = vitest.then((result) => {
   for (const line of lines) say(line)
   return result.status
 })
-const [vitestStatus, ...chains] = await Promise.all([vitestDone, buildThenLint, typecheckThenPackages])
+const [vitestStatus, ...chains] = await Promise.all([vitestDone, buildThenPackages, types])
 const failures = chains.flat().filter((result) => !result.ok)
 for (const failure of failures) {
   say(`\n---- ${failure.label} failed; its output: ----`)

@@ -1,7 +1,7 @@
 // Types for scripts/fingerprint.mjs (imported by TypeScript tests and the vitest setup).
 export declare const root: string
 export declare const cacheDir: string
-export declare const STAGES: Record<'build' | 'typecheck' | 'eslint' | 'packages', (path: string) => boolean>
+export declare const STAGES: Record<'build' | 'typecheck' | 'eslint' | 'types' | 'packages', (path: string) => boolean>
 export type Stage = keyof typeof STAGES
 export declare function repoFiles(): string[]
 export declare function fingerprint(stage: Stage, files?: string[]): string

@@ -52,6 +52,8 @@ export const STAGES = {
     (/^(?:packages\/[^/]+\/|test\/|examples\/|scripts\/|vitest\.config\.ts$)/.test(path) && /\.(?:[cm]?ts|json)$/.test(path)),
   // eslint . (type-aware): every script and source file, and the configs.
   eslint: (path) => ROOT_CONFIG.has(path) || path === 'eslint.config.js' || CODE.test(path),
+  // scripts/check-types.mjs (what `npm test` runs): tsc and eslint on one program.
+  types: (path) => path === 'scripts/check-types.mjs' || STAGES.typecheck(path) || STAGES.eslint(path),
   // scripts/packages.mjs: manifests, READMEs, licences and what each package ships (after the build).
   packages: (path) =>
     ROOT_CONFIG.has(path) || path === 'LICENSE' || path === 'scripts/packages.mjs' || /^packages\/[^/]+\/(?!test\/)/.test(path),

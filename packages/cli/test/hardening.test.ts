@@ -9,7 +9,7 @@ import { ApplicationServer } from '@labwire/application'
 import { SentinelBytesMarshaller, textMarshaller } from '@labwire/marshallers'
 import { TcpServer } from '@labwire/transport-tcp'
 import { TelnetClient, TelnetServer } from '@labwire/transport-telnet'
-import { CLI, REPO, finished, run, spawnCli, waitForLine } from './helpers.js'
+import { CLI, REPO, finished, run, runHere, spawnCli, waitForLine } from './helpers.js'
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))
 // eslint-disable-next-line no-control-regex -- what must never reach a terminal
@@ -43,12 +43,12 @@ describe('labwire: hardening round two', () => {
     const escaped = await run(['query', `tcp://127.0.0.1:${port}`, 'EVIL?', 'TAB?'])
     expect(escaped.code).toBe(0)
     expect(escaped.stdout).toBe('\\x1b]52;c;ZXZpbA==\\x07\\x1b[2J\\rFAKE: all tests passed\\x9b31m\na\tb\n')
-    const raw = await run(['query', `tcp://127.0.0.1:${port}`, 'EVIL?', '--raw'])
+    const raw = await runHere(['query', `tcp://127.0.0.1:${port}`, 'EVIL?', '--raw'])
     expect(raw.stdout).toBe(`${HOSTILE}\n`)
-    const json = await run(['query', `tcp://127.0.0.1:${port}`, 'EVIL?', '--json'])
+    const json = await runHere(['query', `tcp://127.0.0.1:${port}`, 'EVIL?', '--json'])
     expect(json.stdout).not.toMatch(CONTROL)
     expect((JSON.parse(json.stdout) as { results: { reply: string }[] }).results[0]?.reply).toBe(HOSTILE)
-    const shell = await run(['shell', `tcp://127.0.0.1:${port}`], { input: 'EVIL?\n' })
+    const shell = await runHere(['shell', `tcp://127.0.0.1:${port}`], { input: 'EVIL?\n' })
     expect(shell.stdout).toBe('\\x1b]52;c;ZXZpbA==\\x07\\x1b[2J\\rFAKE: all tests passed\\x9b31m\n')
   })
 
@@ -58,18 +58,18 @@ describe('labwire: hardening round two', () => {
     const server = new TelnetServer({ port: 0, callback: app, banner: 'labwire DMM simulator\r\n' })
     const { port } = await server.listen()
     cleanups.push(() => server.close())
-    const result = await run(['query', `telnet://127.0.0.1:${port}`, '*IDN?'])
+    const result = await runHere(['query', `telnet://127.0.0.1:${port}`, '*IDN?'])
     expect(result.code).toBe(0)
     expect(result.stdout).toBe('ACME,DMM,1,1.0\n')
   })
 
   it('error messages that quote device text escape it; a timeout says what arrived and suggests --read-term (hardening #13)', async () => {
     const port = await device({ 'MEAS?': 'x' }) // answers "x\n": with --read-term \r it never completes
-    const result = await run(['query', `tcp://127.0.0.1:${port}`, 'MEAS?', '--read-term', '\\r', '--timeout', '300'])
+    const result = await runHere(['query', `tcp://127.0.0.1:${port}`, 'MEAS?', '--read-term', '\\r', '--timeout', '300'])
     expect(result.code).toBe(4)
     expect(result.stderr).toContain('timeout (command "MEAS?"): no complete reply within 300 ms: 2 bytes arrived without the read terminator "\\r": "x\\n"; they end with "\\n": try --read-term "\\n"')
     const hostile = await device({ 'EVIL?': HOSTILE })
-    const quoted = await run(['query', `tcp://127.0.0.1:${hostile}`, 'EVIL?', '--read-term', 'CRLF', '--timeout', '300'])
+    const quoted = await runHere(['query', `tcp://127.0.0.1:${hostile}`, 'EVIL?', '--read-term', 'CRLF', '--timeout', '300'])
     expect(quoted.code).toBe(4)
     expect(quoted.stderr).toContain('\\x1b]52;c;')
     expect(quoted.stderr).not.toMatch(CONTROL)
@@ -98,8 +98,9 @@ describe('labwire: hardening round two', () => {
   it('--trace memory stays bounded: 4 MiB traced costs a few MB more than untraced, not 80x the traffic (hardening #15)', async () => {
     const size = 4 * 1024 * 1024
     const port = await device({ 'HUGE?': 'y'.repeat(size) })
+    // --timeout: on a loaded machine 4 MiB of trace can take longer than the default reply timeout.
     const peak = async (flags: string[]): Promise<{ rss: number; stderr: string }> => {
-      const child = spawn(process.execPath, [fixture('max-rss.mjs'), 'query', `tcp://127.0.0.1:${port}`, 'HUGE?', ...flags], { cwd: REPO, env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] })
+      const child = spawn(process.execPath, [fixture('max-rss.mjs'), 'query', `tcp://127.0.0.1:${port}`, 'HUGE?', '--timeout', '50000', ...flags], { cwd: REPO, env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] })
       const result = await finished(child, 60_000)
       expect(result.code).toBe(0)
       expect(result.stdout.length).toBe(size + 1)
@@ -118,10 +119,10 @@ describe('labwire: hardening round two', () => {
   }, 90_000)
 
   it('?read_term=%ZZ and other malformed escapes are refused (exit 2), %FF is the byte 0xFF (hardening #18)', async () => {
-    const bad = await run(['query', 'tcp://127.0.0.1:5025?read_term=%ZZ', '*IDN?'])
+    const bad = await runHere(['query', 'tcp://127.0.0.1:5025?read_term=%ZZ', '*IDN?'])
     expect(bad.code).toBe(2)
     expect(bad.stderr).toMatch(/malformed percent escape "%ZZ"/)
-    const lone = await run(['query', 'tcp://127.0.0.1:5025?read_term=%0', '*IDN?'])
+    const lone = await runHere(['query', 'tcp://127.0.0.1:5025?read_term=%0', '*IDN?'])
     expect(lone.code).toBe(2)
     const { parseResource } = await import('../src/resource.js')
     expect(parseResource('tcp://h:1?read_term=%FF').readTerm).toEqual(Uint8Array.of(0xff))
@@ -134,7 +135,7 @@ describe('labwire: hardening round two', () => {
       let stderr = ''
       sim.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
       const port = Number((await waitForLine(sim, /^listening tcp:\/\/127\.0\.0\.1:(\d+)$/))[1])
-      const query = await run(['query', `tcp://127.0.0.1:${port}`, 'VOLT?', '--timeout', '300'])
+      const query = await runHere(['query', `tcp://127.0.0.1:${port}`, 'VOLT?', '--timeout', '300'])
       expect(query.code).not.toBe(0)
       sim.kill('SIGTERM')
       await finished(sim, 10_000).catch(() => undefined)
@@ -161,14 +162,14 @@ describe('labwire: hardening round two', () => {
     const help = await run(['sim', '--help'])
     for (const path of help.stdout.match(/\S+\/\S+\.ya?ml/g) ?? []) expect(existsSync(`${REPO}${path}`), path).toBe(true)
     expect(help.stdout).toContain('labwire sim scpi-psu')
-    const file = await run(['sim', '--list', fixture('two-devices.yaml')])
+    const file = await runHere(['sim', '--list', fixture('two-devices.yaml')])
     expect(file.stdout).toMatch(/devices: alpha, beta/)
-    const unknown = await run(['sim', 'no-such-device'])
+    const unknown = await runHere(['sim', 'no-such-device'])
     expect(unknown.code).toBe(8)
     expect(unknown.stderr).toMatch(/bundled devices: scpi-psu, dmm, cli-switch/)
     const sim = startSim(['scpi-psu', '--port', '0', '--quiet'])
     const port = Number((await waitForLine(sim, /^listening tcp:\/\/127\.0\.0\.1:(\d+)$/))[1])
-    const idn = await run(['query', `TCPIP::127.0.0.1::${port}::SOCKET`, '*IDN?'])
+    const idn = await runHere(['query', `TCPIP::127.0.0.1::${port}::SOCKET`, '*IDN?'])
     expect(idn.code).toBe(0)
     expect(idn.stdout).toMatch(/SIM-PSU|PSU/i)
   })
@@ -177,21 +178,21 @@ describe('labwire: hardening round two', () => {
     const version = await run(['query', '--version'])
     expect(version.code).toBe(0)
     expect(version.stdout).toMatch(/^\d+\.\d+\.\d+\n$/)
-    const typo = await run(['query', 'tcp://127.0.0.1:5025', '*IDN?', '--tiemout', '5'])
+    const typo = await runHere(['query', 'tcp://127.0.0.1:5025', '*IDN?', '--tiemout', '5'])
     expect(typo.code).toBe(2)
     expect(typo.stderr).toBe('labwire query: unknown option --tiemout; did you mean --timeout? (labwire query --help)\n')
-    const missing = await run(['query', 'tcp://127.0.0.1:5025', '*IDN?', '--timeout'])
+    const missing = await runHere(['query', 'tcp://127.0.0.1:5025', '*IDN?', '--timeout'])
     expect(missing.code).toBe(2)
     expect(missing.stderr).toMatch(/option --timeout needs a value/)
-    const command = await run(['qeury'])
+    const command = await runHere(['qeury'])
     expect(command.stderr).toMatch(/did you mean query\?/)
   })
 
   it('the control channel stays on loopback unless --control-host, which needs --control-token (rough edge)', async () => {
-    const open = await run(['sim', 'scpi-psu', '--port', '0', '--control-port', '0', '--control-host', '0.0.0.0'])
+    const open = await runHere(['sim', 'scpi-psu', '--port', '0', '--control-port', '0', '--control-host', '0.0.0.0'])
     expect(open.code).toBe(2)
     expect(open.stderr).toMatch(/needs --control-token/)
-    const alone = await run(['sim', 'scpi-psu', '--port', '0', '--control-token', 'x'])
+    const alone = await runHere(['sim', 'scpi-psu', '--port', '0', '--control-token', 'x'])
     expect(alone.code).toBe(2)
     // --control-token reaches the simulator's control server: requests without it are refused.
     const sim = startSim(['scpi-psu', '--port', '0', '--host', '127.0.0.1', '--control-port', '0', '--control-token', 's3cret', '--quiet'])

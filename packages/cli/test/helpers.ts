@@ -1,8 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { PassThrough, Readable } from 'node:stream'
+import { finished as streamEnded } from 'node:stream/promises'
 import { fileURLToPath } from 'node:url'
 import { ApplicationServer } from '@labwire/application'
+import { main } from '@labwire/cli'
 import { SentinelBytesMarshaller, textMarshaller } from '@labwire/marshallers'
 import { TcpServer } from '@labwire/transport-tcp'
 
@@ -31,6 +34,36 @@ export function run(args: readonly string[], options: { input?: string; limitMs?
   if (options.input !== undefined) child.stdin?.end(options.input)
   else child.stdin?.end()
   return finished(child, options.limitMs ?? 10_000)
+}
+
+/**
+ * Run `labwire ...args` in this process: `main(argv, io)` from the sources, with piped (non-TTY)
+ * streams. For tests about what a command does (replies, messages, exit codes); what only the
+ * binary does (flushing to a slow reader, signals, memory, the process exiting) is tested with
+ * `run`, and every command keeps at least one test that spawns the real binary. Bounded by `limitMs`.
+ */
+export async function runHere(args: readonly string[], options: { input?: string; limitMs?: number; env?: Record<string, string> } = {}): Promise<RunResult> {
+  let stdout = ''
+  let stderr = ''
+  const out = new PassThrough().setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
+  const err = new PassThrough().setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+  const stdin = Readable.from(options.input === undefined ? [] : [options.input])
+  const env = { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', ...options.env }
+  const limitMs = options.limitMs ?? 10_000
+  let timer: NodeJS.Timeout | undefined
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`labwire ${args.join(' ')} (in process) did not return within ${limitMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`)), limitMs)
+  })
+  try {
+    const code = await Promise.race([main(args, { stdout: out, stderr: err, stdin, env }), limit])
+    // Everything written is read before the result is taken.
+    out.end()
+    err.end()
+    await Promise.race([Promise.all([streamEnded(out), streamEnded(err)]), limit])
+    return { code, signal: null, stdout, stderr }
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 /** Spawn `labwire ...args` with piped stdio. */

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { closedPort, finished, run, spawnCli, startInstrument, type TestInstrument } from './helpers.js'
+import { closedPort, finished, run, runHere, spawnCli, startInstrument, type TestInstrument } from './helpers.js'
 
 let instrument: TestInstrument
 beforeAll(async () => {
@@ -9,7 +9,7 @@ afterAll(async () => {
   await instrument.close()
 })
 
-describe('labwire query (built binary, real TCP instrument)', () => {
+describe('labwire query (the built binary once, then in process; real TCP instrument)', () => {
   it('sends each command in order, prints each reply, exits 0 (VISA SOCKET resource)', async () => {
     const result = await run(['query', `TCPIP0::127.0.0.1::${instrument.port}::SOCKET`, '*IDN?', 'VOLT 1.5', 'VOLT?'])
     expect(result.stderr).toBe('')
@@ -19,14 +19,14 @@ describe('labwire query (built binary, real TCP instrument)', () => {
   })
 
   it('accepts tcp:// with terminators in the URI query; an extra reply line is never taken for the next answer', async () => {
-    await run(['query', `tcp://127.0.0.1:${instrument.port}`, 'VOLT 7'])
-    const result = await run(['query', `tcp://127.0.0.1:${instrument.port}?read_term=%0A&write_term=%0A`, 'TWO?', 'VOLT?'])
+    await runHere(['query', `tcp://127.0.0.1:${instrument.port}`, 'VOLT 7'])
+    const result = await runHere(['query', `tcp://127.0.0.1:${instrument.port}?read_term=%0A&write_term=%0A`, 'TWO?', 'VOLT?'])
     expect(result.stdout).toBe('one\n7.000\n')
     expect(result.code).toBe(0)
   })
 
   it('--json prints one machine-readable object', async () => {
-    const result = await run(['query', `tcp://127.0.0.1:${instrument.port}`, 'VOLT 2', 'VOLT?', '--json'])
+    const result = await runHere(['query', `tcp://127.0.0.1:${instrument.port}`, 'VOLT 2', 'VOLT?', '--json'])
     expect(result.code).toBe(0)
     const parsed = JSON.parse(result.stdout) as { ok: boolean; resource: string; results: { command: string; kind: string; reply: string | null; elapsedMs: number }[] }
     expect(parsed.ok).toBe(true)
@@ -39,12 +39,12 @@ describe('labwire query (built binary, real TCP instrument)', () => {
   })
 
   it('--hex prints the reply bytes as hex', async () => {
-    const result = await run(['query', `tcp://127.0.0.1:${instrument.port}`, '*IDN?', '--hex'])
+    const result = await runHere(['query', `tcp://127.0.0.1:${instrument.port}`, '*IDN?', '--hex'])
     expect(result.stdout.trim()).toBe('41 43 4d 45 2c 4d 6f 64 65 6c 20 31 2c 30 30 30 31 2c 31 2e 30')
   })
 
   it('--trace writes every byte each way to stderr, stdout stays the replies', async () => {
-    const result = await run(['query', `tcp://127.0.0.1:${instrument.port}`, '*IDN?', '--trace'])
+    const result = await runHere(['query', `tcp://127.0.0.1:${instrument.port}`, '*IDN?', '--trace'])
     expect(result.stdout).toBe('ACME,Model 1,0001,1.0\n')
     const lines = result.stderr.trim().split('\n')
     expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT\S+Z tcp:\/\/127\.0\.0\.1:\d+ == connected$/)
@@ -56,7 +56,7 @@ describe('labwire query (built binary, real TCP instrument)', () => {
 
 describe('labwire query exit codes', () => {
   it('2: a bad resource string shows the accepted forms', async () => {
-    const result = await run(['query', 'GPIB0::5::INSTR', '*IDN?'])
+    const result = await runHere(['query', 'GPIB0::5::INSTR', '*IDN?'])
     expect(result.code).toBe(2)
     expect(result.stderr).toContain('invalid resource "GPIB0::5::INSTR"')
     expect(result.stderr).toContain('TCPIP[board]::host::port::SOCKET')
@@ -74,7 +74,7 @@ describe('labwire query exit codes', () => {
       ['query', 'tcp://127.0.0.1:1?color=red', '*IDN?'],
       ['frobnicate'],
     ]) {
-      const result = await run(args)
+      const result = await runHere(args)
       expect(result.code, args.join(' ')).toBe(2)
       expect(result.stderr, args.join(' ')).toMatch(/^labwire/)
     }
@@ -92,14 +92,14 @@ describe('labwire query exit codes', () => {
 
   it('4: no reply within --timeout, one line naming the resource and the command', async () => {
     const resource = `tcp://127.0.0.1:${instrument.port}`
-    const result = await run(['query', resource, '*IDN?', 'SLOW?', '--timeout', '300'])
+    const result = await runHere(['query', resource, '*IDN?', 'SLOW?', '--timeout', '300'])
     expect(result.code).toBe(4)
     expect(result.stdout).toBe('ACME,Model 1,0001,1.0\n')
     expect(result.stderr.trim()).toBe(`labwire query: ${resource}: timeout (command "SLOW?"): no reply within 300 ms`)
   })
 
   it('4 with --json: the error is in the object too', async () => {
-    const result = await run(['query', `tcp://127.0.0.1:${instrument.port}?timeout=200`, 'SLOW?', '--json'])
+    const result = await runHere(['query', `tcp://127.0.0.1:${instrument.port}?timeout=200`, 'SLOW?', '--json'])
     expect(result.code).toBe(4)
     const parsed = JSON.parse(result.stdout) as { ok: boolean; error: { exitCode: number; kind: string; code: string; command: string } }
     expect(parsed.ok).toBe(false)
@@ -108,7 +108,7 @@ describe('labwire query exit codes', () => {
 
   it('5: a reply longer than --max-length is a framing error', async () => {
     const resource = `tcp://127.0.0.1:${instrument.port}`
-    const result = await run(['query', resource, 'BIG?', '--max-length', '50'])
+    const result = await runHere(['query', resource, 'BIG?', '--max-length', '50'])
     expect(result.code).toBe(5)
     expect(result.stderr.trim().split('\n')).toHaveLength(1)
     expect(result.stderr).toContain(`${resource}: framing error (command "BIG?")`)
@@ -116,7 +116,7 @@ describe('labwire query exit codes', () => {
 
   it('6: the instrument closes the connection before replying', async () => {
     const resource = `tcp://127.0.0.1:${instrument.port}`
-    const result = await run(['query', resource, 'BYE?'])
+    const result = await runHere(['query', resource, 'BYE?'])
     expect(result.code).toBe(6)
     expect(result.stderr).toContain(`${resource}: connection closed by the instrument (command "BYE?")`)
   })
@@ -139,11 +139,11 @@ describe('labwire --help, --version', () => {
     expect(help.code).toBe(0)
     for (const word of ['sim FILE', 'query RESOURCE', 'shell RESOURCE', 'serve CONFIG', 'registry', 'Exit codes']) expect(help.stdout).toContain(word)
     for (const command of ['sim', 'query', 'shell']) {
-      const sub = await run([command, '--help'])
+      const sub = await runHere([command, '--help'])
       expect(sub.code).toBe(0)
       expect(sub.stdout).toMatch(new RegExp(`^Usage: labwire ${command}`))
     }
-    const version = await run(['--version'])
+    const version = await runHere(['--version'])
     expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/)
     const none = await run([])
     expect(none.code).toBe(2)

@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CLI, REPO, run, startInstrument, type TestInstrument } from './helpers.js'
+import { CLI, REPO, run, runHere, startInstrument, type TestInstrument } from './helpers.js'
 
 let instrument: TestInstrument
 beforeAll(async () => {
@@ -20,7 +20,7 @@ describe('labwire shell with piped stdin', () => {
 
   it('shell commands: :hex, :timeout, :term, :trace, :help, :quit stops reading', async () => {
     const input = [':hex', 'VOLT?', ':hex', ':timeout 250', 'SLOW?', '*IDN?', ':term \\n', ':trace', '*IDN?', ':trace', ':help', ':quit', '*IDN?', ''].join('\n')
-    const result = await run(['shell', `tcp://127.0.0.1:${instrument.port}`], { input })
+    const result = await runHere(['shell', `tcp://127.0.0.1:${instrument.port}`], { input })
     const out = result.stdout.split('\n')
     expect(out[0]).toBe('hex display on')
     expect(out[1]).toMatch(/^[0-9a-f]{2}( [0-9a-f]{2})*$/)
@@ -38,7 +38,7 @@ describe('labwire shell with piped stdin', () => {
   })
 
   it('reconnects after the instrument dropped the connection, and reports unknown shell commands', async () => {
-    const result = await run(['shell', `tcp://127.0.0.1:${instrument.port}`], { input: 'BYE?\n*IDN?\n:nope\n' })
+    const result = await runHere(['shell', `tcp://127.0.0.1:${instrument.port}`], { input: 'BYE?\n*IDN?\n:nope\n' })
     expect(result.stdout).toBe('ACME,Model 1,0001,1.0\n')
     expect(result.stderr).toMatch(/connection closed by the instrument \(command "BYE\?"\)/)
     expect(result.stderr).toMatch(/unknown shell command ":nope"/)
@@ -46,7 +46,7 @@ describe('labwire shell with piped stdin', () => {
   })
 
   it('exits 3 when it cannot connect', async () => {
-    const result = await run(['shell', 'tcp://127.0.0.1:1'], { input: '*IDN?\n' })
+    const result = await runHere(['shell', 'tcp://127.0.0.1:1'], { input: '*IDN?\n' })
     expect(result.code).toBe(3)
     expect(result.stderr).toContain('tcp://127.0.0.1:1: connection failed')
   })
