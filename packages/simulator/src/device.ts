@@ -64,6 +64,8 @@ export interface Command {
    * `query` is that message when it is a string, else `''`, and `raw` its bytes when it is bytes).
    */
   run(query: string, raw: Uint8Array, context: CommandContext, message?: unknown): Outcome | Promise<Outcome>
+  /** True when `run` reads only `raw` (and `message`), never `query`: the engine then skips decoding the text for it (`query` is `''`). */
+  readonly bytesOnly?: boolean
   /** Whether this command takes `message` (without running it); faults' `commands` match the label of the command that would. */
   matches?(message: unknown): boolean
 }
@@ -531,21 +533,23 @@ export class Device<S = Record<string, unknown>, M = any> {
     context: CommandContext,
     message?: unknown,
   ): Exclude<Outcome, typeof NOT_MATCHED> | typeof CRASH | Promise<Exclude<Outcome, typeof NOT_MATCHED> | typeof CRASH> {
-    const query = message === undefined ? decoder.decode(raw) : typeof message === 'string' ? message : ''
+    // The text is decoded only when a command that reads it is reached (table lookups match bytes).
+    let query = message === undefined ? undefined : typeof message === 'string' ? message : ''
     for (let index = 0; index < this.commands.length; index++) {
       const command = this.commands[index] as Command
+      if (query === undefined && command.bytesOnly !== true) query = decoder.decode(raw)
       let outcome: Outcome | Promise<Outcome>
       try {
-        outcome = command.run(query, raw, context, message)
+        outcome = command.run(query ?? '', raw, context, message)
       } catch (error) {
-        return this.crashed(error, query, message)
+        return this.crashed(error, query ?? decoder.decode(raw), message)
       }
-      if (outcome instanceof Promise) return this.continueAsync(outcome, index, query, raw, context, message)
+      if (outcome instanceof Promise) return this.continueAsync(outcome, index, query ?? decoder.decode(raw), raw, context, message)
       if (outcome === NOT_MATCHED) continue
       if (command.delay !== undefined && command.delay > 0) return delay(command.delay).then(() => outcome)
       return outcome
     }
-    return this.unmatched(query, message)
+    return this.unmatched(query ?? decoder.decode(raw), message)
   }
 
   private async continueAsync(

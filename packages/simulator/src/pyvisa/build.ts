@@ -56,7 +56,30 @@ function toBytes(text: string, compat: PyvisaSimCompat): Uint8Array {
 }
 
 /** The bytes as a string of code units 0–255 (a lossless map key). */
-const binaryString = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
+const keyOf = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
+
+/**
+ * The request's bytes as a map key (Latin-1: one char per byte). The engine hands every command the
+ * same `raw` view of one request in turn; the key of the last view is kept so the dialogue, getter,
+ * register and queue tables do not each convert it again.
+ */
+function keyMemo(): (bytes: Uint8Array) => string {
+  let last: Uint8Array | undefined
+  let lastBuffer: ArrayBufferLike | undefined
+  let lastOffset = -1
+  let lastLength = -1
+  let lastKey = ''
+  return (bytes) => {
+    if (bytes === last && bytes.buffer === lastBuffer && bytes.byteOffset === lastOffset && bytes.byteLength === lastLength) return lastKey
+    lastKey = keyOf(bytes)
+    last = bytes
+    lastBuffer = bytes.buffer
+    lastOffset = bytes.byteOffset
+    lastLength = bytes.byteLength
+    return lastKey
+  }
+}
+const binaryString = keyOf
 
 type Response = Uint8Array | typeof NO_REPLY
 
@@ -192,11 +215,18 @@ export function buildDevice(input: DeviceModel, options: CreateDeviceOptions = {
     return commandErrorResponse
   }
 
+  // Which dialogue replies hold RANDOM (their text) or not (false): a reply is decoded once, not per query.
+  const randomText = new WeakMap<Uint8Array, string | false>()
   const dialogueResponse = (value: Response): Response => {
     if (compat === '0.7' && value !== NO_REPLY) {
-      // pyvisa-sim 0.6+ decodes every dialogue reply as UTF-8 to look for RANDOM: raw bytes that are not UTF-8 raise there.
-      const text = new TextDecoder('utf-8', { fatal: true }).decode(value)
-      if (text.includes('RANDOM')) return utf8(randomResponse(text))
+      let text = randomText.get(value)
+      if (text === undefined) {
+        // pyvisa-sim 0.6+ decodes every dialogue reply as UTF-8 to look for RANDOM: raw bytes that are not UTF-8 raise there (every time: not cached).
+        const decoded = new TextDecoder('utf-8', { fatal: true }).decode(value)
+        text = decoded.includes('RANDOM') ? decoded : false
+        randomText.set(value, text)
+      }
+      if (text !== false) return utf8(randomResponse(text))
     }
     return value
   }
@@ -222,6 +252,7 @@ export function buildDevice(input: DeviceModel, options: CreateDeviceOptions = {
   }
 
   const commands: Command[] = []
+  const requestKey = keyMemo()
   const device = new Device<PyvisaState>({
     name: input.name,
     state: { properties: {} },
@@ -274,7 +305,7 @@ export function buildDevice(input: DeviceModel, options: CreateDeviceOptions = {
   for (const c of input.labwire.commands) {
     const key = binaryString(utf8(c.q))
     const outcome = replyOutcome(c.reply)
-    const command: Command = { label: `labwire: ${c.q}`, run: (_query, raw) => (binaryString(raw) === key ? outcome() : NOT_MATCHED) }
+    const command: Command = { label: `labwire: ${c.q}`, bytesOnly: true, run: (_query, raw) => (requestKey(raw) === key ? outcome() : NOT_MATCHED) }
     if (c.delay !== undefined) command.delay = c.delay
     commands.push(command)
   }
@@ -289,18 +320,20 @@ export function buildDevice(input: DeviceModel, options: CreateDeviceOptions = {
       },
     })
   }
-  commands.push({ label: 'dialogues', run: (_q, raw) => { const hit = dialogues.get(binaryString(raw)); return hit === undefined ? NOT_MATCHED : dialogueResponse(hit) } })
+  commands.push({ label: 'dialogues', bytesOnly: true, run: (_q, raw) => { const hit = dialogues.get(requestKey(raw)); return hit === undefined ? NOT_MATCHED : dialogueResponse(hit) } })
   commands.push({
     label: 'getters',
+    bytesOnly: true,
     run: (_q, raw) => {
-      const hit = getters.get(binaryString(raw))
+      const hit = getters.get(requestKey(raw))
       return hit === undefined ? NOT_MATCHED : getterResponse(hit.r, hit.prop)
     },
   })
   commands.push({
     label: 'status registers',
+    bytesOnly: true,
     run: (_q, raw) => {
-      const reg = registers.get(binaryString(raw))
+      const reg = registers.get(requestKey(raw))
       if (reg === undefined) return NOT_MATCHED
       const value = reg.value
       reg.value = 0n
@@ -309,14 +342,16 @@ export function buildDevice(input: DeviceModel, options: CreateDeviceOptions = {
   })
   commands.push({
     label: 'error queues',
+    bytesOnly: true,
     run: (_q, raw) => {
-      const queue = queues.get(binaryString(raw))
+      const queue = queues.get(requestKey(raw))
       if (queue === undefined) return NOT_MATCHED
       return queue.queue.shift() ?? queue.default
     },
   })
   commands.push({
     label: 'setters',
+    bytesOnly: true,
     run: (_query, raw) => {
       const query = strictUtf8(raw)
       for (const setter of setters) {
@@ -374,7 +409,7 @@ export function buildDevice(input: DeviceModel, options: CreateDeviceOptions = {
       getters: new Map(chGetters.map((g) => [defaultKey(g.q), { prop: g.prop, r: g.r }])),
     }
     const match = (raw: Uint8Array): Response | undefined => {
-      const key = binaryString(raw)
+      const key = requestKey(raw)
       if (!def.canSelect) {
         const selectedProp = properties.get('selected_channel')
         if (selectedProp === undefined) throw new PyException('KeyError', "'selected_channel'")
@@ -427,6 +462,7 @@ export function buildDevice(input: DeviceModel, options: CreateDeviceOptions = {
   if (channelStates.length > 0) {
     commands.push({
       label: 'channels',
+      bytesOnly: true,
       run: (_query, raw) => {
         for (const ch of channelStates) {
           const out = ch.match(raw)
