@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer'
 /**
  * The device engine: state, an ordered command table (pattern → handler → optional reply), error
  * handling, faults, a tick loop and unsolicited messages. pyvisa-sim device files and the
@@ -501,7 +502,7 @@ export class Device<S = Record<string, unknown>, M = any> {
       const outcome = this.runUnit(raw, context)
       if (outcome instanceof Promise) return this.executeAsync(units, i, outcome, replies, context)
       if (outcome === CRASH) break
-      if (outcome !== NO_REPLY) replies.push(concatBytes([outcome, this.responseTerminator]))
+      if (outcome !== NO_REPLY) replies.push(terminated(outcome, this.responseTerminator))
     }
     return replies
   }
@@ -845,6 +846,17 @@ export function describeMessage(message: unknown): string {
   } catch {
     return String(message)
   }
+}
+
+/**
+ * A reply and its terminator in one buffer from Node's pool: a small plain Uint8Array would live on
+ * V8's heap and be copied again on its way to the socket.
+ */
+function terminated(reply: Uint8Array, terminator: Uint8Array): Uint8Array {
+  const out = Buffer.allocUnsafe(reply.length + terminator.length)
+  out.set(reply, 0)
+  out.set(terminator, reply.length)
+  return out
 }
 
 function joinReplies(replies: Uint8Array[]): Uint8Array | undefined {

