@@ -21,6 +21,8 @@ export interface ServerConnection {
   readonly signal: AbortSignal
   /** True once the server has started a `close({ drain })`: finish what is in flight, start nothing new. Optional. */
   readonly draining?: boolean
+  /** The serving transport server's kernel (as in the diagnostics events), when served by one. Optional. */
+  readonly kernel?: object
   /**
    * Queue bytes for the peer. Returns `undefined` when accepted without waiting, or a promise that
    * resolves when the write buffer has drained below its limit (await it: backpressure). Throws a

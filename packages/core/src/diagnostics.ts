@@ -52,6 +52,8 @@ export interface ServerRequestMessage {
   readonly bytesOut: number
   /** The failure's stable code (`'ERR_FRAMING'`, …; `'ERR_HANDLER'` for a non-labwire throw); absent on success. */
   readonly error?: string
+  /** RPC method name (set by `@labwire/rpc`'s server, one message per finished call). */
+  readonly method?: string
 }
 
 /** Payload of `labwire:client:request`: one request/response on a client session (see {@link publishClientRequest}). */

@@ -101,6 +101,7 @@ export function serveConnection(stream: ByteStream, handler: ByteHandler, conn: 
 class HandedConnection implements ServerConnection {
   readonly peer: string
   readonly transport: string
+  readonly kernel?: object
   private readonly controller = new AbortController()
   private closed = false
 
@@ -110,6 +111,8 @@ class HandedConnection implements ServerConnection {
   ) {
     this.peer = conn.peer
     this.transport = conn.transport ?? 'unknown'
+    const kernel = (conn as { kernel?: object }).kernel
+    if (kernel !== undefined) this.kernel = kernel
     stream.onEnd = () => this.abort()
   }
 

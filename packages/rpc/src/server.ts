@@ -7,6 +7,8 @@ import {
   AbortError,
   NEED_MORE,
   TimeoutError,
+  errorCodeOf,
+  serverRequestChannel,
   silentLogger,
   type ConnectionHandler,
   type FrameDecoder,
@@ -16,7 +18,7 @@ import {
 import { checkBsrSpec, decodeBsrValue, type RpcProtocol } from './client.js'
 import { RpcDecodeError, RpcInsecureCodecError, RpcSpecError, RpcSpecMismatchError, RpcUnknownMethodError } from './errors.js'
 import { compareFingerprints, insecureMethods, type Handlers, type MethodDef, type MethodFingerprint, type RpcContext, type ServiceSpec } from './spec.js'
-import { BsrType, DEFAULT_MAX_FRAME, FLAG_ONE_WAY, FrameType, bsrDecoder, bsrString, encodeBsr, encodeFrame, frameDecoder, type BsrFrame, type Frame } from './wire.js'
+import { BsrType, DEFAULT_MAX_FRAME, FLAG_ONE_WAY, FrameType, HEADER, bsrDecoder, bsrString, encodeBsr, encodeFrame, frameDecoder, type BsrFrame, type Frame } from './wire.js'
 
 /** Options for {@link RpcServer}. */
 export interface RpcServerOptions {
@@ -40,8 +42,8 @@ const LOCAL_TRANSPORTS = new Set(['memory', 'stdio'])
 class Running {
   timer: ReturnType<typeof setTimeout> | undefined = undefined
   private ac: AbortController | undefined
-  /** Set when the call was stopped before anyone asked for the signal. */
-  private reason: unknown = undefined
+  /** Why the call was stopped (set with `aborted`). */
+  reason: unknown = undefined
   private stopped = false
 
   get signal(): AbortSignal {
@@ -281,12 +283,30 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
   ): Promise<void> | undefined {
     const oneWay = (frame.flags & FLAG_ONE_WAY) !== 0
     const entry = this.spec.byId.get(frame.method)
+    // labwire:server:request: timed only while someone listens (the monitor), one message per finished call.
+    const startedAt = serverRequestChannel.hasSubscribers ? performance.now() : -1
+    const publish = (method: string, bytesOut: number, error: unknown): void => {
+      if (startedAt < 0 || !serverRequestChannel.hasSubscribers) return
+      serverRequestChannel.publish({
+        kernel: connection.kernel,
+        transport: connection.transport,
+        peer: connection.peer,
+        duration: performance.now() - startedAt,
+        bytesIn: frameBytes(frame),
+        bytesOut,
+        ...(error === undefined ? {} : { error: errorCodeOf(error) }),
+        method,
+      })
+    }
     const fail = (error: unknown, name: string): void => {
       if (oneWay) {
         this.logger.warn({ peer: connection.peer, method: name, err: error }, 'RPC: one-way call failed')
+        publish(name, 0, error)
         return
       }
-      void send(encodeFrame(FrameType.ERROR, frame.method, frame.call, json(this.errorBody(error))))
+      const chunks = encodeFrame(FrameType.ERROR, frame.method, frame.call, json(this.errorBody(error)))
+      void send(chunks)
+      publish(name, chunksLength(chunks), error)
     }
     if (entry === undefined) {
       fail(new RpcUnknownMethodError(`no method with id ${frame.method} in service ${this.spec.name}`), `#${frame.method}`)
@@ -323,7 +343,10 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
     const onError = (error: unknown): void => {
       finish()
       // A cancelled or expired call has nobody waiting for its answer.
-      if (run.aborted) return
+      if (run.aborted) {
+        publish(name, 0, error)
+        return
+      }
       this.logger.debug({ peer: connection.peer, method: name, err: error }, 'RPC: handler threw')
       fail(error, name)
     }
@@ -334,10 +357,17 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
       onError(error)
       return undefined
     }
-    if (def.stream === true) return this.pump(result, def, frame, run, send).then(finish, onError)
+    if (def.stream === true)
+      return this.pump(result, def, frame, run, send).then((bytesOut) => {
+        finish()
+        publish(name, bytesOut, run.aborted ? run.reason : undefined)
+      }, onError)
     const reply = (value: unknown): void => {
       finish()
-      if (oneWay || run.aborted) return
+      if (oneWay || run.aborted) {
+        publish(name, 0, run.aborted ? run.reason : undefined)
+        return
+      }
       let payload: Uint8Array
       try {
         payload = (def.response ?? NONE).encode(value)
@@ -345,26 +375,36 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
         fail(new RpcDecodeError(`${name}: the handler's result does not encode: ${error instanceof Error ? error.message : String(error)}`), name)
         return
       }
-      void send(encodeFrame(FrameType.RESPONSE, frame.method, frame.call, payload))
+      const chunks = encodeFrame(FrameType.RESPONSE, frame.method, frame.call, payload)
+      void send(chunks)
+      publish(name, chunksLength(chunks), undefined)
     }
     if (isPromiseLike(result)) return Promise.resolve(result).then(reply, onError)
     reply(result)
     return undefined
   }
 
-  private async pump(result: unknown, def: MethodDef, frame: Frame, signal: Running, send: (chunks: Uint8Array[]) => Promise<void> | undefined): Promise<void> {
+  /** Send a stream's items; resolves with the bytes written. */
+  private async pump(result: unknown, def: MethodDef, frame: Frame, signal: Running, send: (chunks: Uint8Array[]) => Promise<void> | undefined): Promise<number> {
     const source = (isPromiseLike(result) ? await result : result) as AsyncIterable<unknown> | Iterable<unknown>
     const codec = def.response ?? NONE
     if (source === null || typeof source !== 'object' || !(Symbol.asyncIterator in source || Symbol.iterator in source)) {
       throw new RpcSpecError('a stream handler must return an async generator or an iterable')
     }
+    let bytes = 0
     for await (const item of source as AsyncIterable<unknown>) {
-      if (signal.aborted) return
-      const wait = send(encodeFrame(FrameType.STREAM_CHUNK, frame.method, frame.call, codec.encode(item)))
+      if (signal.aborted) return bytes
+      const chunks = encodeFrame(FrameType.STREAM_CHUNK, frame.method, frame.call, codec.encode(item))
+      bytes += chunksLength(chunks)
+      const wait = send(chunks)
       if (wait !== undefined) await wait
-      if (signal.aborted) return
+      if (signal.aborted) return bytes
     }
-    if (!signal.aborted) void send(encodeFrame(FrameType.STREAM_END, frame.method, frame.call, EMPTY))
+    if (!signal.aborted) {
+      void send(encodeFrame(FrameType.STREAM_END, frame.method, frame.call, EMPTY))
+      bytes += HEADER
+    }
+    return bytes
   }
 
   private errorBody(error: unknown): { name: string; code?: string; message: string; stack?: string } {
@@ -486,6 +526,17 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
 const EMPTY = new Uint8Array(0)
 const ONE = new Uint8Array([1])
 const NONE = { encode: (): Uint8Array => EMPTY, encodeField: (): Uint8Array => EMPTY }
+
+/** Bytes of a decoded frame on the wire (header, optional timeout, payload). */
+function frameBytes(frame: Frame): number {
+  return HEADER + (frame.timeout === undefined ? 0 : 4) + frame.payload.length
+}
+
+function chunksLength(chunks: Uint8Array[]): number {
+  let n = 0
+  for (const chunk of chunks) n += chunk.length
+  return n
+}
 
 function json(value: unknown): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(value))
