@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { Buffer } from 'node:buffer'
 import { NEED_MORE, type ByteStream, type FrameDecoder, type NeedMore } from '@labwire/core'
 import { RpcProtocolError } from './errors.js'
 
@@ -76,19 +77,30 @@ export function frameDecoder(maxFrame = DEFAULT_MAX_FRAME): FrameDecoder<Frame> 
         if (length + 4 <= EXPECT_LIMIT) stream.expect(length + 4)
         return NEED_MORE
       }
+      // Header fields read straight from the bytes (no DataView per frame: this is the per-call path).
       const bytes = stream.take(length + 4)
-      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-      const flags = view.getUint8(5)
+      const flags = bytes[5] as number
       let start = HEADER
       let timeout: number | undefined
       if ((flags & FLAG_DEADLINE) !== 0) {
         if (bytes.length < HEADER + 4) throw new RpcProtocolError('frame has the deadline flag but no room for the timeout')
-        timeout = view.getUint32(HEADER, true)
+        timeout = readU32(bytes, HEADER)
         start += 4
       }
-      return { type: view.getUint8(4), flags, method: view.getUint16(6, true), call: view.getUint32(8, true), timeout, payload: bytes.subarray(start) }
+      return { type: bytes[4] as number, flags, method: (bytes[6] as number) | ((bytes[7] as number) << 8), call: readU32(bytes, 8), timeout, payload: bytes.subarray(start) }
     },
   }
+}
+
+function readU32(bytes: Uint8Array, at: number): number {
+  return ((bytes[at] as number) | ((bytes[at + 1] as number) << 8) | ((bytes[at + 2] as number) << 16)) + (bytes[at + 3] as number) * 0x1000000
+}
+
+function writeU32(out: Uint8Array, at: number, value: number): void {
+  out[at] = value & 0xff
+  out[at + 1] = (value >>> 8) & 0xff
+  out[at + 2] = (value >>> 16) & 0xff
+  out[at + 3] = (value >>> 24) & 0xff
 }
 
 /**
@@ -101,14 +113,15 @@ export function encodeFrame(type: number, method: number, call: number, payload:
   const length = head - 4 + payload.length
   if (length > 0xffffffff) throw new RpcProtocolError(`payload of ${payload.length} bytes does not fit a frame`)
   const split = payload.length > SPLIT_ABOVE
-  const out = new Uint8Array(split ? head : head + payload.length)
-  const view = new DataView(out.buffer)
-  view.setUint32(0, length, true)
-  view.setUint8(4, type)
-  view.setUint8(5, (hasTimeout ? FLAG_DEADLINE : 0) | (options?.oneWay === true ? FLAG_ONE_WAY : 0))
-  view.setUint16(6, method, true)
-  view.setUint32(8, call, true)
-  if (hasTimeout) view.setUint32(HEADER, Math.min(0xffffffff, Math.max(0, Math.ceil(options.timeout as number))), true)
+  // Buffer.allocUnsafe: small frames come from Node's pool (no ArrayBuffer per frame); every byte is written below.
+  const out = Buffer.allocUnsafe(split ? head : head + payload.length)
+  writeU32(out, 0, length)
+  out[4] = type
+  out[5] = (hasTimeout ? FLAG_DEADLINE : 0) | (options?.oneWay === true ? FLAG_ONE_WAY : 0)
+  out[6] = method & 0xff
+  out[7] = (method >>> 8) & 0xff
+  writeU32(out, 8, call)
+  if (hasTimeout) writeU32(out, HEADER, Math.min(0xffffffff, Math.max(0, Math.ceil(options.timeout as number))))
   if (split) return [out, payload]
   out.set(payload, head)
   return [out]
