@@ -209,7 +209,7 @@ const string: Codec<string> = variable(
   'string',
   (value) => {
     if (typeof value !== 'string') throw new RpcDecodeError('cannot encode string: not a string')
-    return utf8Encoder.encode(value)
+    return Buffer.from(value, 'utf8')
   },
   (payload) => utf8.decode(payload),
 )
@@ -254,7 +254,8 @@ function json<T = unknown>(): Codec<T> {
     (value) => {
       const text = JSON.stringify(value)
       if (text === undefined) throw new RpcDecodeError('cannot encode json: value has no JSON form')
-      return utf8Encoder.encode(text)
+      // Buffer.from: a small text is encoded into Node's buffer pool (no ArrayBuffer per call).
+      return Buffer.from(text, 'utf8')
     },
     (payload) => JSON.parse(utf8.decode(payload)) as T,
   )

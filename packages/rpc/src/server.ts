@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { Buffer } from 'node:buffer'
 import {
   AbortError,
   NEED_MORE,
@@ -124,7 +125,11 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
       for (const run of running.values()) run.abort(connection.signal.reason)
     }
     connection.signal.addEventListener('abort', onClose, { once: true })
-    const send = (chunks: Uint8Array[]): Promise<void> | undefined => {
+    // Replies made while `drive` decodes a burst of requests (synchronous handlers) are batched and
+    // leave in one write when the burst is done: one syscall, one buffer, for 64 answers in flight.
+    let batch: Uint8Array[] = []
+    let batchBytes = 0
+    const writeNow = (chunks: Uint8Array[]): Promise<void> | undefined => {
       if (connection.signal.aborted) return undefined
       try {
         let wait: Promise<void> | undefined
@@ -133,6 +138,23 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
       } catch {
         return undefined
       }
+    }
+    const flushBatch = (): void => {
+      if (batch.length === 0) return
+      const chunks = batch.length === 1 ? batch : [Buffer.concat(batch, batchBytes)]
+      batch = []
+      batchBytes = 0
+      void writeNow(chunks)
+    }
+    const send = (chunks: Uint8Array[]): Promise<void> | undefined => {
+      if (!busy || chunks.length !== 1 || batchBytes > BATCH_LIMIT) {
+        flushBatch() // keep the order of frames
+        return writeNow(chunks)
+      }
+      const chunk = chunks[0] as Uint8Array
+      batch.push(chunk)
+      batchBytes += chunk.length
+      return undefined
     }
     let stopped = false
     let busy = false
@@ -182,6 +204,7 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
         }
       } finally {
         busy = false
+        flushBatch()
       }
     }
     if (stream.pushMode) stream.onData = drive
@@ -523,6 +546,8 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
   }
 }
 
+/** Bytes of replies batched in one burst before they are written without waiting for its end. */
+const BATCH_LIMIT = 64 * 1024
 const EMPTY = new Uint8Array(0)
 const ONE = new Uint8Array([1])
 const NONE = { encode: (): Uint8Array => EMPTY, encodeField: (): Uint8Array => EMPTY }
