@@ -31,7 +31,6 @@ export type CodecValue<C> = C extends Codec<infer T> ? T : never
 
 const EMPTY = new Uint8Array(0)
 const utf8 = new TextDecoder('utf-8', { fatal: true })
-const utf8Encoder = new TextEncoder()
 
 function bad(name: string, why: string, cause?: unknown): RpcDecodeError {
   return new RpcDecodeError(`cannot decode ${name}: ${why}`, cause === undefined ? undefined : { cause })
