@@ -163,6 +163,9 @@ export async function pRpc() {
       lockstep_pass: lockCmp.paired >= 0.85,
       // CPU of both processes per call, line over rpc: steadier than wall time on a loaded machine.
       lockstep_cpu_ratio: lockCmp.out.cpu_ratio,
+      // CPU µs per call, client and server process: where the remaining gap is.
+      lockstep_cpu_us_per_call: { rpc: lockCmp.out.rpc_cpu_us_per_op, line: lockCmp.out.line_cpu_us_per_op },
+      inflight64_cpu_us_per_call: { rpc: flyCmp.out.rpc_cpu_us_per_op, line: flyCmp.out.line_cpu_us_per_op },
       rpc_lockstep_us_per_call: round((lockCmp.out.rpc_ms * 1000) / CALLS, 2),
       line_lockstep_us_per_call: round((lockCmp.out.line_ms * 1000) / CALLS, 2),
       inflight64_ratio: flyCmp.out.ratio,
