@@ -68,6 +68,28 @@ describe('RPC diagnostics events', { timeout: 15_000 }, () => {
     }
   })
 
+  it('a call stopped by its deadline or by a cancel is published with ERR_TIMEOUT / ERR_ABORTED and no reply bytes', async () => {
+    const events = listen<ServerRequestMessage>('labwire:server:request')
+    const { server, port } = await start()
+    try {
+      const s = await new RpcClient(svc, new TcpClient({ host: '127.0.0.1', port })).connect({ signal: AbortSignal.timeout(5000) })
+      try {
+        await expect(s.sleep(5000, { timeout: 50 })).rejects.toMatchObject({ code: 'ERR_TIMEOUT' })
+        await expect(s.sleep(5000, { signal: AbortSignal.timeout(50) })).rejects.toBeInstanceOf(Error)
+        const deadline = Date.now() + 3000
+        while (events.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
+      } finally {
+        await s.close()
+      }
+      expect(events.map((e) => [e.method, e.error, e.bytesOut])).toEqual([
+        ['sleep', 'ERR_TIMEOUT', 0],
+        ['sleep', 'ERR_ABORTED', 0],
+      ])
+    } finally {
+      await server.close()
+    }
+  })
+
   it('names an unknown method by id and reports the RPC error code; nothing is published without subscribers', async () => {
     const { server, port } = await start()
     // A client spec the server does not have in full: method 99 passes the handshake only if both agree,
