@@ -5,15 +5,28 @@
 // bulk:     one call with a 64 MiB `raw` argument (the server answers its length), vs a bare node:net
 //           client writing 64 MiB to a bare server that assembles them in one buffer (one copy, like
 //           labwire) and answers once it has them all.
-// Servers run in a child process (this file with `serve`); the RPC package is imported from its dist.
+// Each pair runs interleaved (A B, B A, …) for at least 5 rounds (LABWIRE_BENCH_REPS raises it); every
+// ratio is reported as the median of the per-round ratios with its [min, max] range.
+// Servers run in a child process (this file with `serve`); the RPC package is imported from its dist
+// (LABWIRE_RPC_DIST=path/to/index.js picks another build, e.g. a baseline, for before/after runs).
 import { createServer } from 'node:net'
+import { resolve } from 'node:path'
 import process from 'node:process'
+import { pathToFileURL } from 'node:url'
 import { ApplicationClient, SentinelBytesMarshaller, TcpClient, TcpServer } from './labwire.mjs'
-import { bareClose, bareConnect, compare, emit, equalBytes, forkChild, inBatches, interleave, makeLines, measure, MiB, round, serveIpc } from './lib.mjs'
+import { BENCH_DIR, bareClose, bareConnect, compare, emit, equalBytes, forkChild, inBatches, interleave, makeLines, measure, median, MiB, REPS, round, serveIpc } from './lib.mjs'
 
 const CALLS = 5_000
 const BULK = 64 * MiB
-const rpcModule = () => import('../packages/rpc/dist/index.js')
+const ROUNDS = Math.max(5, REPS)
+const RPC_DIST = process.env.LABWIRE_RPC_DIST ? resolve(process.env.LABWIRE_RPC_DIST) : resolve(BENCH_DIR, '../packages/rpc/dist/index.js')
+const rpcModule = () => import(pathToFileURL(RPC_DIST).href)
+
+/** Per-round ratios `b / a` (a = labwire side): median and [min, max]. */
+function spread(samples, a, b) {
+  const ratios = samples[a].map((s, i) => samples[b][i].ms / s.ms)
+  return { median: round(median(ratios)), range: [round(Math.min(...ratios)), round(Math.max(...ratios))] }
+}
 
 async function spec() {
   const { codecs, defineService } = await rpcModule()
@@ -76,12 +89,6 @@ function bareBulk(socket, payload) {
   })
 }
 
-/** [min, max] of the per-round ratios b/a (rounds are interleaved, so each pair ran back to back). */
-function pairedRange(samples, a, b) {
-  const ratios = samples[a].map((s, i) => samples[b][i].ms / s.ms)
-  return [round(Math.min(...ratios)), round(Math.max(...ratios))]
-}
-
 export async function pRpc() {
   const { RpcClient } = await rpcModule()
   const service = await spec()
@@ -115,9 +122,9 @@ export async function pRpc() {
       await session.close()
       return result
     }
-    const lock = await interleave({ rpc: rpcRun(1), line: lineRun(1) }, 5)
+    const lock = await interleave({ rpc: rpcRun(1), line: lineRun(1) }, ROUNDS)
     const lockCmp = compare(lock, 'rpc', 'line', CALLS)
-    const fly = await interleave({ rpc: rpcRun(64), line: lineRun(64) }, 5)
+    const fly = await interleave({ rpc: rpcRun(64), line: lineRun(64) }, ROUNDS)
     const flyCmp = compare(fly, 'rpc', 'line', CALLS)
 
     const big = new Uint8Array(BULK)
@@ -139,26 +146,31 @@ export async function pRpc() {
           return result
         },
       },
-      3,
+      ROUNDS,
     )
     const bulkCmp = compare(bulk, 'rpc', 'bare', 1)
     emit({
       figure: 'PRPC',
       what: `small JSON call over TCP, ${CALLS} calls: lockstep and 64 in flight vs labwire line ping-pong; 64 MiB raw argument vs bare node:net`,
+      rounds: ROUNDS,
+      rpc_dist: RPC_DIST,
+      lockstep: spread(lock, 'rpc', 'line'),
+      inflight64: spread(fly, 'rpc', 'line'),
+      bulk: spread(bulk, 'rpc', 'bare'),
       lockstep_ratio: lockCmp.out.ratio,
       lockstep_paired_ratio: lockCmp.out.paired_ratio,
       lockstep_target: 'paired_ratio >= 0.85',
       lockstep_pass: lockCmp.paired >= 0.85,
       // CPU of both processes per call, line over rpc: steadier than wall time on a loaded machine.
       lockstep_cpu_ratio: lockCmp.out.cpu_ratio,
-      // Per-round line/rpc ratios, rounds interleaved (rpc, line, rpc, line, ...): the spread on this machine.
-      lockstep_paired_range: pairedRange(lock, 'rpc', 'line'),
+      // CPU µs per call, client and server process: where the remaining gap is.
+      lockstep_cpu_us_per_call: { rpc: lockCmp.out.rpc_cpu_us_per_op, line: lockCmp.out.line_cpu_us_per_op },
+      inflight64_cpu_us_per_call: { rpc: flyCmp.out.rpc_cpu_us_per_op, line: flyCmp.out.line_cpu_us_per_op },
       rpc_lockstep_us_per_call: round((lockCmp.out.rpc_ms * 1000) / CALLS, 2),
       line_lockstep_us_per_call: round((lockCmp.out.line_ms * 1000) / CALLS, 2),
       inflight64_ratio: flyCmp.out.ratio,
       inflight64_paired_ratio: flyCmp.out.paired_ratio,
       inflight64_cpu_ratio: flyCmp.out.cpu_ratio,
-      inflight64_paired_range: pairedRange(fly, 'rpc', 'line'),
       rpc_inflight64_calls_per_s: round(CALLS / (flyCmp.out.rpc_ms / 1000), 0),
       bulk_ratio: bulkCmp.out.ratio,
       bulk_paired_ratio: bulkCmp.out.paired_ratio,

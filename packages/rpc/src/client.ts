@@ -12,6 +12,8 @@ import {
   TimeoutError,
   abortErrorFrom,
   byteStreamOf,
+  clientRequestChannel,
+  errorCodeOf,
   isLabwireError,
   parseAccessNotice,
   silentLogger,
@@ -26,7 +28,7 @@ import {
 import type { Codec } from './codecs.js'
 import { RemoteError, RpcClosedError, RpcDecodeError, RpcInsecureCodecError, RpcProtocolError, RpcSpecError, RpcSpecMismatchError, RpcUnknownMethodError } from './errors.js'
 import { insecureMethods, type CallOptions, type ClientMethods, type MethodDef, type RpcStream, type ServiceSpec } from './spec.js'
-import { BSR_VERSION, BsrType, DEFAULT_MAX_FRAME, FrameType, bsrDecoder, encodeBsr, encodeFrame, frameDecoder, parseBsrException, type BsrFrame, type Frame } from './wire.js'
+import { BSR_VERSION, BsrType, DEFAULT_MAX_FRAME, FrameType, HEADER, bsrDecoder, encodeBsr, encodeFrame, frameDecoder, parseBsrException, type BsrFrame, type Frame } from './wire.js'
 
 /** The wire protocol: labwire's own (default) or basic-socket-rpc 0.6's. */
 export type RpcProtocol = 'labwire' | 'basic-socket-rpc'
@@ -95,7 +97,7 @@ export class RpcClient<S extends ServiceSpec> {
   async connect(options?: AbortOptions): Promise<RpcClientSession<S>> {
     throwIfAborted(options)
     const session = await this.transport.connect(options)
-    const core = new SessionCore(this.spec, session, this.options)
+    const core = new SessionCore(this.spec, session, this.options, this.transport)
     try {
       await core.handshake(options?.signal)
     } catch (error) {
@@ -123,6 +125,8 @@ interface Pending {
   /** basic-socket-rpc: the caller gave up; drop the reply when it comes. */
   abandoned?: boolean
   done?: () => void
+  /** Bytes of the frame that settled the call (for `labwire:client:request`). */
+  bytesIn?: number
 }
 
 interface StreamState {
@@ -155,6 +159,7 @@ class SessionCore {
     private readonly spec: ServiceSpec,
     private readonly session: TransportClientSession,
     private readonly options: RpcClientOptions,
+    private readonly transport: TransportClient,
   ) {
     this.protocol = options.protocol ?? 'labwire'
     this.logger = options.logger ?? silentLogger
@@ -335,6 +340,7 @@ class SessionCore {
     switch (frame.type) {
       case FrameType.RESPONSE: {
         this.pending.delete(frame.call)
+        call.bytesIn = frameBytes(frame)
         let value: unknown
         try {
           value = (call.def.response ?? noneCodec).decode(frame.payload)
@@ -368,6 +374,7 @@ class SessionCore {
         return
       case FrameType.ERROR: {
         this.pending.delete(frame.call)
+        call.bytesIn = frameBytes(frame)
         const error = remoteError(call.name, frame.payload)
         if (call.stream !== undefined) {
           call.stream.error = error
@@ -469,11 +476,44 @@ class SessionCore {
       }
       return Promise.resolve(undefined)
     }
+    if (clientRequestChannel.hasSubscribers) return this.observed(name, def, payload, timeout, options?.signal)
+    return this.unary(name, def, payload, timeout, options?.signal)
+  }
+
+  /** A unary call published on `labwire:client:request` when it settles (only while someone subscribes). */
+  private observed(name: string, def: MethodDef, payload: Uint8Array, timeout: number | undefined, signal: AbortSignal | undefined): Promise<unknown> {
+    const startedAt = performance.now()
+    const bytesOut = HEADER + (timeout === undefined ? 0 : 4) + payload.length
+    let entry: Pending | undefined
+    const publish = (error: unknown): void => {
+      clientRequestChannel.publish({
+        ...describeTransport(this.transport),
+        duration: performance.now() - startedAt,
+        bytesIn: entry?.bytesIn ?? 0,
+        bytesOut,
+        ...(error === undefined ? {} : { error: errorCodeOf(error) }),
+      })
+    }
+    return this.unary(name, def, payload, timeout, signal, (e) => (entry = e)).then(
+      (value) => {
+        publish(undefined)
+        return value
+      },
+      (error: unknown) => {
+        publish(error)
+        throw error
+      },
+    )
+  }
+
+  private unary(name: string, def: MethodDef, payload: Uint8Array, timeout: number | undefined, signal: AbortSignal | undefined, track?: (entry: Pending) => void): Promise<unknown> {
     const call = this.allocateCall()
-    if (timeout === undefined && options?.signal === undefined) {
+    if (timeout === undefined && signal === undefined) {
       // The common case, no timer and no signal: nothing to clean up when the answer comes.
       return new Promise<unknown>((resolve, reject) => {
-        this.pending.set(call, { name, def, resolve, reject })
+        const entry: Pending = { name, def, resolve, reject }
+        track?.(entry)
+        this.pending.set(call, entry)
         try {
           this.write(encodeFrame(FrameType.REQUEST, def.id, call, payload))
         } catch (error) {
@@ -483,7 +523,6 @@ class SessionCore {
       })
     }
     return new Promise<unknown>((resolve, reject) => {
-      const signal = options?.signal
       let timer: ReturnType<typeof setTimeout> | undefined
       const settle = (): void => {
         if (timer !== undefined) clearTimeout(timer)
@@ -511,6 +550,7 @@ class SessionCore {
           reject(error)
         },
       }
+      track?.(entry)
       this.pending.set(call, entry)
       try {
         this.write(encodeFrame(FrameType.REQUEST, def.id, call, payload, { timeout }))
@@ -691,6 +731,24 @@ const noneCodec: Codec<unknown> = {
   decode: () => undefined,
   encodeField: () => EMPTY,
   decodeField: (_b, o) => [undefined, o],
+}
+
+/** Bytes of a decoded frame on the wire. */
+function frameBytes(frame: Frame): number {
+  return HEADER + (frame.timeout === undefined ? 0 : 4) + frame.payload.length
+}
+
+/**
+ * `transport` and `peer` for `labwire:client:request`, best effort: the transport client's class
+ * name (`TcpClient` → `'tcp'`) and its `host:port`, `path` or `url` when it shows one.
+ */
+function describeTransport(transport: TransportClient): { transport: string; peer: string } {
+  const kind = transport.constructor.name.replace(/Client$/, '').toLowerCase() || 'unknown'
+  const o = (transport as { options?: { host?: unknown; port?: unknown; path?: unknown } }).options
+  const url = (transport as { url?: unknown }).url
+  const peer =
+    typeof o?.path === 'string' ? o.path : typeof o?.host === 'string' ? `${o.host}:${String(o.port)}` : typeof url === 'string' ? url : kind
+  return { transport: kind, peer }
 }
 
 function wakeStream(state: StreamState): void {

@@ -253,7 +253,7 @@ function json<T = unknown>(): Codec<T> {
     (value) => {
       const text = JSON.stringify(value)
       if (text === undefined) throw new RpcDecodeError('cannot encode json: value has no JSON form')
-      // Buffer.from: small strings go to Node's pooled slab (cheaper than TextEncoder's fresh array).
+      // Buffer.from: a small text is encoded into Node's buffer pool (no ArrayBuffer per call).
       return Buffer.from(text, 'utf8')
     },
     (payload) => JSON.parse(utf8.decode(payload)) as T,

@@ -4,12 +4,22 @@
  *
  * @module
  */
-import { LabwireError, type LabwireErrorOptions } from '@labwire/core'
+import { LabwireError, type LabwireErrorOptions, type RpcErrorCode } from '@labwire/core'
+
+/**
+ * The shape every RPC error shares (a fixed `name` and stable `code`), made once: each exported
+ * class below extends one of these and adds only what its failure mode carries.
+ */
+function rpcError<N extends string, C extends RpcErrorCode>(name: N, code: C) {
+  abstract class RpcError extends LabwireError {
+    override readonly name: N = name
+    readonly code: C = code
+  }
+  return RpcError
+}
 
 /** A handler threw: the caller sees its `remoteName`, `message` and `code` (and `remoteStack` when the server sets `exposeStack`). */
-export class RemoteError extends LabwireError {
-  override readonly name = 'RemoteError'
-  readonly code = 'ERR_RPC_REMOTE' as const
+export class RemoteError extends rpcError('RemoteError', 'ERR_RPC_REMOTE') {
   /** The thrown error's `name` on the server (e.g. `'ValueError'`, `'RangeError'`). */
   readonly remoteName: string
   /** The thrown error's `code` on the server, if it had a string one. */
@@ -29,15 +39,10 @@ export class RemoteError extends LabwireError {
 }
 
 /** A service definition is invalid (duplicate id, id out of range, reserved name, a profile that cannot carry it). */
-export class RpcSpecError extends LabwireError {
-  override readonly name = 'RpcSpecError'
-  readonly code = 'ERR_RPC_SPEC' as const
-}
+export class RpcSpecError extends rpcError('RpcSpecError', 'ERR_RPC_SPEC') {}
 
 /** The handshake found that client and server specs differ; `mismatches` names each method (`add: client codec msgpack, server json`). */
-export class RpcSpecMismatchError extends LabwireError {
-  override readonly name = 'RpcSpecMismatchError'
-  readonly code = 'ERR_RPC_SPEC_MISMATCH' as const
+export class RpcSpecMismatchError extends rpcError('RpcSpecMismatchError', 'ERR_RPC_SPEC_MISMATCH') {
   /** One line per mismatched method. */
   readonly mismatches: readonly string[]
 
@@ -48,31 +53,16 @@ export class RpcSpecMismatchError extends LabwireError {
 }
 
 /** The server has no method with this id. */
-export class RpcUnknownMethodError extends LabwireError {
-  override readonly name = 'RpcUnknownMethodError'
-  readonly code = 'ERR_RPC_UNKNOWN_METHOD' as const
-}
+export class RpcUnknownMethodError extends rpcError('RpcUnknownMethodError', 'ERR_RPC_UNKNOWN_METHOD') {}
 
 /** A payload did not decode with its method's codec (either side), or a value did not encode. */
-export class RpcDecodeError extends LabwireError {
-  override readonly name = 'RpcDecodeError'
-  readonly code = 'ERR_RPC_DECODE' as const
-}
+export class RpcDecodeError extends rpcError('RpcDecodeError', 'ERR_RPC_DECODE') {}
 
 /** The session is closed: a call after `close()`, or a call still pending when it closed. */
-export class RpcClosedError extends LabwireError {
-  override readonly name = 'RpcClosedError'
-  readonly code = 'ERR_RPC_CLOSED' as const
-}
+export class RpcClosedError extends rpcError('RpcClosedError', 'ERR_RPC_CLOSED') {}
 
 /** The peer broke the wire protocol (bad frame type, a reply to no call, a frame over the size limit). */
-export class RpcProtocolError extends LabwireError {
-  override readonly name = 'RpcProtocolError'
-  readonly code = 'ERR_RPC_PROTOCOL' as const
-}
+export class RpcProtocolError extends rpcError('RpcProtocolError', 'ERR_RPC_PROTOCOL') {}
 
 /** A method uses an insecure codec (`codecs.v8`) over a network transport without `allowInsecureCodecs: true`. */
-export class RpcInsecureCodecError extends LabwireError {
-  override readonly name = 'RpcInsecureCodecError'
-  readonly code = 'ERR_RPC_INSECURE_CODEC' as const
-}
+export class RpcInsecureCodecError extends rpcError('RpcInsecureCodecError', 'ERR_RPC_INSECURE_CODEC') {}

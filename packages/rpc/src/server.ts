@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { Buffer } from 'node:buffer'
 import {
   AbortError,
   NEED_MORE,
@@ -10,7 +11,6 @@ import {
   errorCodeOf,
   serverRequestChannel,
   silentLogger,
-  type ServerRequestMessage,
   type ConnectionHandler,
   type FrameDecoder,
   type Logger,
@@ -19,7 +19,7 @@ import {
 import { checkBsrSpec, decodeBsrValue, type RpcProtocol } from './client.js'
 import { RpcDecodeError, RpcInsecureCodecError, RpcSpecError, RpcSpecMismatchError, RpcUnknownMethodError } from './errors.js'
 import { compareFingerprints, insecureMethods, type Handlers, type MethodDef, type MethodFingerprint, type RpcContext, type ServiceSpec } from './spec.js'
-import { BsrType, DEFAULT_MAX_FRAME, FLAG_ONE_WAY, FrameType, bsrDecoder, bsrString, encodeBsr, encodeFrame, frameDecoder, type BsrFrame, type Frame } from './wire.js'
+import { BsrType, DEFAULT_MAX_FRAME, FLAG_ONE_WAY, FrameType, HEADER, bsrDecoder, bsrString, encodeBsr, encodeFrame, frameDecoder, type BsrFrame, type Frame } from './wire.js'
 
 /** Options for {@link RpcServer}. */
 export interface RpcServerOptions {
@@ -36,27 +36,6 @@ export interface RpcServerOptions {
   logger?: Logger
 }
 
-/** A call's context: `signal` is made on first read (most handlers never look at it). */
-class CallContext implements RpcContext {
-  constructor(
-    private readonly run: Running,
-    readonly deadline: number | undefined,
-    readonly peer: string,
-    readonly session: Map<string, unknown>,
-    readonly method: string,
-  ) {}
-
-  get signal(): AbortSignal {
-    return this.run.signal
-  }
-}
-
-/** A call is over: clear its deadline timer and forget it. */
-function endRun(running: Map<number, Running>, call: number, run: Running): void {
-  if (run.timer !== undefined) clearTimeout(run.timer)
-  if (running.get(call) === run) running.delete(call)
-}
-
 /** Transports that never leave the machine's process boundary in a way a remote peer could use. */
 const LOCAL_TRANSPORTS = new Set(['memory', 'stdio'])
 
@@ -64,8 +43,8 @@ const LOCAL_TRANSPORTS = new Set(['memory', 'stdio'])
 class Running {
   timer: ReturnType<typeof setTimeout> | undefined = undefined
   private ac: AbortController | undefined
-  /** Set when the call was stopped before anyone asked for the signal. */
-  private reason: unknown = undefined
+  /** Why the call was stopped (set with `aborted`). */
+  reason: unknown = undefined
   private stopped = false
 
   get signal(): AbortSignal {
@@ -146,7 +125,11 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
       for (const run of running.values()) run.abort(connection.signal.reason)
     }
     connection.signal.addEventListener('abort', onClose, { once: true })
-    const send = (chunks: Uint8Array[]): Promise<void> | undefined => {
+    // Replies made while `drive` decodes a burst of requests (synchronous handlers) are batched and
+    // leave in one write when the burst is done: one syscall, one buffer, for 64 answers in flight.
+    let batch: Uint8Array[] = []
+    let batchBytes = 0
+    const writeNow = (chunks: Uint8Array[]): Promise<void> | undefined => {
       if (connection.signal.aborted) return undefined
       try {
         let wait: Promise<void> | undefined
@@ -155,6 +138,23 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
       } catch {
         return undefined
       }
+    }
+    const flushBatch = (): void => {
+      if (batch.length === 0) return
+      const chunks = batch.length === 1 ? batch : [Buffer.concat(batch, batchBytes)]
+      batch = []
+      batchBytes = 0
+      void writeNow(chunks)
+    }
+    const send = (chunks: Uint8Array[]): Promise<void> | undefined => {
+      if (!busy || chunks.length !== 1 || batchBytes > BATCH_LIMIT) {
+        flushBatch() // keep the order of frames
+        return writeNow(chunks)
+      }
+      const chunk = chunks[0] as Uint8Array
+      batch.push(chunk)
+      batchBytes += chunk.length
+      return undefined
     }
     let stopped = false
     let busy = false
@@ -204,6 +204,7 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
         }
       } finally {
         busy = false
+        flushBatch()
       }
     }
     if (stream.pushMode) stream.onData = drive
@@ -303,10 +304,35 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
     session: Map<string, unknown>,
     send: (chunks: Uint8Array[]) => Promise<void> | undefined,
   ): Promise<void> | undefined {
-    const startedAt = serverRequestChannel.hasSubscribers ? performance.now() : -1
+    const oneWay = (frame.flags & FLAG_ONE_WAY) !== 0
     const entry = this.spec.byId.get(frame.method)
+    // labwire:server:request: timed only while someone listens (the monitor), one message per finished call.
+    const startedAt = serverRequestChannel.hasSubscribers ? performance.now() : -1
+    const publish = (method: string, bytesOut: number, error: unknown): void => {
+      if (startedAt < 0 || !serverRequestChannel.hasSubscribers) return
+      serverRequestChannel.publish({
+        kernel: connection.kernel,
+        transport: connection.transport,
+        peer: connection.peer,
+        duration: performance.now() - startedAt,
+        bytesIn: frameBytes(frame),
+        bytesOut,
+        ...(error === undefined ? {} : { error: errorCodeOf(error) }),
+        method,
+      })
+    }
+    const fail = (error: unknown, name: string): void => {
+      if (oneWay) {
+        this.logger.warn({ peer: connection.peer, method: name, err: error }, 'RPC: one-way call failed')
+        publish(name, 0, error)
+        return
+      }
+      const chunks = encodeFrame(FrameType.ERROR, frame.method, frame.call, json(this.errorBody(error)))
+      void send(chunks)
+      publish(name, chunksLength(chunks), error)
+    }
     if (entry === undefined) {
-      this.failCall(new RpcUnknownMethodError(`no method with id ${frame.method} in service ${this.spec.name}`), `#${frame.method}`, frame, connection, send, startedAt)
+      fail(new RpcUnknownMethodError(`no method with id ${frame.method} in service ${this.spec.name}`), `#${frame.method}`)
       return undefined
     }
     const { name, def } = entry
@@ -314,128 +340,94 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
     try {
       request = def.request.decode(frame.payload)
     } catch (error) {
-      this.failCall(new RpcDecodeError(`${name}: undecodable request: ${error instanceof Error ? error.message : String(error)}`), name, frame, connection, send, startedAt)
+      fail(new RpcDecodeError(`${name}: undecodable request: ${error instanceof Error ? error.message : String(error)}`), name)
       return undefined
     }
+    const deadline = frame.timeout === undefined ? undefined : Date.now() + frame.timeout
     const run = new Running()
     if (frame.timeout !== undefined) {
-      const timeout = frame.timeout
-      run.timer = setTimeout(() => run.abort(new TimeoutError(`${name}: the call's deadline (${timeout} ms) passed`)), timeout)
+      run.timer = setTimeout(() => run.abort(new TimeoutError(`${name}: the call's deadline (${frame.timeout} ms) passed`)), frame.timeout)
     }
     running.set(frame.call, run)
-    const ctx = new CallContext(run, frame.timeout === undefined ? undefined : Date.now() + frame.timeout, connection.peer, session, name)
+    const ctx: RpcContext = {
+      get signal() {
+        return run.signal
+      },
+      deadline,
+      peer: connection.peer,
+      session,
+      method: name,
+    }
+    const finish = (): void => {
+      if (run.timer !== undefined) clearTimeout(run.timer)
+      if (running.get(frame.call) === run) running.delete(frame.call)
+    }
     const handler = (this.handlers as Record<string, (request: unknown, ctx: RpcContext) => unknown>)[name] as (request: unknown, ctx: RpcContext) => unknown
+    const onError = (error: unknown): void => {
+      finish()
+      // A cancelled or expired call has nobody waiting for its answer.
+      if (run.aborted) {
+        publish(name, 0, error)
+        return
+      }
+      this.logger.debug({ peer: connection.peer, method: name, err: error }, 'RPC: handler threw')
+      fail(error, name)
+    }
     let result: unknown
     try {
       result = handler(request, ctx)
     } catch (error) {
-      this.callThrew(error, name, frame, run, running, connection, send, startedAt)
+      onError(error)
       return undefined
     }
-    if (def.stream === true) {
-      return this.pump(result, def, frame, run, send).then(
-        () => {
-          endRun(running, frame.call, run)
-          this.published(connection, frame, name, startedAt, 0, undefined)
-        },
-        (error: unknown) => this.callThrew(error, name, frame, run, running, connection, send, startedAt),
-      )
+    if (def.stream === true)
+      return this.pump(result, def, frame, run, send).then((bytesOut) => {
+        finish()
+        publish(name, bytesOut, run.aborted ? run.reason : undefined)
+      }, onError)
+    const reply = (value: unknown): void => {
+      finish()
+      if (oneWay || run.aborted) {
+        publish(name, 0, run.aborted ? run.reason : undefined)
+        return
+      }
+      let payload: Uint8Array
+      try {
+        payload = (def.response ?? NONE).encode(value)
+      } catch (error) {
+        fail(new RpcDecodeError(`${name}: the handler's result does not encode: ${error instanceof Error ? error.message : String(error)}`), name)
+        return
+      }
+      const chunks = encodeFrame(FrameType.RESPONSE, frame.method, frame.call, payload)
+      void send(chunks)
+      publish(name, chunksLength(chunks), undefined)
     }
-    if (isPromiseLike(result)) {
-      return Promise.resolve(result).then(
-        (value) => this.reply(value, def, name, frame, run, running, connection, send, startedAt),
-        (error: unknown) => this.callThrew(error, name, frame, run, running, connection, send, startedAt),
-      )
-    }
-    // The common case, a synchronous handler: no closure or promise per call.
-    this.reply(result, def, name, frame, run, running, connection, send, startedAt)
+    if (isPromiseLike(result)) return Promise.resolve(result).then(reply, onError)
+    reply(result)
     return undefined
   }
 
-  /** A handler's result: encode it and answer (unless one-way or cancelled). */
-  private reply(
-    value: unknown,
-    def: MethodDef,
-    name: string,
-    frame: Frame,
-    run: Running,
-    running: Map<number, Running>,
-    connection: ServerConnection,
-    send: (chunks: Uint8Array[]) => Promise<void> | undefined,
-    startedAt: number,
-  ): void {
-    endRun(running, frame.call, run)
-    if ((frame.flags & FLAG_ONE_WAY) !== 0 || run.aborted) {
-      this.published(connection, frame, name, startedAt, 0, run.aborted ? 'ERR_ABORTED' : undefined)
-      return
-    }
-    let payload: Uint8Array
-    try {
-      payload = (def.response ?? NONE).encode(value)
-    } catch (error) {
-      this.failCall(new RpcDecodeError(`${name}: the handler's result does not encode: ${error instanceof Error ? error.message : String(error)}`), name, frame, connection, send, startedAt)
-      return
-    }
-    void send(encodeFrame(FrameType.RESPONSE, frame.method, frame.call, payload))
-    if (startedAt >= 0) this.published(connection, frame, name, startedAt, payload.length, undefined)
-  }
-
-  /** A handler threw or rejected. A cancelled or expired call has nobody waiting for its answer. */
-  private callThrew(
-    error: unknown,
-    name: string,
-    frame: Frame,
-    run: Running,
-    running: Map<number, Running>,
-    connection: ServerConnection,
-    send: (chunks: Uint8Array[]) => Promise<void> | undefined,
-    startedAt: number,
-  ): void {
-    endRun(running, frame.call, run)
-    if (run.aborted) {
-      this.published(connection, frame, name, startedAt, 0, errorCodeOf(error))
-      return
-    }
-    this.logger.debug({ peer: connection.peer, method: name, err: error }, 'RPC: handler threw')
-    this.failCall(error, name, frame, connection, send, startedAt)
-  }
-
-  /** Answer a call with an ERROR frame (a one-way call's failure is only logged). */
-  private failCall(error: unknown, name: string, frame: Frame, connection: ServerConnection, send: (chunks: Uint8Array[]) => Promise<void> | undefined, startedAt: number): void {
-    if ((frame.flags & FLAG_ONE_WAY) !== 0) this.logger.warn({ peer: connection.peer, method: name, err: error }, 'RPC: one-way call failed')
-    else void send(encodeFrame(FrameType.ERROR, frame.method, frame.call, json(this.errorBody(error))))
-    this.published(connection, frame, name, startedAt, 0, errorCodeOf(error))
-  }
-
-  /** One finished call on `labwire:server:request` (with its method name), when someone listens. */
-  private published(connection: ServerConnection, frame: Frame, method: string, startedAt: number, bytesOut: number, error: string | undefined): void {
-    if (startedAt < 0 || !serverRequestChannel.hasSubscribers) return
-    const message: ServerRequestMessage = {
-      kernel: connection.kernel,
-      transport: connection.transport,
-      peer: connection.peer,
-      duration: performance.now() - startedAt,
-      bytesIn: frame.payload.length,
-      bytesOut,
-      method,
-      ...(error === undefined ? {} : { error }),
-    }
-    serverRequestChannel.publish(message)
-  }
-
-  private async pump(result: unknown, def: MethodDef, frame: Frame, signal: Running, send: (chunks: Uint8Array[]) => Promise<void> | undefined): Promise<void> {
+  /** Send a stream's items; resolves with the bytes written. */
+  private async pump(result: unknown, def: MethodDef, frame: Frame, signal: Running, send: (chunks: Uint8Array[]) => Promise<void> | undefined): Promise<number> {
     const source = (isPromiseLike(result) ? await result : result) as AsyncIterable<unknown> | Iterable<unknown>
     const codec = def.response ?? NONE
     if (source === null || typeof source !== 'object' || !(Symbol.asyncIterator in source || Symbol.iterator in source)) {
       throw new RpcSpecError('a stream handler must return an async generator or an iterable')
     }
+    let bytes = 0
     for await (const item of source as AsyncIterable<unknown>) {
-      if (signal.aborted) return
-      const wait = send(encodeFrame(FrameType.STREAM_CHUNK, frame.method, frame.call, codec.encode(item)))
+      if (signal.aborted) return bytes
+      const chunks = encodeFrame(FrameType.STREAM_CHUNK, frame.method, frame.call, codec.encode(item))
+      bytes += chunksLength(chunks)
+      const wait = send(chunks)
       if (wait !== undefined) await wait
-      if (signal.aborted) return
+      if (signal.aborted) return bytes
     }
-    if (!signal.aborted) void send(encodeFrame(FrameType.STREAM_END, frame.method, frame.call, EMPTY))
+    if (!signal.aborted) {
+      void send(encodeFrame(FrameType.STREAM_END, frame.method, frame.call, EMPTY))
+      bytes += HEADER
+    }
+    return bytes
   }
 
   private errorBody(error: unknown): { name: string; code?: string; message: string; stack?: string } {
@@ -554,9 +546,22 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
   }
 }
 
+/** Bytes of replies batched in one burst before they are written without waiting for its end. */
+const BATCH_LIMIT = 64 * 1024
 const EMPTY = new Uint8Array(0)
 const ONE = new Uint8Array([1])
 const NONE = { encode: (): Uint8Array => EMPTY, encodeField: (): Uint8Array => EMPTY }
+
+/** Bytes of a decoded frame on the wire (header, optional timeout, payload). */
+function frameBytes(frame: Frame): number {
+  return HEADER + (frame.timeout === undefined ? 0 : 4) + frame.payload.length
+}
+
+function chunksLength(chunks: Uint8Array[]): number {
+  let n = 0
+  for (const chunk of chunks) n += chunk.length
+  return n
+}
 
 function json(value: unknown): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(value))

@@ -61,17 +61,6 @@ const EXPECT_LIMIT = 256 * 1024 * 1024
 /** Payloads above this are written as a separate chunk after the header instead of being copied into one frame. */
 const SPLIT_ABOVE = 64 * 1024
 
-function readU32(bytes: Uint8Array, at: number): number {
-  return ((bytes[at] as number) | ((bytes[at + 1] as number) << 8) | ((bytes[at + 2] as number) << 16)) + (bytes[at + 3] as number) * 0x1000000
-}
-
-function writeU32(out: Uint8Array, at: number, value: number): void {
-  out[at] = value & 0xff
-  out[at + 1] = (value >>> 8) & 0xff
-  out[at + 2] = (value >>> 16) & 0xff
-  out[at + 3] = (value >>> 24) & 0xff
-}
-
 function u32(stream: ByteStream, at: number): number {
   return ((stream.byteAt(at) as number) | ((stream.byteAt(at + 1) as number) << 8) | ((stream.byteAt(at + 2) as number) << 16)) + (stream.byteAt(at + 3) as number) * 0x1000000
 }
@@ -88,8 +77,8 @@ export function frameDecoder(maxFrame = DEFAULT_MAX_FRAME): FrameDecoder<Frame> 
         if (length + 4 <= EXPECT_LIMIT) stream.expect(length + 4)
         return NEED_MORE
       }
+      // Header fields read straight from the bytes (no DataView per frame: this is the per-call path).
       const bytes = stream.take(length + 4)
-      // Plain byte reads: no DataView per frame (the small-call hot path).
       const flags = bytes[5] as number
       let start = HEADER
       let timeout: number | undefined
@@ -103,6 +92,17 @@ export function frameDecoder(maxFrame = DEFAULT_MAX_FRAME): FrameDecoder<Frame> 
   }
 }
 
+function readU32(bytes: Uint8Array, at: number): number {
+  return ((bytes[at] as number) | ((bytes[at + 1] as number) << 8) | ((bytes[at + 2] as number) << 16)) + (bytes[at + 3] as number) * 0x1000000
+}
+
+function writeU32(out: Uint8Array, at: number, value: number): void {
+  out[at] = value & 0xff
+  out[at + 1] = (value >>> 8) & 0xff
+  out[at + 2] = (value >>> 16) & 0xff
+  out[at + 3] = (value >>> 24) & 0xff
+}
+
 /**
  * Encode a labwire frame: one buffer, or header and payload as two chunks when the payload is
  * large (so a big argument is never copied into a frame).
@@ -113,8 +113,7 @@ export function encodeFrame(type: number, method: number, call: number, payload:
   const length = head - 4 + payload.length
   if (length > 0xffffffff) throw new RpcProtocolError(`payload of ${payload.length} bytes does not fit a frame`)
   const split = payload.length > SPLIT_ABOVE
-  // Node's pooled slab, not `new Uint8Array`: a small typed array lives on V8's heap and would be
-  // moved off it when the socket writes it (and a DataView per frame is one more allocation).
+  // Buffer.allocUnsafe: small frames come from Node's pool (no ArrayBuffer per frame); every byte is written below.
   const out = Buffer.allocUnsafe(split ? head : head + payload.length)
   writeU32(out, 0, length)
   out[4] = type
