@@ -94,6 +94,8 @@ export async function serve(args: string[], io: Io): Promise<ExitCodeValue> {
     mode: stdio ? 'inprocess' : (mode),
     log: { level: values.quiet ? 'warn' : 'info', fd: stdio ? 2 : 1 },
     onEvent: announce,
+    // One process per connection under inetd: no [web monitor] there (its port would clash).
+    monitor: !stdio,
     ...(port === undefined ? {} : { port }),
   })
   try {
@@ -124,6 +126,8 @@ export async function serve(args: string[], io: Io): Promise<ExitCodeValue> {
     const done = stdio ? host.done(config.services[0]?.name ?? '') : undefined
     void done?.then(() => resolve('end of input'))
   })
+  const monitorAt = host.monitorAddress
+  if (monitorAt !== undefined) io.stdout.write(`monitor http://${monitorAt.host.includes(':') ? `[${monitorAt.host}]` : monitorAt.host}:${monitorAt.port}/\n`)
   // "ready" only once the signal handlers are in place: a supervisor may signal right after it.
   if (!stdio) io.stdout.write('ready\n')
   const stop = await stopped

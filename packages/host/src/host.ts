@@ -1,4 +1,6 @@
-import type { Logger } from '@labwire/core'
+import type { Logger, ServerAddress } from '@labwire/core'
+import { Monitor } from '@labwire/monitor'
+import type { SimulatorServer } from '@labwire/simulator'
 import { RegistryClient, RegistryRegistration } from '@labwire/registry'
 import type { HostConfig, ServiceConfig } from './config.js'
 import { ServiceStartError } from './errors.js'
@@ -40,6 +42,8 @@ export interface ServiceHostOptions {
   /** For a stdio service: the streams. */
   stdin?: NodeJS.ReadableStream
   stdout?: NodeJS.WritableStream
+  /** Serve the config's `[web monitor]` section (default true when the config has one). */
+  monitor?: boolean
 }
 
 /** A running service: in this process or as a worker pool. */
@@ -50,6 +54,8 @@ interface Running {
   pool?: WorkerPool
   done?: Promise<void>
   registration?: RegistryRegistration
+  server?: object
+  simulator?: SimulatorServer
 }
 
 /** What {@link ServiceHost.reload} did. */
@@ -83,6 +89,8 @@ export class ServiceHost implements AsyncDisposable {
   private closing: Promise<boolean> | undefined
   /** Services that failed to start (not `wait_until_completed` ones: those fail the host). */
   readonly failed = new Map<string, Error>()
+  /** The `[web monitor]`, while it runs. */
+  private monitorServer: Monitor | undefined
 
   constructor(config: HostConfig, options: ServiceHostOptions = {}) {
     this.config = config
@@ -110,8 +118,17 @@ export class ServiceHost implements AsyncDisposable {
     return this.running.get(service)?.pool?.pids() ?? []
   }
 
-  /** Boot every service in file order. */
+  /** The `[web monitor]`'s address, when the config has one and the host started it. */
+  get monitorAddress(): ServerAddress | undefined {
+    return this.monitorServer?.address
+  }
+
+  /**
+   * Boot every service in file order. With a `[web monitor]` section the monitor listens first, so
+   * `/readyz` answers 503 until every service listens (and again from the start of a drain).
+   */
   async start(): Promise<void> {
+    await this.startMonitor()
     const pending: Promise<void>[] = []
     for (const config of this.config.services) {
       const started = this.startOne(config)
@@ -169,8 +186,11 @@ export class ServiceHost implements AsyncDisposable {
   /** Close every service, in reverse boot order, each drained for up to `drain` ms. Resolves `true` when every drain was clean. Idempotent. */
   close(options: { drain?: number } = {}): Promise<boolean> {
     this.closing ??= (async () => {
+      this.monitorServer?.drain()
       const all = [...this.running.values()].sort((a, b) => b.config.index - a.config.index)
       const results = await Promise.all(all.map((running) => this.stopOne(running, options.drain ?? 0)))
+      await this.monitorServer?.close()
+      this.monitorServer = undefined
       for (const logger of this.loggers.values()) {
         try {
           logger.flush?.()
@@ -188,7 +208,49 @@ export class ServiceHost implements AsyncDisposable {
   }
 
   private emit(event: HostEvent): void {
+    this.monitorEvent(event)
     this.options.onEvent?.(event)
+  }
+
+  private async startMonitor(): Promise<void> {
+    const section = this.config.monitor
+    if (section === undefined || this.options.monitor === false || this.monitorServer !== undefined) return
+    const monitor = new Monitor({ host: section.host, port: section.port, ...(section.token === undefined ? {} : { token: section.token }) })
+    for (const service of this.config.services) this.showService(monitor, service)
+    await monitor.listen()
+    this.monitorServer = monitor
+  }
+
+  private showService(monitor: Monitor, service: ServiceConfig): void {
+    monitor.addService({
+      name: service.name,
+      kind: service.resource !== undefined ? 'gateway' : service.transport,
+      address: () => {
+        const address = this.running.get(service.name)?.address
+        return address === undefined ? undefined : { host: address.host, port: address.port }
+      },
+    })
+  }
+
+  /** Keep the monitor's service list and states in step with the host. */
+  private monitorEvent(event: HostEvent): void {
+    const monitor = this.monitorServer
+    if (monitor === undefined) return
+    if (event.type === 'starting') {
+      try {
+        monitor.setState(event.service, 'starting')
+      } catch {
+        // A service new in a reloaded config.
+        const config = this.config.services.find((s) => s.name === event.service)
+        if (config !== undefined) this.showService(monitor, config)
+      }
+    } else if (event.type === 'failed') monitor.setState(event.service, 'failed')
+    else if (event.type === 'stopped') monitor.setState(event.service, 'stopped')
+    else if (event.type === 'listening') {
+      const running = this.running.get(event.service)
+      if (running?.server !== undefined) monitor.attach(event.service, { servers: [running.server], ...(running.simulator === undefined ? {} : { simulator: running.simulator }) })
+      monitor.setState(event.service, this.closing === undefined ? 'ready' : 'draining')
+    }
   }
 
   private loggerFor(config: ServiceConfig): Logger {
@@ -232,7 +294,14 @@ export class ServiceHost implements AsyncDisposable {
           ...(this.options.stdin === undefined ? {} : { stdin: this.options.stdin }),
           ...(this.options.stdout === undefined ? {} : { stdout: this.options.stdout }),
         })
-        running = { config, address: started.address, close: (o) => started.close(o), ...(started.done === undefined ? {} : { done: started.done }) }
+        running = {
+          config,
+          address: started.address,
+          close: (o) => started.close(o),
+          ...(started.done === undefined ? {} : { done: started.done }),
+          ...(started.server === undefined ? {} : { server: started.server }),
+          ...(started.simulator === undefined ? {} : { simulator: started.simulator }),
+        }
       }
       if (config.autoRegister && running.address.port > 0) {
         // RPyC's registry protocol (UDP): registered now, again every minute, unregistered on stop.

@@ -54,6 +54,10 @@ export interface StartedService {
   close(options?: { drain?: number }): Promise<boolean>
   /** A stdio service: resolves when its input ends. */
   readonly done?: Promise<void>
+  /** The transport server it listens on (its `kernel` names its events), when it has one. */
+  readonly server?: object
+  /** The simulator server, when the service is a simulated device served by `SimulatorServer`. */
+  readonly simulator?: SimulatorServer
 }
 
 /** Options for {@link startService}. */
@@ -227,6 +231,8 @@ export async function startService(config: ServiceConfig, options: StartServiceO
     config,
     address,
     ...(done === undefined ? {} : { done }),
+    ...(stdio === undefined ? { server: listener } : { server: stdio }),
+    ...(listener instanceof SimulatorServer ? { simulator: listener } : {}),
     close: (closeOptions = {}) => {
       closing ??= (async () => {
         const drain = closeOptions.drain ?? 0

@@ -180,9 +180,22 @@ export class Monitor implements AsyncDisposable {
     this.metrics.addService(service.name)
     const record: ServiceRecord = { service, stats: this.metrics.serviceStats(service.name), state: addressOf(service) === undefined ? 'starting' : 'ready', connections: new Map(), queued: 0, holder: undefined, trace: [], traceSeq: 0 }
     this.records.set(service.name, record)
-    for (const server of service.servers ?? []) this.register(server, record)
-    const sim = service.simulator
+    this.attach(service.name, service)
+  }
+
+  /**
+   * Count the events of more servers (and a simulator's device) under a service already shown: for
+   * a host whose services are listed before they listen, or restart with new server objects.
+   */
+  attach(name: string, parts: Pick<MonitoredService, 'servers' | 'simulator'>): void {
+    const record = this.records.get(name)
+    if (record === undefined) throw new TypeError(`monitor: no service named '${name}'`)
+    const service = record.service
+    for (const server of parts.servers ?? []) this.register(server, record)
+    const sim = parts.simulator
     if (sim !== undefined) {
+      // The page's state and fault switches follow the latest simulator.
+      if (service.simulator !== sim) record.service = { ...service, simulator: sim }
       this.register(sim, record)
       // The simulator names each request with its command word (labwire:server:request `command`): those are its commands.
       record.stats.commandsFromRequests = true
