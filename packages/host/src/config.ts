@@ -5,7 +5,7 @@ import { isMap, isScalar, LineCounter, parseDocument, type Node as YamlNode } fr
 import { ConfigError, type ConfigIssue } from './errors.js'
 
 /** The transports a service can be served on. */
-export const TRANSPORTS = ['tcp', 'telnet', 'tls', 'unix', 'udp', 'websocket', 'stdio'] as const
+export const TRANSPORTS = ['tcp', 'telnet', 'tls', 'unix', 'udp', 'websocket', 'stdio', 'nats'] as const
 /** A transport name. */
 export type TransportName = (typeof TRANSPORTS)[number]
 
@@ -52,6 +52,8 @@ export interface ServiceConfig {
   port?: number
   path?: string
   endpoint?: string
+  /** `transport = nats`: the NATS servers to publish on (`nats_servers`, comma-separated `nats://host:port`). */
+  natsServers?: string[]
   framerIn?: FramerName
   framerOut?: FramerName
   codecIn?: CodecName
@@ -118,6 +120,7 @@ const SERVICE_KEYS: Record<string, KeySpec> = {
   port: { kind: 'port', defaults: true },
   path: { kind: 'string' },
   endpoint: { kind: 'string' },
+  nats_servers: { kind: 'string', defaults: true },
   framer: { kind: FRAMERS, defaults: true },
   framer_in: { kind: FRAMERS, defaults: true },
   framer_out: { kind: FRAMERS, defaults: true },
@@ -501,9 +504,16 @@ function validate(sections: RawSection[], file: string, envSet: ReadonlySet<stri
     if (transport === 'tls' && (str('tls_cert') === undefined || str('tls_key') === undefined)) issues.push({ ...where('transport'), reason: 'transport tls needs tls_cert and tls_key (PEM files)' })
     const endpoint = str('endpoint')
     if (endpoint !== undefined && transport !== 'websocket') issues.push({ ...where('endpoint'), reason: `endpoint is the WebSocket path (this service's transport is ${transport})` })
+    const natsServers = str('nats_servers')
+      ?.split(',')
+      .map((server) => server.trim())
+      .filter((server) => server !== '')
+    if (transport === 'nats' && (natsServers === undefined || natsServers.length === 0)) issues.push({ ...where('transport'), reason: 'transport nats needs nats_servers (e.g. nats://127.0.0.1:4222)' })
+    if (transport === 'nats' && !/^[A-Za-z0-9_-]+$/.test(section.name)) issues.push({ ...where('transport'), reason: `a NATS service name may hold only A-Z a-z 0-9 - _ (ADR-32); rename the section "${section.name}"` })
+    if (transport === 'nats' && maxProcNum > 1) issues.push({ ...where('max_proc_num'), reason: 'a nats service runs in one process per host: run it on more hosts (its queue group shares the load)' })
     const port = num('port')
     const host = str('tcp_bind') ?? '127.0.0.1'
-    if (port !== undefined && port !== 0 && transport !== 'unix' && transport !== 'stdio') {
+    if (port !== undefined && port !== 0 && transport !== 'unix' && transport !== 'stdio' && transport !== 'nats') {
       const bind = `${transport === 'udp' ? 'udp' : 'tcp'}:${host}:${port}`
       const other = seenPorts.get(bind)
       if (other !== undefined) issues.push({ ...where('port'), reason: `port ${port} is also service "${other}"'s` })
@@ -548,6 +558,7 @@ function validate(sections: RawSection[], file: string, envSet: ReadonlySet<stri
       ...(port === undefined ? {} : { port }),
       ...(path === undefined ? {} : { path: resolvePath(path) as string }),
       ...(endpoint === undefined ? {} : { endpoint }),
+      ...(natsServers === undefined || transport !== 'nats' ? {} : { natsServers }),
       ...(framerIn === undefined ? {} : { framerIn }),
       ...(framerOut === undefined ? {} : { framerOut }),
       ...(codecIn === undefined ? {} : { codecIn }),

@@ -263,7 +263,7 @@ export class ServiceHost implements AsyncDisposable {
   }
 
   private clustered(config: ServiceConfig): boolean {
-    if (config.resource !== undefined || config.transport === 'udp' || config.transport === 'stdio') return false
+    if (config.resource !== undefined || config.transport === 'udp' || config.transport === 'stdio' || config.transport === 'nats') return false
     const mode = this.options.mode ?? 'auto'
     if (mode === 'inprocess') return false
     if (mode === 'cluster') return true

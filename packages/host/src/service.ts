@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks'
 import { pathToFileURL } from 'node:url'
 import { ApplicationServer } from '@labwire/application'
 import { isConnectionHandler, type ByteHandler, type ConnectionHandler, type Logger } from '@labwire/core'
+import { NatsServer, rpcEndpoints } from '@labwire/nats'
 import { RpcServer, type Handlers, type RpcProtocol, type ServiceSpec } from '@labwire/rpc'
 import { loadDevices, SimulatorServer, type Device } from '@labwire/simulator'
 import { StdioServer } from '@labwire/transport-stdio'
@@ -37,6 +38,8 @@ export interface Served {
   what: string
   /** A port the export itself names (speedysvc's `port` on the server class). */
   port?: number
+  /** An RPC service's spec and handlers (served per method as NATS endpoints under `transport = nats`). */
+  rpc?: { service: ServiceSpec; handlers: Handlers<ServiceSpec> }
   close(): Promise<void>
 }
 
@@ -118,7 +121,7 @@ export async function resolveService(config: ServiceConfig, logger: Logger): Pro
   if (typeof exported === 'object' && exported !== null && 'service' in exported && 'handlers' in exported) {
     const rpc = exported as { service: ServiceSpec; handlers: Handlers<ServiceSpec>; protocol?: RpcProtocol }
     const server = new RpcServer(rpc.service, rpc.handlers, { allowInsecureCodecs: config.allowInsecureSerialisation, logger, ...(rpc.protocol === undefined ? {} : { protocol: rpc.protocol }) })
-    return { ...base, what: `RPC service "${rpc.service.name}" (${what})`, handler: server, close: () => Promise.resolve() }
+    return { ...base, what: `RPC service "${rpc.service.name}" (${what})`, handler: server, rpc: { service: rpc.service, handlers: rpc.handlers }, close: () => Promise.resolve() }
   }
   // An RpcServer (or any ConnectionHandler) built by the module itself.
   if (isConnectionHandler(exported)) return { ...base, handler: exported, close: () => Promise.resolve() }
@@ -180,6 +183,7 @@ export async function startService(config: ServiceConfig, options: StartServiceO
   if (handler === undefined) throw new ServiceStartError(config.name, 'nothing to serve')
   let listener: Listener
   let stdio: StdioServer | undefined
+  let natsServer: NatsServer | undefined
   try {
     switch (config.transport) {
       case 'tcp':
@@ -203,6 +207,28 @@ export async function startService(config: ServiceConfig, options: StartServiceO
       case 'websocket':
         listener = new WebSocketServer({ host: config.host, port, callback: handler, ...(config.endpoint === undefined ? {} : { path: config.endpoint }), ...common })
         break
+      case 'nats': {
+        // Published as a NATS micro service (ADR-32), queue group `q`: instances on several hosts
+        // share the load. An RPC service is published per method under its spec's name (what
+        // connectNatsRpc calls); anything else is one endpoint under the section's name.
+        const rpc = served.rpc
+        if (rpc === undefined && isConnectionHandler(handler)) throw new Error('a ConnectionHandler export cannot be served over NATS: export { service, handlers } for an RPC service')
+        const nats = new NatsServer({
+          servers: config.natsServers ?? [],
+          name: rpc?.service.name ?? config.name,
+          logger,
+          ...(rpc === undefined ? { callback: handler } : { endpoints: rpcEndpoints(rpc.service, rpc.handlers, { allowInsecureCodecs: config.allowInsecureSerialisation }) }),
+        })
+        listener = {
+          listen: async () => {
+            await nats.listen()
+            return { host: '', port: 0 }
+          },
+          close: (closeOptions) => nats.close(closeOptions),
+        }
+        natsServer = nats
+        break
+      }
       case 'stdio':
         stdio = new StdioServer({ callback: handler, logger, ...(options.stdin === undefined ? {} : { input: options.stdin as never }), ...(options.stdout === undefined ? {} : { output: options.stdout as never }) })
         listener = { listen: () => Promise.resolve({ host: '', port: 0 }), close: () => (stdio as StdioServer).close() }
@@ -231,7 +257,7 @@ export async function startService(config: ServiceConfig, options: StartServiceO
     config,
     address,
     ...(done === undefined ? {} : { done }),
-    ...(stdio === undefined ? { server: listener } : { server: stdio }),
+    server: stdio ?? natsServer ?? listener,
     ...(listener instanceof SimulatorServer ? { simulator: listener } : {}),
     close: (closeOptions = {}) => {
       closing ??= (async () => {
@@ -255,7 +281,8 @@ function addressOf(config: ServiceConfig, bound: { host: string; port: number; p
   const host = bound.host.includes(':') ? `[${bound.host}]` : bound.host
   const scheme = { tcp: 'tcp', telnet: 'telnet', tls: 'tls', udp: 'udp', websocket: 'ws' }
   let url: string
-  if (config.transport === 'unix') url = `unix:${config.path as string}`
+  if (config.transport === 'nats') url = `nats://${(config.natsServers?.[0] ?? '127.0.0.1:4222').replace(/^nats:\/\//, '')}/${config.name}`
+  else if (config.transport === 'unix') url = `unix:${config.path as string}`
   else if (config.transport === 'stdio') url = 'stdio'
   else url = `${scheme[config.transport]}://${host}:${bound.port}${config.transport === 'websocket' ? (config.endpoint ?? '/') : ''}`
   return { transport: config.transport, host: bound.host, port: bound.port, url, ...(config.path === undefined ? {} : { path: config.path }) }
