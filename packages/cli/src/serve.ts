@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util'
-import { ConfigError, formatIssue, loadConfig, ServiceHost, ServiceStartError, type HostConfig, type HostEvent } from '@labwire/host'
+import { activatedSockets, ConfigError, formatIssue, loadConfig, ServiceHost, ServiceStartError, type HostConfig, type HostEvent } from '@labwire/host'
 import { ExitCode, UsageError, type ExitCodeValue } from './exit-codes.js'
 import { parseListenPort, parseMilliseconds } from './resource.js'
 import { styleFor, type Io } from './style.js'
@@ -96,6 +96,8 @@ export async function serve(args: string[], io: Io): Promise<ExitCodeValue> {
     onEvent: announce,
     // One process per connection under inetd: no [web monitor] there (its port would clash).
     monitor: !stdio,
+    // systemd socket activation (LISTEN_FDS from fd 3 on); the variables are cleared for children.
+    sockets: stdio ? [] : activatedSockets(),
     ...(port === undefined ? {} : { port }),
   })
   try {

@@ -2,6 +2,7 @@ import type { Logger, ServerAddress } from '@labwire/core'
 import { Monitor } from '@labwire/monitor'
 import type { SimulatorServer } from '@labwire/simulator'
 import { RegistryClient, RegistryRegistration } from '@labwire/registry'
+import { assignSockets, type ActivatedSocket } from './activation.js'
 import type { HostConfig, ServiceConfig } from './config.js'
 import { ServiceStartError } from './errors.js'
 import { serviceLogger, type LogOptions } from './logger.js'
@@ -44,6 +45,12 @@ export interface ServiceHostOptions {
   stdout?: NodeJS.WritableStream
   /** Serve the config's `[web monitor]` section (default true when the config has one). */
   monitor?: boolean
+  /**
+   * Listening sockets inherited from a service manager (systemd socket activation; see
+   * {@link activatedSockets}): a socket named like a service goes to it, the others in order to
+   * the tcp, telnet, tls and unix services. Such a service runs in this process.
+   */
+  sockets?: readonly ActivatedSocket[]
 }
 
 /** A running service: in this process or as a worker pool. */
@@ -92,9 +99,13 @@ export class ServiceHost implements AsyncDisposable {
   /** The `[web monitor]`, while it runs. */
   private monitorServer: Monitor | undefined
 
+  /** Service name → inherited socket fd (socket activation). */
+  private readonly fds: Map<string, number>
+
   constructor(config: HostConfig, options: ServiceHostOptions = {}) {
     this.config = config
     this.options = options
+    this.fds = assignSockets(options.sockets ?? [], config.services.map((s) => ({ name: s.name, eligible: ['tcp', 'telnet', 'tls', 'unix'].includes(s.transport) })))
     if (options.port !== undefined && config.services.length !== 1) throw new TypeError(`ServiceHost: port given but the config has ${config.services.length} services (it applies to one)`)
   }
 
@@ -263,7 +274,7 @@ export class ServiceHost implements AsyncDisposable {
   }
 
   private clustered(config: ServiceConfig): boolean {
-    if (config.resource !== undefined || config.transport === 'udp' || config.transport === 'stdio' || config.transport === 'nats') return false
+    if (config.resource !== undefined || config.transport === 'udp' || config.transport === 'stdio' || config.transport === 'nats' || this.fds.has(config.name)) return false
     const mode = this.options.mode ?? 'auto'
     if (mode === 'inprocess') return false
     if (mode === 'cluster') return true
@@ -291,6 +302,7 @@ export class ServiceHost implements AsyncDisposable {
         const started: StartedService = await startService(config, {
           logger,
           ...(this.options.port === undefined ? {} : { port: this.options.port }),
+          ...(this.fds.has(config.name) ? { fd: this.fds.get(config.name) as number } : {}),
           ...(this.options.stdin === undefined ? {} : { stdin: this.options.stdin }),
           ...(this.options.stdout === undefined ? {} : { stdout: this.options.stdout }),
         })

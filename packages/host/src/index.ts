@@ -24,3 +24,4 @@ export { startService, resolveService, locateImport, type ServiceAddress, type S
 export { WorkerPool, defaultWorkerScript, type ScaleOptions, type WorkerPoolOptions } from './pool.js'
 export { framerByName, marshallerByName } from './framing.js'
 export { serviceLogger, type LogOptions } from './logger.js'
+export { activatedSockets, assignSockets, LISTEN_FDS_START, type ActivatedSocket } from './activation.js'

@@ -68,6 +68,8 @@ export interface StartServiceOptions {
   logger: Logger
   /** Replace the configured port (the CLI's `-p`). */
   port?: number
+  /** Serve on this inherited listening socket (systemd socket activation) instead of binding. */
+  fd?: number
   /** For `transport = stdio`: the streams. Default the process's. */
   stdin?: NodeJS.ReadableStream
   stdout?: NodeJS.WritableStream
@@ -183,6 +185,11 @@ export async function startService(config: ServiceConfig, options: StartServiceO
   if (handler === undefined) throw new ServiceStartError(config.name, 'nothing to serve')
   let listener: Listener
   let stdio: StdioServer | undefined
+  const inherited = options.fd === undefined ? {} : { fd: options.fd }
+  if (options.fd !== undefined && !['tcp', 'telnet', 'tls', 'unix'].includes(config.transport)) {
+    await served.close()
+    throw new ServiceStartError(config.name, `socket activation: transport ${config.transport} cannot serve an inherited socket (tcp, telnet, tls and unix can)`)
+  }
   let natsServer: NatsServer | undefined
   try {
     switch (config.transport) {
@@ -191,15 +198,16 @@ export async function startService(config: ServiceConfig, options: StartServiceO
         // A device with a login greets each client on connect: SimulatorServer does that (and
         // socket-level faults); every other service is served on the kernel-backed TcpServer
         // (drain, access), Telnet as TCP plus the Telnet codec filter.
+        if (options.fd !== undefined && device?.greeting() !== undefined) throw new Error('socket activation: a device that greets its clients (a login) is served by SimulatorServer, which binds its own socket')
         listener = device?.greeting() !== undefined
           ? new SimulatorServer({ device: device, host: config.host, port, logger, ...(config.access.maxSessions === undefined ? {} : { maxConnections: config.access.maxSessions }), ...(config.transport === 'telnet' ? { telnet: true } : {}) })
-          : new TcpServer({ host: config.host, port, callback: handler, ...common, ...(config.transport === 'telnet' ? { filter: telnetServerFilter({}) } : {}) })
+          : new TcpServer({ host: config.host, port, callback: handler, ...common, ...inherited, ...(config.transport === 'telnet' ? { filter: telnetServerFilter({}) } : {}) })
         break
       case 'tls':
-        listener = new TcpServer({ host: config.host, port, callback: handler, tls: { cert: readFileSync(config.tlsCert as string), key: readFileSync(config.tlsKey as string) }, ...common })
+        listener = new TcpServer({ host: config.host, port, callback: handler, tls: { cert: readFileSync(config.tlsCert as string), key: readFileSync(config.tlsKey as string) }, ...common, ...inherited })
         break
       case 'unix':
-        listener = new TcpServer({ path: config.path as string, callback: handler, ...common })
+        listener = new TcpServer({ path: config.path as string, callback: handler, ...common, ...inherited })
         break
       case 'udp':
         listener = new UdpServer({ host: config.host, port, callback: handler, ...common })

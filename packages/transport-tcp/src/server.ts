@@ -46,6 +46,12 @@ export interface TcpServerOptions {
    * The file is removed again by `close()`.
    */
   path?: string
+  /**
+   * Serve an already-listening socket inherited as this file descriptor instead of binding one
+   * (systemd socket activation: `LISTEN_FDS` sockets start at fd 3). `host`, `port` and `path` are
+   * then not used for binding.
+   */
+  fd?: number
   /** With `path`: the socket file's permission bits, applied right after bind (e.g. `0o660`). Default: the process umask's. */
   mode?: number
   /** Speak TLS: the server's certificate and key, and for mutual TLS `requestCert` + `ca`. See {@link TcpServerTlsOptions}. */
@@ -89,6 +95,7 @@ export class TcpServer implements AsyncDisposable {
   private readonly host: string
   private readonly port: number
   private readonly path: string | undefined
+  private readonly fd: number | undefined
   private readonly mode: number | undefined
   private readonly tls: boolean
   /** TLS: the raw TCP socket of every open connection, so close() also ends those still in their handshake (not yet in `sockets`). */
@@ -116,6 +123,8 @@ export class TcpServer implements AsyncDisposable {
     this.mode = options.mode
     this.host = this.path === undefined ? (options.host ?? '127.0.0.1') : ''
     this.port = checkPort('TcpServer', options.port ?? 0)
+    if (options.fd !== undefined && (!Number.isInteger(options.fd) || options.fd < 0)) throw new RangeError(`TcpServer: fd must be a non-negative integer, got ${String(options.fd)}`)
+    this.fd = options.fd
     this.bufferSize = checkCount('TcpServer', 'bufferSize', options.bufferSize ?? 64 * 1024)
     this.logger = options.logger ?? silentLogger
     if (options.filter !== undefined && typeof options.filter !== 'function') throw new TypeError('TcpServer: filter must be a function (context) => ConnectionFilter')
@@ -176,7 +185,7 @@ export class TcpServer implements AsyncDisposable {
 
   /** `host:port` (or the socket path) this server binds, for messages. */
   private get where(): string {
-    return this.path ?? formatTarget(this.host, this.port)
+    return this.fd !== undefined ? `inherited fd ${this.fd}` : (this.path ?? formatTarget(this.host, this.port))
   }
 
   private peerOf(socket: Socket): string {
@@ -233,7 +242,11 @@ export class TcpServer implements AsyncDisposable {
       await this.stopListening()
       throw new ConnectionError(`server on ${this.where} was closed while it was starting`)
     }
-    if (this.path !== undefined) {
+    const inherited = this.fd === undefined ? undefined : this.server.address()
+    if (typeof inherited === 'string') {
+      // An inherited Unix socket: its file belongs to whoever made it (systemd), not to us.
+      this.bound = { host: '', port: 0, path: inherited }
+    } else if (this.path !== undefined && this.fd === undefined) {
       if (!isAbstract(this.path)) await this.setUpSocketFile(this.path)
       this.bound = { host: '', port: 0, path: this.path }
     } else {
@@ -263,7 +276,7 @@ export class TcpServer implements AsyncDisposable {
     return new Promise<void>((resolve, reject) => {
       const onError = (error: Error): void => reject(error)
       this.server.once('error', onError)
-      this.server.listen(this.path === undefined ? { host: this.host, port: this.port } : { path: this.path }, () => {
+      this.server.listen(this.fd !== undefined ? { fd: this.fd } : this.path === undefined ? { host: this.host, port: this.port } : { path: this.path }, () => {
         this.server.off('error', onError)
         resolve()
       })
