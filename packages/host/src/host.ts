@@ -1,5 +1,5 @@
 import type { Logger, ServerAddress } from '@labwire/core'
-import { Monitor } from '@labwire/monitor'
+import { Monitor, type RequestDeltaData } from '@labwire/monitor'
 import type { SimulatorServer } from '@labwire/simulator'
 import { RegistryClient, RegistryRegistration } from '@labwire/registry'
 import { assignSockets, type ActivatedSocket } from './activation.js'
@@ -295,6 +295,8 @@ export class ServiceHost implements AsyncDisposable {
           ...(this.options.scale === undefined ? {} : { scale: this.options.scale }),
           ...(this.options.log === undefined ? {} : { log: this.options.log }),
           onEvent: (event) => this.emit({ type: 'worker', service: config.name, ...event }),
+          // [web monitor]: the workers count their requests; the primary's monitor adds them up.
+          ...(this.monitorServer === undefined ? {} : { onMetrics: (requests: RequestDeltaData) => this.monitorServer?.absorb(config.name, requests) }),
         })
         const address = await pool.start()
         running = { config, address, pool, close: (o) => pool.close(o) }

@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { Logger } from '@labwire/core'
+import type { RequestDeltaData } from '@labwire/monitor'
 import type { ServiceConfig } from './config.js'
 import { ServiceStartError } from './errors.js'
 import type { LogOptions } from './logger.js'
@@ -33,7 +34,7 @@ const DEFAULT_SCALE: ScaleOptions = { sampleMs: 1_000, upElu: 0.7, upSamples: 3,
 export type WorkerMessage =
   | { type: 'listening'; address: ServiceAddress }
   | { type: 'failed'; message: string }
-  | { type: 'stats'; elu: number; rss: number }
+  | { type: 'stats'; elu: number; rss: number; requests?: RequestDeltaData }
   | { type: 'closed'; clean: boolean }
 
 /** What the primary tells a worker. */
@@ -47,6 +48,8 @@ export interface WorkerJob {
   service: ServiceConfig
   port?: number
   log?: LogOptions
+  /** Count requests and report them with the stats (the host serves a `[web monitor]`). */
+  metrics?: boolean
 }
 
 interface Member {
@@ -66,6 +69,8 @@ export interface WorkerPoolOptions {
   scale?: Partial<ScaleOptions>
   log?: LogOptions
   onEvent?: (event: { event: 'spawn' | 'ready' | 'exit' | 'retire' | 'grow' | 'shrink'; pid: number; reason?: string; workers: number }) => void
+  /** Workers count their requests and report them here (every 250 ms): for a `[web monitor]` on the primary. */
+  onMetrics?: (requests: RequestDeltaData) => void
 }
 
 /** The built worker entry next to this module (dist/worker.js). */
@@ -137,7 +142,7 @@ export class WorkerPool {
   }
 
   private spawn(): Worker {
-    const job: WorkerJob = { service: this.config, ...(this.port === undefined ? {} : { port: this.port }), ...(this.options.log === undefined ? {} : { log: this.options.log }) }
+    const job: WorkerJob = { service: this.config, ...(this.port === undefined ? {} : { port: this.port }), ...(this.options.log === undefined ? {} : { log: this.options.log }), ...(this.options.onMetrics === undefined ? {} : { metrics: true }) }
     const worker = cluster.fork({ [WORKER_ENV]: JSON.stringify(job) })
     const member: Member = { worker, born: Date.now(), elu: 0, rss: 0, retiring: false, listening: false }
     const pid = worker.process.pid ?? 0
@@ -146,6 +151,7 @@ export class WorkerPool {
       if (message.type === 'stats') {
         member.elu = message.elu
         member.rss = message.rss
+        if (message.requests !== undefined) this.options.onMetrics?.(message.requests)
         if (this.config.maxProcMemBytes !== undefined && message.rss > this.config.maxProcMemBytes && !member.retiring && !this.closing) {
           this.options.logger.warn({ pid, rss: message.rss, max: this.config.maxProcMemBytes }, 'worker over max_proc_mem_bytes: replacing it')
           this.replace(member, `rss ${message.rss} > max_proc_mem_bytes ${this.config.maxProcMemBytes}`)

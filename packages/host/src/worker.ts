@@ -1,9 +1,24 @@
 // The entry of a cluster worker: serve one service (its job in LABWIRE_HOST_WORKER) on the socket
 // the primary shares, report stats, close with a drain when told.
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { performance } from 'node:perf_hooks'
+import type { ServerRequestMessage } from '@labwire/core'
+import { RequestDelta } from '@labwire/monitor'
 import { serviceLogger } from './logger.js'
 import { WORKER_ENV, type PrimaryMessage, type WorkerJob, type WorkerMessage } from './pool.js'
 import { startService } from './service.js'
+
+/** Count the requests a kernel's server answers (`labwire:server:request`) into a {@link RequestDelta}. */
+function countRequests(kernel: object | undefined): { delta: RequestDelta; stop(): void } {
+  const delta = new RequestDelta()
+  const listener = (raw: unknown): void => {
+    const m = raw as ServerRequestMessage
+    if (kernel !== undefined && m.kernel !== kernel) return
+    delta.request(m.command ?? m.method, m.duration, m.bytesIn, m.bytesOut, m.error)
+  }
+  subscribe('labwire:server:request', listener)
+  return { delta, stop: () => unsubscribe('labwire:server:request', listener) }
+}
 
 const send = (message: WorkerMessage): void => {
   if (process.connected) process.send?.(message)
@@ -23,10 +38,14 @@ process.on('SIGHUP', () => undefined)
 try {
   const service = await startService(job.service, { logger, ...(job.port === undefined ? {} : { port: job.port }) })
   send({ type: 'listening', address: service.address })
+  // With a [web monitor] on the primary: count this worker's requests (the serving kernel's events)
+  // and send what changed with each stats report; the primary adds every worker's up.
+  const counted = job.metrics === true ? countRequests((service.server as { kernel?: object } | undefined)?.kernel) : undefined
   let last = performance.eventLoopUtilization()
   const stats = setInterval(() => {
     const now = performance.eventLoopUtilization()
-    send({ type: 'stats', elu: performance.eventLoopUtilization(now, last).utilization, rss: process.memoryUsage.rss() })
+    const requests = counted?.delta.take()
+    send({ type: 'stats', elu: performance.eventLoopUtilization(now, last).utilization, rss: process.memoryUsage.rss(), ...(requests === undefined ? {} : { requests }) })
     last = now
   }, 250)
   stats.unref()
@@ -35,6 +54,7 @@ try {
     if (closing) return
     closing = true
     clearInterval(stats)
+    counted?.stop()
     const clean = await service.close({ drain })
     send({ type: 'closed', clean })
     logger.flush()

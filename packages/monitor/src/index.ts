@@ -20,6 +20,6 @@
  * ```
  */
 export { Monitor, MonitorConfigError, type MonitorOptions, type MonitoredService, type MonitorSnapshot, type ServiceState, type ConnectionView } from './monitor.js'
-export { MonitorMetrics, ServiceStats, DURATION_BUCKETS, MAX_COMMANDS, type RequestSample, type ServicePoint, type ProcessPoint } from './metrics.js'
+export { MonitorMetrics, ServiceStats, RequestDelta, DURATION_BUCKETS, MAX_COMMANDS, type RequestDeltaData, type RequestSample, type ServicePoint, type ProcessPoint } from './metrics.js'
 export { subscribeServerEvents, CHANNELS, type ServerEventSink } from './events.js'
 export { checkRequest, isLoopbackHost, type GuardOptions, type GuardedRequest, type Refusal } from './guard.js'

@@ -51,6 +51,20 @@ class ServiceSeries {
     }
   }
 
+  /** Counts and a few durations summed up elsewhere (a cluster worker's {@link RequestDelta}). */
+  absorb(requests: number, errors: number, durations: readonly number[]): void {
+    this.requests += requests
+    this.errors += errors
+    for (const durationMs of durations) {
+      this.seen++
+      if (this.reservoir.length < RESERVOIR) this.reservoir.push(durationMs)
+      else {
+        const slot = Math.floor(Math.random() * this.seen)
+        if (slot < RESERVOIR) this.reservoir[slot] = durationMs
+      }
+    }
+  }
+
   sample(now: number, elapsedMs: number, limit: number): ServicePoint {
     const sorted = this.reservoir.sort((a, b) => a - b)
     const pick = (q: number): number | null => (sorted.length === 0 ? null : round3(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0))
@@ -156,6 +170,28 @@ export class ServiceStats {
   }
 
   /** Every label set used so far: the command-less one first. */
+  /** Add what a cluster worker counted since its last report ({@link RequestDelta.take}). */
+  absorb(delta: RequestDeltaData): void {
+    let requests = 0
+    let errors = 0
+    for (const [command, ok, error, sum, buckets] of delta.commands) {
+      const stats = command === '' ? this.none : (this.byCommand.get(command) ?? this.add(command))
+      stats.ok += ok
+      stats.error += error
+      stats.sum += sum
+      for (let i = 0; i < stats.buckets.length && i < buckets.length; i++) stats.buckets[i] = (stats.buckets[i] as number) + (buckets[i] as number)
+      requests += ok + error
+      errors += error
+    }
+    for (const [code, count] of delta.errors) {
+      const key = this.errors.has(code) || this.errors.size < MAX_COMMANDS ? code : 'other'
+      this.errors.set(key, (this.errors.get(key) ?? 0) + count)
+    }
+    this.bytesIn += delta.bytesIn
+    this.bytesOut += delta.bytesOut
+    this.series.absorb(requests, errors, delta.durations)
+  }
+
   commands(): CommandStats[] {
     const all = [this.none, ...this.byCommand.values()]
     if (this.other !== undefined) all.push(this.other)
@@ -167,6 +203,74 @@ export class ServiceStats {
     const stats = new CommandStats(command)
     this.byCommand.set(command, stats)
     return stats
+  }
+}
+
+/** What {@link RequestDelta.take} hands over: plain JSON, for a cluster worker's IPC message. */
+export interface RequestDeltaData {
+  /** `[command, ok, error, seconds summed, per-bucket counts]`. */
+  commands: [string, number, number, number, number[]][]
+  /** `[error code, count]`. */
+  errors: [string, number][]
+  bytesIn: number
+  bytesOut: number
+  /** Up to 512 request durations (ms), a uniform sample, for the page's percentiles. */
+  durations: number[]
+}
+
+/**
+ * Request figures counted in one process and handed to another to add up ({@link ServiceStats.absorb}):
+ * `labwire serve` cluster workers count their own requests and send the primary what changed every
+ * 250 ms, so `/metrics` on the primary covers every worker. Bounded: at most {@link MAX_COMMANDS}
+ * commands and error codes per report (the rest as `other`), 512 durations.
+ */
+export class RequestDelta {
+  private commands = new Map<string, [string, number, number, number, number[]]>()
+  private errors = new Map<string, number>()
+  private bytesIn = 0
+  private bytesOut = 0
+  private durations: number[] = []
+  private seen = 0
+
+  request(command: string | undefined, durationMs: number, bytesIn: number, bytesOut: number, errorCode: string | undefined): void {
+    const name = command ?? ''
+    let entry = this.commands.get(name)
+    if (entry === undefined) {
+      const key = this.commands.size < MAX_COMMANDS ? name : 'other'
+      entry = this.commands.get(key) ?? [key, 0, 0, 0, new Array<number>(DURATION_BUCKETS.length).fill(0)]
+      this.commands.set(key, entry)
+    }
+    if (errorCode === undefined) entry[1]++
+    else {
+      entry[2]++
+      const code = this.errors.has(errorCode) || this.errors.size < MAX_COMMANDS ? errorCode : 'other'
+      this.errors.set(code, (this.errors.get(code) ?? 0) + 1)
+    }
+    const seconds = durationMs / 1000
+    entry[3] += seconds
+    const at = DURATION_BUCKETS.findIndex((bound) => seconds <= bound)
+    if (at >= 0) entry[4][at] = (entry[4][at] as number) + 1
+    if (bytesIn > 0) this.bytesIn += bytesIn
+    if (bytesOut > 0) this.bytesOut += bytesOut
+    this.seen++
+    if (this.durations.length < RESERVOIR) this.durations.push(durationMs)
+    else {
+      const slot = Math.floor(Math.random() * this.seen)
+      if (slot < RESERVOIR) this.durations[slot] = durationMs
+    }
+  }
+
+  /** What was counted since the last call (and start again), or undefined when nothing was. */
+  take(): RequestDeltaData | undefined {
+    if (this.commands.size === 0 && this.bytesIn === 0 && this.bytesOut === 0) return undefined
+    const data: RequestDeltaData = { commands: [...this.commands.values()], errors: [...this.errors], bytesIn: this.bytesIn, bytesOut: this.bytesOut, durations: this.durations }
+    this.commands = new Map()
+    this.errors = new Map()
+    this.bytesIn = 0
+    this.bytesOut = 0
+    this.durations = []
+    this.seen = 0
+    return data
   }
 }
 

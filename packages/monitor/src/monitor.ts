@@ -7,7 +7,7 @@ import { validateFaultSpec, type SimulatorServer } from '@labwire/simulator'
 import { Hono, type Context, type Env, type Input } from 'hono'
 import { streamSSE } from 'hono/streaming'
 import { checkRequest, isLoopbackHost, TOKEN_COOKIE } from './guard.js'
-import { MonitorMetrics, type ProcessPoint, type ServicePoint, type ServiceStats } from './metrics.js'
+import { MonitorMetrics, type ProcessPoint, type RequestDeltaData, type ServicePoint, type ServiceStats } from './metrics.js'
 import { subscribeServerEvents, type ServerEventSink } from './events.js'
 
 /** A service's life as the page and `/readyz` show it. */
@@ -206,6 +206,13 @@ export class Monitor implements AsyncDisposable {
         }),
       )
     }
+  }
+
+  /** Add requests counted in another process for a service (a `labwire serve` cluster worker's report). */
+  absorb(name: string, delta: RequestDeltaData): void {
+    const record = this.records.get(name)
+    if (record === undefined) throw new TypeError(`monitor: no service named '${name}'`)
+    record.stats.absorb(delta)
   }
 
   /** Set a service's state (`/readyz` is ready when every service is `ready` and no drain is on). */
