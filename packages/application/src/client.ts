@@ -343,7 +343,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
         signal: undefined,
         cancel: undefined,
         cancelError: undefined,
-        startedAt: clientRequestChannel.hasSubscribers ? performance.now() : -1,
+        startedAt: clientRequestChannel.hasSubscribers ? this.timedStart() : -1,
         bytesOut: bytes.length,
         bytesIn: 0,
       }
@@ -566,6 +566,15 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     }
   }
 
+  /**
+   * Start timing a call. With nothing in flight, the next reply starts at the stream's current
+   * position (calls made while nobody listened left no mark).
+   */
+  private timedStart(): number {
+    if (this.inFlight.length === 0 && this.waiting.length === 0) this.consumedMark = this.consumedNow()
+    return performance.now()
+  }
+
   /** Bytes read from the current connection's stream so far. */
   private consumedNow(): number {
     const stream = this.pushStream ?? (this.stream === undefined ? undefined : byteStreamOf(this.stream))
@@ -589,10 +598,10 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
   /** A reply (or an unsolicited frame) was read. */
   private delivered(frame: Res): void {
     const job = this.inFlight.shift()
-    // The reply's size for the client request event: one counter read per reply (the push path's stream is at hand).
-    if (this.pushStream !== undefined || clientRequestChannel.hasSubscribers) {
+    // The reply's size for the client request event, for a timed call only (nothing per reply otherwise).
+    if (job !== undefined && job.startedAt >= 0) {
       const consumed = this.consumedNow()
-      if (job !== undefined) job.bytesIn = consumed - this.consumedMark
+      job.bytesIn = consumed - this.consumedMark
       this.consumedMark = consumed
     }
     if (job === undefined) {
