@@ -8,22 +8,12 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import type { ByteHandler, TransportClientSession } from '@labwire/core'
-import { SentinelBytesMarshaller } from '@labwire/marshallers'
+import type { TransportClientSession } from '@labwire/core'
 import { TcpClient, TcpServer, type TcpClientOptions, type TcpServerOptions } from '@labwire/transport-tcp'
 import { hasOpenssl, makeTestCertificates, type TestCertificates } from './helpers/certs.js'
+import { line, SLOW, slowHandler, WAIT } from './helpers/drain.js'
 import { bytes, rejectionOf, text, within } from './helpers/fixtures.js'
 
-const line = new SentinelBytesMarshaller('\n')
-const WAIT = 5_000
-const SLOW = 300
-
-const slowHandler: ByteHandler = async (stream) => {
-  const request = text(await line.unmarshall(stream))
-  if (request === 'slow') await new Promise((resolve) => setTimeout(resolve, SLOW))
-  if (request === 'stuck') await new Promise((resolve) => setTimeout(resolve, 10_000).unref())
-  return bytes(`${request.toUpperCase()}\n`)
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'labwire-drain-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))

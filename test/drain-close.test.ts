@@ -8,30 +8,18 @@ import { describe, expect, it } from 'vitest'
 import {
   MemoryClient,
   MemoryServer,
-  type ByteHandler,
   type ServerCloseOptions,
   type TransportClientSession,
 } from '@labwire/core'
-import { SentinelBytesMarshaller } from '@labwire/marshallers'
 import { Device, SimulatorServer } from '@labwire/simulator'
 import { StdioServer } from '@labwire/transport-stdio'
 import { TcpClient, TcpServer } from '@labwire/transport-tcp'
 import { TelnetClient, TelnetServer } from '@labwire/transport-telnet'
 import { UdpClient, UdpServer } from '@labwire/transport-udp'
 import { WebSocketClient, WebSocketServer } from '@labwire/transport-websocket'
+import { line, SLOW, slowHandler, WAIT } from './helpers/drain.js'
 import { bytes, rejectionOf, text, within } from './helpers/fixtures.js'
 
-const line = new SentinelBytesMarshaller('\n')
-const WAIT = 5_000
-const SLOW = 300
-
-/** `slow` takes 300 ms, `stuck` 10 s; anything else is answered at once, upper-cased. */
-const slowHandler: ByteHandler = async (stream) => {
-  const request = text(await line.unmarshall(stream))
-  if (request === 'slow') await new Promise((resolve) => setTimeout(resolve, SLOW))
-  if (request === 'stuck') await new Promise((resolve) => setTimeout(resolve, 10_000).unref())
-  return bytes(`${request.toUpperCase()}\n`)
-}
 
 interface Running {
   connect(): Promise<TransportClientSession>
