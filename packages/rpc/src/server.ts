@@ -39,13 +39,39 @@ export interface RpcServerOptions {
 /** Transports that never leave the machine's process boundary in a way a remote peer could use. */
 const LOCAL_TRANSPORTS = new Set(['memory', 'stdio'])
 
-/** One running call. Its AbortController is made only when the handler reads `ctx.signal` (or a deadline needs it). */
-class Running {
+/** Writes reply frames for one connection (batched during a burst); a promise while the socket's buffer is full. */
+type Send = (chunks: Uint8Array[]) => Promise<void> | undefined
+
+/**
+ * One call: the `ctx` its handler gets, and what answering it takes. One object per call, a
+ * class, so every call shares one hidden class and no closure is made per call; its
+ * AbortController is made only when the handler reads `signal` or something aborts it.
+ */
+class Running implements RpcContext {
   timer: ReturnType<typeof setTimeout> | undefined = undefined
-  private ac: AbortController | undefined
+  private ac: AbortController | undefined = undefined
   /** Why the call was stopped (set with `aborted`). */
   reason: unknown = undefined
   private stopped = false
+  /** `performance.now()` at the start while `labwire:server:request` has subscribers, else -1. */
+  private readonly startedAt: number
+
+  constructor(
+    readonly method: string,
+    readonly deadline: number | undefined,
+    readonly session: Map<string, unknown>,
+    private readonly connection: ServerConnection,
+    private readonly server: RpcServer<ServiceSpec>,
+    private readonly frame: Frame,
+    private readonly send: Send,
+    private readonly running: Map<number, Running>,
+  ) {
+    this.startedAt = serverRequestChannel.hasSubscribers ? performance.now() : -1
+  }
+
+  get peer(): string {
+    return this.connection.peer
+  }
 
   get signal(): AbortSignal {
     if (this.ac === undefined) {
@@ -65,6 +91,79 @@ class Running {
     this.reason = reason
     this.ac?.abort(reason)
   }
+
+  startDeadline(ms: number): void {
+    this.timer = setTimeout(expire, ms, this, ms)
+  }
+
+  /** The call is over: its timer and its entry go. */
+  finish(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    if (this.running.get(this.frame.call) === this) this.running.delete(this.frame.call)
+  }
+
+  /** Send the handler's value (nothing for one-way or stopped calls). */
+  reply(value: unknown, def: MethodDef): void {
+    this.finish()
+    if ((this.frame.flags & FLAG_ONE_WAY) !== 0 || this.stopped) {
+      this.publish(0, this.stopped ? this.reason : undefined)
+      return
+    }
+    let payload: Uint8Array
+    try {
+      payload = (def.response ?? NONE).encode(value)
+    } catch (error) {
+      this.fail(new RpcDecodeError(`${this.method}: the handler's result does not encode: ${error instanceof Error ? error.message : String(error)}`))
+      return
+    }
+    const chunks = encodeFrame(FrameType.RESPONSE, this.frame.method, this.frame.call, payload)
+    void this.send(chunks)
+    this.publish(chunksLength(chunks), undefined)
+  }
+
+  /** The handler threw or rejected. */
+  onError(error: unknown): void {
+    this.finish()
+    // A cancelled or expired call has nobody waiting for its answer.
+    if (this.stopped) {
+      this.publish(0, error)
+      return
+    }
+    this.server.log.debug({ peer: this.connection.peer, method: this.method, err: error }, 'RPC: handler threw')
+    this.fail(error)
+  }
+
+  /** Answer with an ERROR frame (a one-way call is only logged). */
+  fail(error: unknown): void {
+    if ((this.frame.flags & FLAG_ONE_WAY) !== 0) {
+      this.server.log.warn({ peer: this.connection.peer, method: this.method, err: error }, 'RPC: one-way call failed')
+      this.publish(0, error)
+      return
+    }
+    const chunks = this.server.errorFrame(this.frame, error)
+    void this.send(chunks)
+    this.publish(chunksLength(chunks), error)
+  }
+
+  /** labwire:server:request: timed only while someone listens (the monitor), one message per finished call. */
+  publish(bytesOut: number, error: unknown): void {
+    if (this.startedAt < 0 || !serverRequestChannel.hasSubscribers) return
+    const connection = this.connection
+    serverRequestChannel.publish({
+      kernel: connection.kernel,
+      transport: connection.transport,
+      peer: connection.peer,
+      duration: performance.now() - this.startedAt,
+      bytesIn: frameBytes(this.frame),
+      bytesOut,
+      ...(error === undefined ? {} : { error: errorCodeOf(error) }),
+      method: this.method,
+    })
+  }
+}
+
+function expire(run: Running, ms: number): void {
+  run.abort(new TimeoutError(`${run.method}: the call's deadline (${ms} ms) passed`))
 }
 
 /**
@@ -224,7 +323,7 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
     connection: ServerConnection,
     running: Map<number, Running>,
     session: Map<string, unknown>,
-    send: (chunks: Uint8Array[]) => Promise<void> | undefined,
+    send: Send,
     inflight: Set<Promise<void>>,
     drive: () => void,
     stop: () => void,
@@ -302,113 +401,63 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
     connection: ServerConnection,
     running: Map<number, Running>,
     session: Map<string, unknown>,
-    send: (chunks: Uint8Array[]) => Promise<void> | undefined,
+    send: Send,
   ): Promise<void> | undefined {
-    const oneWay = (frame.flags & FLAG_ONE_WAY) !== 0
     const entry = this.spec.byId.get(frame.method)
-    // labwire:server:request: timed only while someone listens (the monitor), one message per finished call.
-    const startedAt = serverRequestChannel.hasSubscribers ? performance.now() : -1
-    const publish = (method: string, bytesOut: number, error: unknown): void => {
-      if (startedAt < 0 || !serverRequestChannel.hasSubscribers) return
-      serverRequestChannel.publish({
-        kernel: connection.kernel,
-        transport: connection.transport,
-        peer: connection.peer,
-        duration: performance.now() - startedAt,
-        bytesIn: frameBytes(frame),
-        bytesOut,
-        ...(error === undefined ? {} : { error: errorCodeOf(error) }),
-        method,
-      })
-    }
-    const fail = (error: unknown, name: string): void => {
-      if (oneWay) {
-        this.logger.warn({ peer: connection.peer, method: name, err: error }, 'RPC: one-way call failed')
-        publish(name, 0, error)
-        return
-      }
-      const chunks = encodeFrame(FrameType.ERROR, frame.method, frame.call, json(this.errorBody(error)))
-      void send(chunks)
-      publish(name, chunksLength(chunks), error)
-    }
+    const name = entry === undefined ? `#${frame.method}` : entry.name
+    const deadline = frame.timeout === undefined ? undefined : Date.now() + frame.timeout
+    const run = new Running(name, deadline, session, connection, this, frame, send, running)
     if (entry === undefined) {
-      fail(new RpcUnknownMethodError(`no method with id ${frame.method} in service ${this.spec.name}`), `#${frame.method}`)
+      run.fail(new RpcUnknownMethodError(`no method with id ${frame.method} in service ${this.spec.name}`))
       return undefined
     }
-    const { name, def } = entry
+    const def = entry.def
     let request: unknown
     try {
       request = def.request.decode(frame.payload)
     } catch (error) {
-      fail(new RpcDecodeError(`${name}: undecodable request: ${error instanceof Error ? error.message : String(error)}`), name)
+      run.fail(new RpcDecodeError(`${name}: undecodable request: ${error instanceof Error ? error.message : String(error)}`))
       return undefined
     }
-    const deadline = frame.timeout === undefined ? undefined : Date.now() + frame.timeout
-    const run = new Running()
-    if (frame.timeout !== undefined) {
-      run.timer = setTimeout(() => run.abort(new TimeoutError(`${name}: the call's deadline (${frame.timeout} ms) passed`)), frame.timeout)
-    }
+    if (frame.timeout !== undefined) run.startDeadline(frame.timeout)
     running.set(frame.call, run)
-    const ctx: RpcContext = {
-      get signal() {
-        return run.signal
-      },
-      deadline,
-      peer: connection.peer,
-      session,
-      method: name,
-    }
-    const finish = (): void => {
-      if (run.timer !== undefined) clearTimeout(run.timer)
-      if (running.get(frame.call) === run) running.delete(frame.call)
-    }
     const handler = (this.handlers as Record<string, (request: unknown, ctx: RpcContext) => unknown>)[name] as (request: unknown, ctx: RpcContext) => unknown
-    const onError = (error: unknown): void => {
-      finish()
-      // A cancelled or expired call has nobody waiting for its answer.
-      if (run.aborted) {
-        publish(name, 0, error)
-        return
-      }
-      this.logger.debug({ peer: connection.peer, method: name, err: error }, 'RPC: handler threw')
-      fail(error, name)
-    }
     let result: unknown
     try {
-      result = handler(request, ctx)
+      result = handler(request, run)
     } catch (error) {
-      onError(error)
+      run.onError(error)
       return undefined
     }
     if (def.stream === true)
-      return this.pump(result, def, frame, run, send).then((bytesOut) => {
-        finish()
-        publish(name, bytesOut, run.aborted ? run.reason : undefined)
-      }, onError)
-    const reply = (value: unknown): void => {
-      finish()
-      if (oneWay || run.aborted) {
-        publish(name, 0, run.aborted ? run.reason : undefined)
-        return
-      }
-      let payload: Uint8Array
-      try {
-        payload = (def.response ?? NONE).encode(value)
-      } catch (error) {
-        fail(new RpcDecodeError(`${name}: the handler's result does not encode: ${error instanceof Error ? error.message : String(error)}`), name)
-        return
-      }
-      const chunks = encodeFrame(FrameType.RESPONSE, frame.method, frame.call, payload)
-      void send(chunks)
-      publish(name, chunksLength(chunks), undefined)
-    }
-    if (isPromiseLike(result)) return Promise.resolve(result).then(reply, onError)
-    reply(result)
+      return this.pump(result, def, frame, run, send).then(
+        (bytesOut) => {
+          run.finish()
+          run.publish(bytesOut, run.aborted ? run.reason : undefined)
+        },
+        (error: unknown) => run.onError(error),
+      )
+    if (isPromiseLike(result))
+      return Promise.resolve(result).then(
+        (value) => run.reply(value, def),
+        (error: unknown) => run.onError(error),
+      )
+    run.reply(result, def)
     return undefined
   }
 
+  /** @internal The JSON body of an ERROR frame for `error`. */
+  errorFrame(frame: Frame, error: unknown): Uint8Array[] {
+    return encodeFrame(FrameType.ERROR, frame.method, frame.call, json(this.errorBody(error)))
+  }
+
+  /** @internal */
+  get log(): Logger {
+    return this.logger
+  }
+
   /** Send a stream's items; resolves with the bytes written. */
-  private async pump(result: unknown, def: MethodDef, frame: Frame, signal: Running, send: (chunks: Uint8Array[]) => Promise<void> | undefined): Promise<number> {
+  private async pump(result: unknown, def: MethodDef, frame: Frame, signal: Running, send: Send): Promise<number> {
     const source = (isPromiseLike(result) ? await result : result) as AsyncIterable<unknown> | Iterable<unknown>
     const codec = def.response ?? NONE
     if (source === null || typeof source !== 'object' || !(Symbol.asyncIterator in source || Symbol.iterator in source)) {
