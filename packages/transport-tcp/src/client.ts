@@ -128,6 +128,7 @@ export class TcpClient implements TransportClient {
           onread: {
             buffer: sharedReadBuffer,
             callback: (nread: number, buffer: Uint8Array) => {
+              readEpoch++
               const view = buffer.subarray(0, nread)
               if (shared.sink !== undefined) shared.sink(view)
               else shared.early.push(view.slice())
@@ -208,12 +209,13 @@ export class TcpClientSession implements TransportClientSession {
   readonly transport: 'tcp' | 'tls' | 'unix'
   private readonly filter: ConnectionFilter | undefined
   private corked = false
-  private writesThisTick = 0
+  /** `readEpoch` at this session's last straight write (-1: none since the last end of tick). */
+  private writeEpoch = -1
   private closing: Promise<void> | undefined
   private drainWait: Promise<void> | undefined
   /** End of a tick in which something was written: send what was corked. */
   private readonly endTick = (): void => {
-    this.writesThisTick = 0
+    this.writeEpoch = -1
     this.uncork()
   }
 
@@ -256,9 +258,13 @@ export class TcpClientSession implements TransportClientSession {
       for (const early of reader.early.splice(0)) stream.push(early)
       reader.sink = (view) => stream.pushCopy(view)
     } else if (filter === undefined) {
-      socket.on('data', (chunk: Buffer) => stream.push(chunk))
+      socket.on('data', (chunk: Buffer) => {
+        readEpoch++
+        stream.push(chunk)
+      })
     } else {
       socket.on('data', (chunk: Buffer) => {
+        readEpoch++
         let data: Uint8Array
         try {
           data = filter.input(chunk)
@@ -355,12 +361,15 @@ export class TcpClientSession implements TransportClientSession {
   /** Returns true if the write buffer still has room. */
   private writeNow(bytes: Uint8Array): boolean {
     if (this.closed) throw this.stream.accessError ?? new ConnectionError(`connection to ${this.target} is closed`)
-    // The first write of a tick goes straight out (lockstep latency); later ones in the same tick
-    // are corked and leave together at the end of the tick (pipelined requests, one syscall).
-    if (this.writesThisTick++ === 0) atEndOfTick(this.endTick)
+    // The first write after a read goes straight out (lockstep latency), with nothing scheduled;
+    // a second one before the next read is corked, and what is corked leaves together at the end
+    // of the tick (pipelined requests: one syscall). "Since the last read" stands in for "in this
+    // tick": a write in a later tick with no read between is only held to the end of its own tick.
+    if (this.writeEpoch !== readEpoch) this.writeEpoch = readEpoch
     else if (!this.corked) {
       this.corked = true
       this.socket.cork()
+      atEndOfTick(this.endTick)
     }
     return this.socket.write(this.filter === undefined ? bytes : this.filter.output(bytes))
   }
@@ -404,7 +413,13 @@ export function checkSocketPath(owner: string, path: unknown): string {
   return path
 }
 
-/** Sessions that wrote in the current tick: one `process.nextTick` for all of them, not one per session. */
+/**
+ * Counts socket reads of every client session in the process: a session's second write with no
+ * read in between is corked (see `writeNow`), so a lockstep caller schedules nothing per request.
+ */
+let readEpoch = 0
+
+/** Sessions that corked in the current tick: one `process.nextTick` for all of them, not one per session. */
 let endOfTick: (() => void)[] = []
 
 function runEndOfTick(): void {
