@@ -154,31 +154,37 @@ interface SessionSettings<Res> {
   connect?: ((options?: AbortOptions) => Promise<TransportClientSession>) | undefined
 }
 
-interface Job<Req, Res> {
-  /** The request and its bytes; released (emptied) once the call settles, so an abandoned call holds no payload. */
-  request: Req | undefined
-  bytes: Uint8Array
-  readonly expectsReply: boolean
-  readonly resolve: (value: Res | undefined) => void
-  readonly reject: (error: LabwireError) => void
+/** One call (a class: every call shares one hidden class, made without the object-literal slow path). */
+class Job<Req, Res> {
   /** Settled (answered, timed out, aborted or failed): a late reply for it is discarded. */
-  settled: boolean
+  settled = false
   /** Handed to the transport (a written request keeps its place until its reply is read). */
-  written: boolean
-  /** `Date.now()` value after which the call times out (Infinity: never), and its limit in ms. */
-  readonly deadline: number
-  readonly timeout: number
-  signal: AbortSignal | undefined
+  written = false
+  signal: AbortSignal | undefined = undefined
   /** A `send` whose write is waiting for room: aborting this cancels it (not written). */
-  cancel: AbortController | undefined
+  cancel: AbortController | undefined = undefined
   /** Why a cancelled write was cancelled. */
-  cancelError: LabwireError | undefined
-  /** `performance.now()` when the call was made, or -1: nobody subscribed to `labwire:client:request` then. */
-  readonly startedAt: number
+  cancelError: LabwireError | undefined = undefined
+  /** Bytes of input its reply took (set when the reply is read). */
+  bytesIn = 0
   /** Bytes of the request (kept for the event after `bytes` is released). */
   readonly bytesOut: number
-  /** Bytes of input its reply took (set when the reply is read). */
-  bytesIn: number
+
+  constructor(
+    /** The request and its bytes; released (emptied) once the call settles, so an abandoned call holds no payload. */
+    public request: Req | undefined,
+    public bytes: Uint8Array,
+    readonly expectsReply: boolean,
+    readonly resolve: (value: Res | undefined) => void,
+    readonly reject: (error: LabwireError) => void,
+    /** `Date.now()` value after which the call times out (Infinity: never), and its limit in ms. */
+    readonly deadline: number,
+    readonly timeout: number,
+    /** `performance.now()` when the call was made, or -1: nobody subscribed to `labwire:client:request` then. */
+    readonly startedAt: number,
+  ) {
+    this.bytesOut = bytes.length
+  }
 }
 
 /**
@@ -330,23 +336,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     return new Promise<Res | undefined>((resolve, reject) => {
       const deadline = timeout === undefined ? Infinity : Date.now() + timeout
       if (this.active++ === 0) this.setRef(true)
-      const job: Job<Req, Res> = {
-        request,
-        bytes,
-        expectsReply,
-        resolve,
-        reject,
-        settled: false,
-        written: false,
-        deadline,
-        timeout: timeout ?? Infinity,
-        signal: undefined,
-        cancel: undefined,
-        cancelError: undefined,
-        startedAt: clientRequestChannel.hasSubscribers ? this.timedStart() : -1,
-        bytesOut: bytes.length,
-        bytesIn: 0,
-      }
+      const job = new Job<Req, Res>(request, bytes, expectsReply, resolve, reject, deadline, timeout ?? Infinity, clientRequestChannel.hasSubscribers ? this.timedStart() : -1)
       if (deadline < this.timerAt) this.armTimer(deadline)
       const signal = options?.signal
       if (signal !== undefined) this.watchSignal(job, signal)

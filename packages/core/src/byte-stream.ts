@@ -805,11 +805,13 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     this.chunks[this.head] = EMPTY
     this.head++
     if (removed === this.tailView) this.tailView = undefined
-    if (this.head === this.chunks.length) {
-      this.chunks.length = 0
-      this.head = 0
-    } else if (this.head >= 64 && this.head * 2 >= this.chunks.length) {
-      this.compact()
+    // Emptied slots stay (no `length = 0` per frame: that is a runtime call, and the next push
+    // grows the array again); the array is replaced once 64 slots are used up.
+    if (this.head >= 64 && this.head * 2 >= this.chunks.length) {
+      if (this.head === this.chunks.length) {
+        this.chunks = []
+        this.head = 0
+      } else this.compact()
     }
   }
 
