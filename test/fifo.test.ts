@@ -19,6 +19,32 @@ describe('Fifo', () => {
     expect(fifo.length).toBe(0)
     expect(fifo.shift()).toBeUndefined()
   })
+
+  it('keeps order when the ring wraps and grows mid-wrap, and starts afresh after draining', () => {
+    const fifo = new Fifo<number>()
+    expect(fifo.peek()).toBeUndefined()
+    expect([...fifo]).toEqual([])
+    const model: number[] = []
+    let next = 0
+    // Alternating push/shift patterns move the head around the ring; pushes past the capacity grow
+    // it while the queue wraps.
+    for (const [pushes, shifts] of [[5, 3], [6, 4], [9, 2], [1, 1], [20, 19], [3, 0], [40, 45], [2000, 1990]] as const) {
+      for (let i = 0; i < pushes; i++) {
+        fifo.push(next)
+        model.push(next++)
+      }
+      for (let i = 0; i < shifts; i++) expect(fifo.shift()).toBe(model.shift())
+      expect(fifo.length).toBe(model.length)
+      expect(fifo.peek()).toBe(model[0])
+      expect([...fifo]).toEqual(model)
+    }
+    while (model.length > 0) expect(fifo.shift()).toBe(model.shift())
+    expect(fifo.length).toBe(0)
+    fifo.push(-1)
+    expect(fifo.drain()).toEqual([-1])
+    fifo.push(7)
+    expect(fifo.shift()).toBe(7)
+  })
 })
 
 describe('a burst of calls on one session', () => {

@@ -4,8 +4,8 @@
  * request (a lockstep session) changes no array length and allocates nothing.
  */
 export class Fifo<T> {
-  /** Power-of-two capacity. */
-  private items: (T | undefined)[] = new Array<T | undefined>(INITIAL).fill(undefined)
+  /** Power-of-two capacity; none until the first push (an idle queue costs no array). */
+  private items: (T | undefined)[] = NONE
   private head = 0
   private count = 0
 
@@ -54,18 +54,19 @@ export class Fifo<T> {
   private grow(): void {
     const old = this.items
     const mask = old.length - 1
-    const next = new Array<T | undefined>(old.length * 2).fill(undefined)
+    const next = new Array<T | undefined>(Math.max(INITIAL, old.length * 2)).fill(undefined)
     for (let i = 0; i < this.count; i++) next[i] = old[(this.head + i) & mask]
     this.items = next
     this.head = 0
   }
 
   private reset(): void {
-    this.items = new Array<T | undefined>(INITIAL).fill(undefined)
+    this.items = NONE
     this.head = 0
     this.count = 0
   }
 }
 
 const INITIAL = 8
+const NONE: never[] = []
 const SHRINK_ABOVE = 1024
