@@ -805,13 +805,15 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
     this.chunks[this.head] = EMPTY
     this.head++
     if (removed === this.tailView) this.tailView = undefined
-    // Emptied slots stay (no `length = 0` per frame: that is a runtime call, and the next push
-    // grows the array again); the array is replaced once 64 slots are used up.
-    if (this.head >= 64 && this.head * 2 >= this.chunks.length) {
-      if (this.head === this.chunks.length) {
+    if (this.head === this.chunks.length) {
+      // Emptied: the slots stay until 16 are used (no `length = 0` per frame, which is a runtime
+      // call, and no regrowth on the next push; the first push's backing store has 17 slots).
+      if (this.head >= 16) {
         this.chunks = []
         this.head = 0
-      } else this.compact()
+      }
+    } else if (this.head >= 64 && this.head * 2 >= this.chunks.length) {
+      this.compact()
     }
   }
 
