@@ -402,23 +402,9 @@ export class NatsClientSession implements TransportClientSession {
     }
     if (h !== undefined) {
       if (h.code === 503 && h.get(ERROR_HEADER) === '') return state.end(new NoRespondersError(`no instance of NATS service ${this.subject} is reachable (no responders)`))
-      const error = h.get(ERROR_HEADER)
-      const code = h.get(ERROR_CODE_HEADER)
-      if (error !== '' || code !== '') {
-        const failure = new NatsServiceError(Number(code) || 500, error, this.subject)
-        const name = h.get(ERROR_NAME_HEADER)
-        if (name !== '') failure.remoteName = name
-        return state.end(failure)
-      }
-      const next = h.get(CONTINUE_HEADER)
-      if (next !== '') {
-        const upload = state.upload
-        state.upload = undefined
-        if (upload === undefined) return
-        const size = chunkSize(this.nc)
-        for (let offset = 0; offset < upload.length; offset += size) this.nc.publish(next, upload.subarray(offset, offset + size))
-        return
-      }
+      const failure = failureIn(h, this.subject)
+      if (failure !== undefined) return state.end(failure)
+      if (continueUpload(this.nc, h, state)) return
     }
     if (control !== '') return
     const more = (h?.get(MORE_HEADER) ?? '') !== ''
@@ -520,23 +506,9 @@ export class NatsClientSession implements TransportClientSession {
         }
         return this.finish(call, new NoRespondersError(`no instance of NATS service ${this.subject} is reachable (no responders)`))
       }
-      const error = h.get(ERROR_HEADER)
-      const code = h.get(ERROR_CODE_HEADER)
-      if (error !== '' || code !== '') {
-        const failure = new NatsServiceError(Number(code) || 500, error, this.subject)
-        const name = h.get(ERROR_NAME_HEADER)
-        if (name !== '') failure.remoteName = name
-        return this.finish(call, failure)
-      }
-      const next = h.get(CONTINUE_HEADER)
-      if (next !== '') {
-        const upload = call.upload
-        call.upload = undefined
-        if (upload === undefined) return
-        const size = chunkSize(this.nc)
-        for (let offset = 0; offset < upload.length; offset += size) this.nc.publish(next, upload.subarray(offset, offset + size))
-        return
-      }
+      const failure = failureIn(h, this.subject)
+      if (failure !== undefined) return this.finish(call, failure)
+      if (continueUpload(this.nc, h, call)) return
       more = h.get(MORE_HEADER) !== ''
     }
     if (msg.data.length > 0) {
@@ -616,3 +588,28 @@ export class NatsClientSession implements TransportClientSession {
   }
 }
 
+/** The service error a reply's headers carry (error text, code, error name), or undefined. */
+function failureIn(h: NonNullable<Msg['headers']>, subject: string): NatsServiceError | undefined {
+  const error = h.get(ERROR_HEADER)
+  const code = h.get(ERROR_CODE_HEADER)
+  if (error === '' && code === '') return undefined
+  const failure = new NatsServiceError(Number(code) || 500, error, subject)
+  const name = h.get(ERROR_NAME_HEADER)
+  if (name !== '') failure.remoteName = name
+  return failure
+}
+
+/**
+ * The server asked for the rest of a large request (its CONTINUE header names the subject):
+ * publish the held upload there in chunks the connection accepts. Returns true when the header was there.
+ */
+function continueUpload(nc: NatsConnection, h: NonNullable<Msg['headers']>, holder: { upload: Uint8Array | undefined }): boolean {
+  const next = h.get(CONTINUE_HEADER)
+  if (next === '') return false
+  const upload = holder.upload
+  holder.upload = undefined
+  if (upload === undefined) return true
+  const size = chunkSize(nc)
+  for (let offset = 0; offset < upload.length; offset += size) nc.publish(next, upload.subarray(offset, offset + size))
+  return true
+}
