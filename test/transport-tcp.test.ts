@@ -124,6 +124,40 @@ describe('TcpClient', () => {
   })
 })
 
+describe('TcpClient write policy', () => {
+  it('a write after a read goes straight to the socket; further writes before the next read are corked until the end of the tick', async () => {
+    const server = new TcpServer({ host: '127.0.0.1', port: 0, callback: upperLines })
+    const { port } = await server.listen()
+    const session = await new TcpClient({ host: '127.0.0.1', port }).connect()
+    try {
+      // White box: what the socket still holds right after each write says whether it was corked.
+      const socket = (session as unknown as { socket: Socket }).socket
+      const stream = session.request(bytes('a\n'))
+      expect(socket.writableLength).toBe(0)
+      session.request(bytes('b\n'))
+      session.request(bytes('c\n'))
+      expect(socket.writableLength).toBe(4)
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(socket.writableLength).toBe(0)
+      expect([await readLine(stream), await readLine(stream), await readLine(stream)]).toEqual(['A', 'B', 'C'])
+      // A read happened: the next write goes straight out again.
+      session.request(bytes('d\n'))
+      expect(socket.writableLength).toBe(0)
+      expect(await readLine(stream)).toBe('D')
+      // A later tick with no read since the last write: held only to the end of that tick.
+      await new Promise((resolve) => setImmediate(resolve))
+      session.request(bytes('e\n'))
+      session.request(bytes('f\n'))
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(socket.writableLength).toBe(0)
+      expect([await readLine(stream), await readLine(stream)]).toEqual(['E', 'F'])
+    } finally {
+      await session.close()
+      await server.close()
+    }
+  })
+})
+
 describe('TcpServer', () => {
   it('rejects listen on a busy port with ConnectionError (cause EADDRINUSE)', async () => {
     await using first = new TcpServer({ port: 0, callback: upperLines })
