@@ -42,6 +42,13 @@ const LOCAL_TRANSPORTS = new Set(['memory', 'stdio'])
 /** Writes reply frames for one connection (batched during a burst); a promise while the socket's buffer is full. */
 type Send = (chunks: Uint8Array[]) => Promise<void> | undefined
 
+/** What a call needs from its server: one per server, shared by every call. */
+interface CallSupport {
+  readonly logger: Logger
+  /** An ERROR frame answering `frame` with `error`. */
+  errorFrame(frame: Frame, error: unknown): Uint8Array[]
+}
+
 /**
  * One call: the `ctx` its handler gets, and what answering it takes. One object per call, a
  * class, so every call shares one hidden class and no closure is made per call; its
@@ -61,7 +68,7 @@ class Running implements RpcContext {
     readonly deadline: number | undefined,
     readonly session: Map<string, unknown>,
     private readonly connection: ServerConnection,
-    private readonly server: RpcServer<ServiceSpec>,
+    private readonly support: CallSupport,
     private readonly frame: Frame,
     private readonly send: Send,
     private readonly running: Map<number, Running>,
@@ -129,18 +136,18 @@ class Running implements RpcContext {
       this.publish(0, error)
       return
     }
-    this.server.log.debug({ peer: this.connection.peer, method: this.method, err: error }, 'RPC: handler threw')
+    this.support.logger.debug({ peer: this.connection.peer, method: this.method, err: error }, 'RPC: handler threw')
     this.fail(error)
   }
 
   /** Answer with an ERROR frame (a one-way call is only logged). */
   fail(error: unknown): void {
     if ((this.frame.flags & FLAG_ONE_WAY) !== 0) {
-      this.server.log.warn({ peer: this.connection.peer, method: this.method, err: error }, 'RPC: one-way call failed')
+      this.support.logger.warn({ peer: this.connection.peer, method: this.method, err: error }, 'RPC: one-way call failed')
       this.publish(0, error)
       return
     }
-    const chunks = this.server.errorFrame(this.frame, error)
+    const chunks = this.support.errorFrame(this.frame, error)
     void this.send(chunks)
     this.publish(chunksLength(chunks), error)
   }
@@ -183,6 +190,7 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
   private readonly bsr: FrameDecoder<BsrFrame>
   private readonly maxCalls: number
   private readonly insecure: string[]
+  private readonly support: CallSupport
 
   constructor(
     readonly spec: S,
@@ -200,6 +208,10 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
     this.bsr = bsrDecoder(options.maxFrameLength ?? DEFAULT_MAX_FRAME)
     this.maxCalls = options.maxConcurrentCalls ?? 256
     this.insecure = insecureMethods(spec)
+    this.support = {
+      logger: this.logger,
+      errorFrame: (frame, error) => encodeFrame(FrameType.ERROR, frame.method, frame.call, json(this.errorBody(error))),
+    }
   }
 
   /** Serve one connection until it ends. */
@@ -406,7 +418,7 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
     const entry = this.spec.byId.get(frame.method)
     const name = entry === undefined ? `#${frame.method}` : entry.name
     const deadline = frame.timeout === undefined ? undefined : Date.now() + frame.timeout
-    const run = new Running(name, deadline, session, connection, this, frame, send, running)
+    const run = new Running(name, deadline, session, connection, this.support, frame, send, running)
     if (entry === undefined) {
       run.fail(new RpcUnknownMethodError(`no method with id ${frame.method} in service ${this.spec.name}`))
       return undefined
@@ -444,16 +456,6 @@ export class RpcServer<S extends ServiceSpec> implements ConnectionHandler {
       )
     run.reply(result, def)
     return undefined
-  }
-
-  /** @internal The JSON body of an ERROR frame for `error`. */
-  errorFrame(frame: Frame, error: unknown): Uint8Array[] {
-    return encodeFrame(FrameType.ERROR, frame.method, frame.call, json(this.errorBody(error)))
-  }
-
-  /** @internal */
-  get log(): Logger {
-    return this.logger
   }
 
   /** Send a stream's items; resolves with the bytes written. */
