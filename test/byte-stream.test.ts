@@ -394,3 +394,36 @@ describe('ByteStream.readExactly of large frames (copied into the frame as chunk
     expect(Buffer.from(await stream.readExactly(frame.length)).equals(frame)).toBe(true)
   })
 })
+
+describe('ByteStream.pushCopy (a producer that reuses one buffer)', () => {
+  it('frames taken from copied reads stay intact while the buffer is reused, across many reads', () => {
+    const stream = new ByteStream()
+    const reused = new Uint8Array(64)
+    const frames: Uint8Array[] = []
+    // 2,000 reads of 18 bytes each: several coalescing slabs' worth (8 KiB each).
+    for (let i = 0; i < 2000; i++) {
+      const line = utf8(`line-${String(i).padStart(10, '0')}\r\n`)
+      reused.set(line)
+      stream.pushCopy(reused.subarray(0, line.length))
+      reused.fill(0x58)
+      const end = stream.indexOf(utf8('\r\n'))
+      frames.push(stream.takeFrame(end, 2))
+    }
+    expect(stream.bufferedLength).toBe(0)
+    frames.forEach((frame, i) => expect(new TextDecoder().decode(frame)).toBe(`line-${String(i).padStart(10, '0')}`))
+  })
+
+  it('a frame split over copied reads, after an empty buffer, comes out whole', () => {
+    const stream = new ByteStream()
+    const reused = new Uint8Array(8)
+    const out: string[] = []
+    for (const part of ['ab', 'cd\r', '\nef', 'g\r\n']) {
+      const bytes = utf8(part)
+      reused.set(bytes)
+      stream.pushCopy(reused.subarray(0, bytes.length))
+      reused.fill(0)
+      for (let end = stream.indexOf(utf8('\r\n')); end >= 0; end = stream.indexOf(utf8('\r\n'))) out.push(new TextDecoder().decode(stream.takeFrame(end, 2)))
+    }
+    expect(out).toEqual(['abcd', 'efg'])
+  })
+})

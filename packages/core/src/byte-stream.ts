@@ -744,10 +744,12 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
       if (n === chunk.length) return
       chunk = chunk.subarray(n)
     }
-    // Into an empty buffer a chunk goes as it is (the usual case: it holds whole frames); small
-    // chunks that follow unread bytes are copied into a slab, so a frame arriving a byte at a time
-    // costs bytes, not objects.
-    if (chunk.length < SMALL_CHUNK && this.length > chunk.length) {
+    // Into an empty buffer an owned chunk goes as it is (the usual case: it holds whole frames);
+    // small chunks that follow unread bytes are copied into a slab, so a frame arriving a byte at a
+    // time costs bytes, not objects. A small borrowed chunk (`pushCopy`) is copied into the slab
+    // too, empty buffer or not: `slice()` would make an array on V8's heap, and the frame views
+    // taken of it later would first have to move it off the heap (an allocation per reply).
+    if (chunk.length < SMALL_CHUNK && (!owned || this.length > chunk.length)) {
       const last = this.chunks.length - 1
       let slab = this.slab
       if (slab !== undefined && this.tailView !== undefined && last >= this.head && this.chunks[last] === this.tailView && this.slabUsed + chunk.length <= slab.length) {
