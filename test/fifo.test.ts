@@ -45,6 +45,32 @@ describe('Fifo', () => {
     fifo.push(7)
     expect(fifo.shift()).toBe(7)
   })
+
+  it('matches an array model under random pushes, shifts and drains (the first item in a field, the rest in the ring)', () => {
+    let seed = 12345
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff
+      return seed % n
+    }
+    const fifo = new Fifo<number>()
+    let model: number[] = []
+    let next = 0
+    for (let step = 0; step < 20_000; step++) {
+      const op = random(100)
+      if (op < 50) {
+        fifo.push(next)
+        model.push(next++)
+      } else if (op < 99) {
+        expect(fifo.shift()).toBe(model.shift())
+      } else {
+        expect(fifo.drain()).toEqual(model)
+        model = []
+      }
+      expect(fifo.length).toBe(model.length)
+      expect(fifo.peek()).toBe(model[0])
+    }
+    expect([...fifo]).toEqual(model)
+  })
 })
 
 describe('a burst of calls on one session', () => {

@@ -199,30 +199,36 @@ class Job<Req, Res> {
  * transport's data event; other unmarshallers are read on an async loop.
  */
 export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
+  // Fields are declared in the order V8 lays them out: the ones every call reads come first, so a
+  // call touches few of the session's cache lines (with a thousand sessions they are rarely cached).
+  private closed = false
+  private failure: LabwireError | undefined
+  /** Calls not yet settled: while there are none the session is idle and does not hold the event loop open. */
+  private active = 0
+  /** True while this session counts in the process-wide keep-alive (`holdLoop`). */
+  private holding = false
+  private readonly timeout: number | undefined
+  private timerAt = Infinity
+  private readonly requestMarshaller: RequestMarshaller<Req>
   private readonly waiting = new Fifo<Job<Req, Res>>()
   private settledWaiting = 0
-  private readonly inFlight = new Fifo<Job<Req, Res>>()
   /** The `send` whose bytes are being handed to the transport (waiting for room). */
   private writingJob: Job<Req, Res> | undefined
-  /** One timer per session, armed for the earliest deadline (not one timer per call). */
-  private timer: ReturnType<typeof setTimeout> | undefined
-  private timerAt = Infinity
-  /** One abort listener per signal, however many calls share it. */
-  private readonly signals = new Map<AbortSignal, { jobs: Set<Job<Req, Res>>; listener: () => void }>()
-  private reading = false
+  private readonly inFlight = new Fifo<Job<Req, Res>>()
+  private readonly maxInFlight: number
+  private transport: TransportClientSession | undefined
   private stream: AsyncIterator<Uint8Array> | undefined
   /** Set when replies are decoded from the data event (the fast path). */
   private pushStream: ByteStream | undefined
+  private reading = false
   private readonly decoder: FrameDecoder<Res> | undefined
-  private failure: LabwireError | undefined
-  private closed = false
-  private transport: TransportClientSession | undefined
+  /** One timer per session, armed for the earliest deadline (not one timer per call). */
+  private timer: ReturnType<typeof setTimeout> | undefined
+  /** One abort listener per signal, however many calls share it. */
+  private readonly signals = new Map<AbortSignal, { jobs: Set<Job<Req, Res>>; listener: () => void }>()
   private reconnectAttempts = 0
-  /** Calls not yet settled: while there are none the session is idle and does not hold the event loop open. */
-  private active = 0
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined
-  private readonly maxInFlight: number
-  private readonly timeout: number | undefined
+  private readonly responseUnmarshaller: ResponseUnmarshaller<Res>
   private readonly logger: Logger
   private readonly settings: SessionSettings<Res>
   /** The stream's `consumed` count after the last reply, so a reply's size is the difference (for the client request event). */
@@ -231,10 +237,12 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
   /** @internal Created by {@link ApplicationClient.connect}. */
   constructor(
     transport: TransportClientSession,
-    private readonly requestMarshaller: RequestMarshaller<Req>,
-    private readonly responseUnmarshaller: ResponseUnmarshaller<Res>,
+    requestMarshaller: RequestMarshaller<Req>,
+    responseUnmarshaller: ResponseUnmarshaller<Res>,
     options: { maxInFlight: number; timeout: number | undefined; logger: Logger } & Partial<SessionSettings<Res>>,
   ) {
+    this.requestMarshaller = requestMarshaller
+    this.responseUnmarshaller = responseUnmarshaller
     this.transport = transport
     this.maxInFlight = options.maxInFlight
     this.timeout = options.timeout
@@ -256,19 +264,23 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
       // Bytes that came with the connection (a banner sent while connecting) are read now.
       if (this.pushStream === stream && (stream.bufferedLength > 0 || stream.ended)) queueMicrotask(this.onData)
     }
-    this.setRef(this.active > 0)
+    // The connection never holds the event loop itself: the process-wide keep-alive does, while
+    // this session has a call pending (see `holdLoop`).
+    ;(transport as Refable).unref?.()
+    this.updateHold()
   }
 
-  /** Hold the event loop open (a call is pending, or `onUnsolicited` listens) or let the process exit (idle). */
-  private setRef(on: boolean): void {
-    const hold = on || this.settings.onUnsolicited !== undefined
-    const transport = this.transport as Refable | undefined
-    if (hold) transport?.ref?.()
-    else transport?.unref?.()
-    if (this.timer !== undefined) {
-      if (hold) this.timer.ref()
-      else this.timer.unref()
-    }
+  /**
+   * Hold the event loop open while a call is pending (or `onUnsolicited` listens on a live
+   * session), else let the process exit. One process-wide counter and keep-alive timer, not a
+   * `ref()`/`unref()` of the socket and the timer per call: a lockstep caller touches no handle.
+   */
+  private updateHold(): void {
+    const hold = !this.closed && this.failure === undefined && (this.active > 0 || this.settings.onUnsolicited !== undefined)
+    if (hold === this.holding) return
+    this.holding = hold
+    if (hold) holdLoop()
+    else releaseLoop()
   }
 
   /** Calls not yet settled by a reply: written requests whose replies have not been read (including abandoned ones), the send being written, and queued calls. */
@@ -295,6 +307,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     this.closed = true
     if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer)
     this.fail(new ConnectionClosedError('session closed while the request was pending'))
+    this.updateHold()
     this.detachStream()
     await this.transport?.close()
   }
@@ -335,7 +348,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     }
     return new Promise<Res | undefined>((resolve, reject) => {
       const deadline = timeout === undefined ? Infinity : Date.now() + timeout
-      if (this.active++ === 0) this.setRef(true)
+      if (this.active++ === 0) this.updateHold()
       const job = new Job<Req, Res>(request, bytes, expectsReply, resolve, reject, deadline, timeout ?? Infinity, clientRequestChannel.hasSubscribers ? this.timedStart() : -1)
       if (deadline < this.timerAt) this.armTimer(deadline)
       const signal = options?.signal
@@ -366,7 +379,8 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.timerAt = deadline
     this.timer = setTimeout(this.onTimer, clampDelay(deadline - Date.now()))
-    if (this.active === 0 && this.settings.onUnsolicited === undefined) this.timer.unref()
+    // The keep-alive holds the event loop while a call is pending; the deadline timer never does.
+    this.timer.unref()
   }
 
   /** Time out every call past its deadline; re-arm for the next one. */
@@ -444,7 +458,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
     // The payload is released at once: a call that timed out or was aborted in the queue holds nothing.
     job.bytes = EMPTY
     job.request = undefined
-    if (--this.active === 0) this.setRef(false)
+    if (--this.active === 0) this.updateHold()
     if (job.startedAt >= 0) this.publish(job, error)
     const signal = job.signal
     if (signal !== undefined) {
@@ -698,6 +712,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
           ? new ConnectionClosedError(`${this.target} closed the connection before the response`, { cause: failure })
           : new ConnectionError(`session failed: ${failure.message}`, { cause: failure }),
       )
+      this.updateHold()
       void old?.close()
       return
     }
@@ -716,6 +731,7 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
       const error = new ConnectionError(`could not reconnect to ${this.target} after ${this.reconnectAttempts} attempts`)
       this.failure = error
       this.fail(error)
+      this.updateHold()
       return
     }
     const delay = Math.min(policy.maxDelay, policy.minDelay * 2 ** this.reconnectAttempts)
@@ -756,6 +772,23 @@ export class ApplicationClientSession<Req, Res> implements AsyncDisposable {
 }
 
 const EMPTY = new Uint8Array(0)
+
+/** Sessions of the process that have a call pending (or an `onUnsolicited` listener). */
+let holders = 0
+/** Holds the event loop open while `holders` > 0: one timer for the process, ref'd and unref'd as the count leaves and reaches 0. */
+let keepAlive: ReturnType<typeof setInterval> | undefined
+
+function holdLoop(): void {
+  if (holders++ > 0) return
+  keepAlive ??= setInterval(noop, 0x7fffffff)
+  keepAlive.ref()
+}
+
+function releaseLoop(): void {
+  if (--holders === 0) keepAlive?.unref()
+}
+
+function noop(): void {}
 
 /** Optional on a transport session: `unref()` lets the process exit while the session is idle (TCP, Telnet, stdio, UDP and WebSocket sessions have both). */
 interface Refable {

@@ -3,6 +3,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import { ApplicationServer } from '@labwire/application'
@@ -211,5 +212,46 @@ describe('labwire: hardening round two', () => {
     expect(result.code).toBe(0)
     expect(result.stdout).toBe('ACME,1\n')
     expect(CLI).toBeDefined()
+  })
+
+  it('a pending call holds the process open (a late answer still arrives), then the idle session lets it exit', async () => {
+    const line = textMarshaller(new SentinelBytesMarshaller('\n'))
+    const app = new ApplicationServer(line.unmarshall, line.marshall, async (command: string) => {
+      await new Promise((resolve) => setTimeout(resolve, 400))
+      return `late answer to ${command}`
+    })
+    const server = new TcpServer({ port: 0, callback: app })
+    const { port } = await server.listen()
+    cleanups.push(() => server.close())
+    const child = spawn(process.execPath, [fixture('keep-alive.mjs'), String(port), 'slow'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] })
+    const result = await finished(child, 5_000)
+    expect(result.stderr).toBe('')
+    expect(result.code).toBe(0)
+    expect(result.stdout).toBe('connected\nlate answer to SLOW?\n')
+  })
+
+  it('a session listening for unsolicited messages holds the process open while its connection lives, and lets it exit once the device closes it', async () => {
+    let connected: (socket: Socket) => void = () => undefined
+    const accepted = new Promise<Socket>((resolve) => {
+      connected = resolve
+    })
+    const server = createServer((socket) => connected(socket))
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())))
+    const port = (server.address() as AddressInfo).port
+    const child = spawn(process.execPath, [fixture('keep-alive.mjs'), String(port), 'unsolicited'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] })
+    cleanups.push(() => void child.kill('SIGKILL'))
+    const socket = await accepted
+    const exited = finished(child, 5_000)
+    // No call pending, yet the listener keeps the process alive.
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    expect(child.exitCode).toBeNull()
+    socket.write('ALARM overtemperature\n')
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(child.exitCode).toBeNull()
+    socket.end()
+    const result = await exited
+    expect(result.code).toBe(0)
+    expect(result.stdout).toBe('connected\nunsolicited ALARM overtemperature\n')
   })
 })

@@ -76,6 +76,36 @@ interface Waiter {
  * transport hands it to the application layer as the contract's byte stream.
  */
 export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint8Array> {
+  // Fields are declared in the order V8 lays them out: what every push and every decoded frame
+  // reads comes first, so a read touches few of the stream's cache lines (a server or a client with
+  // a thousand connections rarely has them cached).
+  private chunks: Uint8Array[] = []
+  private head = 0
+  private length = 0
+  private sourceEnded = false
+  private failure: LabwireError | undefined
+  /** Client streams: the opening bytes held while they may be an access notice; `undefined` once decided (or never watched). */
+  private opening: Uint8Array | undefined
+  /** A large frame assembled in place (see `expect`). */
+  private big: Uint8Array | undefined
+  /** Coalescing slab: small chunks are appended here; `tailView` is the last chunk while it is the slab's. */
+  private slab: Uint8Array | undefined
+  private slabUsed = 0
+  private tailView: Uint8Array | undefined
+  private tailStart = 0
+  private pausedProducer = false
+  private readonly highWaterMark: number
+  private waiter: Waiter | undefined
+  /**
+   * Push mode: called synchronously after bytes arrive, or the stream ends or fails (after any
+   * waiting reader has been woken). Servers and client sessions use it to decode and answer from the data event.
+   */
+  onData: (() => void) | undefined = undefined
+  /**
+   * @internal The serving loop that reads this stream (set by `serveConnection`): a data event
+   * calls its `run()` through one shared `onData` function, not a closure per connection.
+   */
+  servedBy: { run(): void } | undefined = undefined
   /**
    * Bytes already scanned for a frame's end without finding it; reset to 0 whenever bytes are
    * consumed. Decoders resume their scan here instead of rescanning from the start.
@@ -83,49 +113,21 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
   scanOffset = 0
   /** Per-stream state a decoder may keep between attempts (e.g. "skipping an oversized frame"); reset by nobody but the decoder. */
   decoderState: unknown = undefined
-  /**
-   * Push mode: called synchronously after bytes arrive, or the stream ends or fails (after any
-   * waiting reader has been woken). Servers and client sessions use it to decode and answer from the data event.
-   */
-  onData: (() => void) | undefined = undefined
-  /** Called once when the source ends or fails (push mode: `end()` / `fail()`; pull mode: when a read finds the end). The serving kernel uses it to abort a connection's signal. */
-  onEnd: (() => void) | undefined = undefined
-  /**
-   * @internal The serving loop that reads this stream (set by `serveConnection`): a data event
-   * calls its `run()` through one shared `onData` function, not a closure per connection.
-   */
-  servedBy: { run(): void } | undefined = undefined
-  /** The label, or an object asked for it (its `peer`) only when a message needs it. */
-  private labelValue: string | { readonly peer: string } | undefined
-
-  private chunks: Uint8Array[] = []
-  private head = 0
-  private length = 0
   private consumedTotal = 0
-  private sourceEnded = false
-  private failure: LabwireError | undefined
-  private pending: Promise<boolean> | undefined
-  private waiter: Waiter | undefined
-  private readonly source: AsyncIterator<Uint8Array> | undefined
-  private readonly timeout: number | undefined
-  private readonly highWaterMark: number
-  private readonly onPause: (() => void) | undefined
-  private readonly onResume: (() => void) | undefined
-  private readonly producer: { pause(): unknown; resume(): unknown } | undefined
-  private pausedProducer = false
-  /** Client streams: the opening bytes held while they may be an access notice; `undefined` once decided (or never watched). */
-  private opening: Uint8Array | undefined
-  /** Coalescing slab: small chunks are appended here; `tailView` is the last chunk while it is the slab's. */
-  private slab: Uint8Array | undefined
-  private slabUsed = 0
-  private tailView: Uint8Array | undefined
-  private tailStart = 0
-  /** A large frame assembled in place (see `expect`). */
-  private big: Uint8Array | undefined
-  private bigFilled = 0
   /** Cached scan position: the chunk index and logical offset of its start. */
   private cursorChunk = 0
   private cursorBase = 0
+  /** Called once when the source ends or fails (push mode: `end()` / `fail()`; pull mode: when a read finds the end). The serving kernel uses it to abort a connection's signal. */
+  onEnd: (() => void) | undefined = undefined
+  /** The label, or an object asked for it (its `peer`) only when a message needs it. */
+  private labelValue: string | { readonly peer: string } | undefined
+  private pending: Promise<boolean> | undefined
+  private readonly source: AsyncIterator<Uint8Array> | undefined
+  private readonly timeout: number | undefined
+  private readonly onPause: (() => void) | undefined
+  private readonly onResume: (() => void) | undefined
+  private readonly producer: { pause(): unknown; resume(): unknown } | undefined
+  private bigFilled = 0
 
   constructor(source?: AsyncIterator<Uint8Array> | AsyncIterable<Uint8Array>, options: ByteStreamOptions = {}) {
     if (source !== undefined) {

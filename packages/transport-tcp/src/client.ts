@@ -120,7 +120,7 @@ export class TcpClient implements TransportClient {
       // session's stream (straight into a large frame being assembled): no garbage chunk per read.
       let reader: SocketReader | undefined
       if (tls === undefined && this.options.filter === undefined) {
-        const shared: SocketReader = { sink: undefined, early: [] }
+        const shared: SocketReader = { stream: undefined, early: [] }
         reader = shared
         socket = netConnect({
           ...endpoint,
@@ -129,9 +129,9 @@ export class TcpClient implements TransportClient {
             buffer: sharedReadBuffer,
             callback: (nread: number, buffer: Uint8Array) => {
               readEpoch++
-              const view = buffer.subarray(0, nread)
-              if (shared.sink !== undefined) shared.sink(view)
-              else shared.early.push(view.slice())
+              const stream = shared.stream
+              if (stream !== undefined) stream.pushCopy(buffer.subarray(0, nread))
+              else shared.early.push(buffer.slice(0, nread))
               return true
             },
           },
@@ -256,7 +256,7 @@ export class TcpClientSession implements TransportClientSession {
     const reader = options.reader
     if (reader !== undefined && filter === undefined) {
       for (const early of reader.early.splice(0)) stream.push(early)
-      reader.sink = (view) => stream.pushCopy(view)
+      reader.stream = stream
     } else if (filter === undefined) {
       socket.on('data', (chunk: Buffer) => {
         readEpoch++
@@ -301,7 +301,8 @@ export class TcpClientSession implements TransportClientSession {
 
   /** True once the session is closed or the connection is gone. */
   get closed(): boolean {
-    return this.closing !== undefined || this.socket.destroyed || !this.socket.writable
+    // A destroyed socket is not writable either (one state object read, not two).
+    return this.closing !== undefined || !this.socket.writable
   }
 
   /** Write `request` and return the connection's response stream. Throws `ConnectionError` if the session is closed. */
@@ -435,7 +436,7 @@ function atEndOfTick(callback: () => void): void {
 
 /** Where a socket reading into the shared buffer hands its bytes (set once the session exists). */
 interface SocketReader {
-  sink: ((view: Uint8Array) => void) | undefined
+  stream: ByteStream | undefined
   early: Uint8Array[]
 }
 
