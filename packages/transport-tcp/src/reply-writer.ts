@@ -83,7 +83,8 @@ export class SocketIo implements ConnectionIo {
 
   write(reply: Uint8Array): Promise<void> | undefined {
     const socket = this.socket
-    if (socket.destroyed || !socket.writable) return undefined
+    // A destroyed socket is not writable either (one state object read, not two).
+    if (!socket.writable) return undefined
     const filtered = this.filter === undefined ? reply : this.filter.output(reply)
     const burst = this.stream.bufferedLength > 0
     if (!this.corked && burst) {
@@ -106,10 +107,12 @@ export class SocketIo implements ConnectionIo {
       return this.drained()
     }
     if (this.batch !== undefined) this.writeBatch()
-    // A small plain Uint8Array lives on V8's heap: node:stream would turn it into a Buffer through
+    // A small plain Uint8Array may live on V8's heap: node:stream would turn it into a Buffer through
     // `.buffer`, which moves it off the heap into a backing store of its own (about 0.25 µs, and
     // each one a separate chunk for writev). A copy into Node's pooled slab costs a fifth of that.
-    const bytes = filtered.length <= ON_HEAP_MAX && !(filtered instanceof Buffer) ? pooledCopy(filtered) : filtered
+    // One at a non-zero offset is a view of an ArrayBuffer that already exists (a marshaller's
+    // frame carved from a slab): written as it is.
+    const bytes = filtered.length <= ON_HEAP_MAX && filtered.byteOffset === 0 && !(filtered instanceof Buffer) ? pooledCopy(filtered) : filtered
     if (socket.write(bytes)) return undefined
     return this.drained()
   }
