@@ -216,7 +216,9 @@ export class ByteStream implements AsyncIterator<Uint8Array>, AsyncIterable<Uint
   /**
    * Push mode: append a copy of `bytes`, for a producer that reuses its buffer (a socket read into
    * one reused buffer). Bytes go straight into a frame being assembled (`expect`) or a slab where
-   * they can, so a large frame arrives with no garbage chunk per read.
+   * they can, so a large frame arrives with no garbage chunk per read. A small frame taken from
+   * such bytes is a view of an 8 KiB slab (as a small `Buffer` is of Node's pool): one kept for
+   * long keeps its slab; `slice()` it to keep only its own bytes.
    */
   pushCopy(bytes: Uint8Array): void {
     this.pushBytes(bytes, false)
